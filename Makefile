@@ -1,0 +1,70 @@
+# dydx-exporter: every entry point a user or CI needs. `make test` and `make demo` work on a fresh
+# Debian machine: they install what is missing (the Python environment, Prometheus, Alertmanager).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: help venv tools lint typecheck check test test-fast demo run simulate bench soak dashboards dashboards-render clean
+
+help:
+	@echo "make demo       simulator + exporter + Prometheus + Alertmanager (+ Grafana if installed), URLs printed"
+	@echo "make test       lint, type-check and the whole test suite (installs everything it needs)"
+	@echo "make run        the exporter against dYdX mainnet"
+	@echo "make simulate   the embedded dYdX v4 indexer simulator alone"
+	@echo "make bench      the benchmark suite (table + bench/results/*.json)"
+	@echo "make soak       the long soak test (SOAK_SECONDS, default 1800)"
+	@echo "make dashboards regenerate grafana/dashboards/*.json from code"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# The real Prometheus, promtool, Alertmanager and amtool, from Debian, when missing.
+tools:
+	@./scripts/ensure-tools.sh
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv
+	$(BIN)/mypy
+
+check: lint typecheck
+
+test: venv tools check
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: venv
+	$(BIN)/pytest -m "not e2e and not slow" $(PYTEST_ARGS)
+
+demo: venv tools
+	$(BIN)/python -m scripts.demo
+
+run: venv
+	$(BIN)/dydx-exporter
+
+simulate: venv
+	$(BIN)/dydx-exporter simulate
+
+bench: venv
+	$(BIN)/python -m bench
+
+soak: venv
+	$(BIN)/python -m tests.soak --seconds $${SOAK_SECONDS:-1800}
+
+dashboards: venv
+	$(BIN)/python -m grafana.build
+
+dashboards-render: venv tools
+	$(BIN)/python -m grafana.render
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache bench/results

@@ -1,0 +1,1 @@
+"""Talking to an indexer: connections, the subscription pool, market discovery."""

@@ -1,0 +1,1 @@
+"""Every metric declared once (catalog) and the hot-path counting behind them (collector)."""

@@ -1,0 +1,213 @@
+"""Channel names, id formats, versions, caps, rate limits, close codes and error texts of the indexer.
+
+Every constant here is quoted from the indexer's source (see shared/dydx-v4-ws-protocol.md); the feed and
+the simulator both use them so the two directions cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+MARKETS: Final = "v4_markets"
+TRADES: Final = "v4_trades"
+ORDERBOOK: Final = "v4_orderbook"
+CANDLES: Final = "v4_candles"
+BLOCK_HEIGHT: Final = "v4_block_height"
+SUBACCOUNTS: Final = "v4_subaccounts"
+PARENT_SUBACCOUNTS: Final = "v4_parent_subaccounts"
+
+ALL_CHANNELS: Final[tuple[str, ...]] = (
+    MARKETS,
+    TRADES,
+    ORDERBOOK,
+    CANDLES,
+    BLOCK_HEIGHT,
+    SUBACCOUNTS,
+    PARENT_SUBACCOUNTS,
+)
+
+#: Channels subscribed without an `id`: sending one makes the server key the subscription under it, so
+#: the snapshot arrives but updates never do.
+CHANNELS_WITHOUT_ID: Final = frozenset({MARKETS, BLOCK_HEIGHT})
+
+#: `version` carried by channel_data / channel_batch_data frames (never by `subscribed`).
+VERSIONS: Final[dict[str, str]] = {
+    ORDERBOOK: "1.0.0",
+    TRADES: "2.1.0",
+    MARKETS: "1.0.0",
+    CANDLES: "1.0.0",
+    BLOCK_HEIGHT: "1.0.0",
+    SUBACCOUNTS: "3.0.0",
+    PARENT_SUBACCOUNTS: "3.0.0",
+}
+
+#: Per-connection, per-channel subscription caps (v4-chain PR #3131).
+SUBSCRIPTION_CAPS: Final[dict[str, int]] = {
+    ORDERBOOK: 32,
+    TRADES: 32,
+    CANDLES: 32,
+    MARKETS: 32,
+    SUBACCOUNTS: 256,
+    PARENT_SUBACCOUNTS: 256,
+    BLOCK_HEIGHT: 1,
+}
+
+#: The id the server uses for block height (the client sends none).
+BLOCK_HEIGHT_ID: Final = "v4_block_height"
+
+CANDLE_RESOLUTIONS: Final[tuple[str, ...]] = ("1MIN", "5MINS", "15MINS", "30MINS", "1HOUR", "4HOURS", "1DAY")
+CANDLE_RESOLUTION_SECONDS: Final[dict[str, int]] = {
+    "1MIN": 60,
+    "5MINS": 300,
+    "15MINS": 900,
+    "30MINS": 1800,
+    "1HOUR": 3600,
+    "4HOURS": 14400,
+    "1DAY": 86400,
+}
+
+#: Subaccount numbers are < 128000; parent subaccount numbers < 128; child = parent + 128 * k, k < 1000.
+MAX_SUBACCOUNT_NUMBER: Final = 128_000
+MAX_PARENT_SUBACCOUNT_NUMBER: Final = 128
+TICKER_RE: Final = re.compile(r"^[A-Z0-9][A-Z0-9.,_-]*-[A-Z0-9]+$")
+ADDRESS_RE: Final = re.compile(r"^dydx1[0-9a-z]{38,58}$")
+
+# Frame `type` values.
+T_CONNECTED: Final = "connected"
+T_SUBSCRIBED: Final = "subscribed"
+T_UNSUBSCRIBED: Final = "unsubscribed"
+T_CHANNEL_DATA: Final = "channel_data"
+T_CHANNEL_BATCH_DATA: Final = "channel_batch_data"
+T_ERROR: Final = "error"
+FRAME_TYPES: Final[tuple[str, ...]] = (
+    T_CONNECTED,
+    T_SUBSCRIBED,
+    T_UNSUBSCRIBED,
+    T_CHANNEL_DATA,
+    T_CHANNEL_BATCH_DATA,
+    T_ERROR,
+)
+
+# Timing, from socks' config defaults.
+BATCH_SEND_INTERVAL_S: Final = 0.25
+SERVER_PING_INTERVAL_S: Final = 30.0
+SERVER_PONG_TIMEOUT_S: Final = 10.0
+#: A client that sees no server ping for this long treats the link as dead (nautilus uses 40 s).
+CLIENT_PING_DEADLINE_S: Final = 40.0
+SNAPSHOT_FETCH_TIMEOUT_S: Final = 5.0
+MARKET_LIST_REFRESH_S: Final = 300.0
+TRADING_DIFF_INTERVAL_S: Final = 30.0
+
+# Rate limits: more than N in a fixed 1 s window closes the connection with 1008.
+SUBSCRIBE_ATTEMPTS_PER_WINDOW: Final = 2
+INVALID_MESSAGES_PER_WINDOW: Final = 2
+RATE_LIMIT_WINDOW_S: Final = 1.0
+
+# Close codes.
+CLOSE_RATE_LIMITED: Final = 1008
+CLOSE_HEARTBEAT_TIMEOUT: Final = 1011
+CLOSE_SERVICE_RESTARTING: Final = 1012
+CLOSE_SEND_ERROR: Final = 4000
+CLOSE_ABNORMAL: Final = 1006
+RATE_LIMITED_REASON: Final = '{"message":"Rate limited"}'
+SERVICE_RESTARTING_REASON: Final = '{"message":"Service restarting"}'
+HEARTBEAT_TIMEOUT_REASON: Final = "Heartbeat timeout"
+
+# REST.
+REST_DEFAULT_LIMIT: Final = 1000
+REST_MAX_LIMIT: Final = 1000
+REST_ORDERBOOK_MAX_LEVELS: Final = 100
+REST_RATE_LIMIT_POINTS: Final = 100
+REST_RATE_LIMIT_WINDOW_S: Final = 10.0
+REST_TOO_MANY_REQUESTS: Final = "Too many requests"
+
+MARKET_STATUSES: Final[tuple[str, ...]] = (
+    "ACTIVE",
+    "PAUSED",
+    "CANCEL_ONLY",
+    "POST_ONLY",
+    "INITIALIZING",
+    "FINAL_SETTLEMENT",
+)
+TRADE_SIDES: Final[tuple[str, ...]] = ("BUY", "SELL")
+TRADE_TYPES: Final[tuple[str, ...]] = ("LIMIT", "LIQUIDATED", "DELEVERAGED", "TWAP_SUBORDER")
+
+
+# Error texts, exact; the functions fill in the substituted values.
+ERR_COULD_NOT_PARSE: Final = "Invalid message: could not parse"
+ERR_TYPE_REQUIRED: Final = "Invalid message: type is required"
+ERR_CHANNEL_REQUIRED: Final = "Invalid subscribe message: channel is required"
+ERR_TOO_MANY_INVALID: Final = "Too many invalid messages. Please reconnect and try again."
+ERR_INTERNAL: Final = "Internal error"
+ERR_GEOBLOCKED_PREFIX: Final = "Because this address appears to be a resident of"
+
+
+def err_invalid_type(message_type: str) -> str:
+    return f"Invalid message type: {message_type}"
+
+
+def err_invalid_channel(channel: str) -> str:
+    return f"Invalid channel: {channel}"
+
+
+def err_invalid_id(sub_id: str) -> str:
+    return f"Invalid id: {sub_id}"
+
+
+def err_invalid_subscription_id(channel: str, sub_id: str) -> str:
+    return f"Invalid subscription id for channel: ({channel}-{sub_id})"
+
+
+def err_already_subscribed(channel: str, sub_id: str) -> str:
+    return f"Invalid subscribe message: already subscribed ({channel}-{sub_id})"
+
+
+def err_could_not_fetch(channel: str) -> str:
+    return f"Internal error, could not fetch data for subscription: {channel}."
+
+
+def err_too_many_subscribes(channel: str, sub_id: str) -> str:
+    # Two spaces before "reconnect": verbatim from socks.
+    return f"Too many subscribe attempts for channel {channel}-{sub_id}. Please  reconnect and try again."
+
+
+def err_subscription_limit(channel: str, limit: int) -> str:
+    return f"Per-connection subscription limit reached for {channel} (limit={limit})."
+
+
+#: Bounded `reason` label values for server error frames, matched by prefix, most specific first.
+ERROR_REASONS: Final[tuple[tuple[str, str], ...]] = (
+    ("Invalid message: could not parse", "invalid_message"),
+    ("Invalid message: type is required", "invalid_message"),
+    ("Invalid message type:", "invalid_message"),
+    ("Invalid subscribe message: channel is required", "invalid_channel"),
+    ("Invalid channel:", "invalid_channel"),
+    ("Invalid id:", "invalid_id"),
+    ("Invalid subscription id for channel:", "invalid_subscription_id"),
+    ("Invalid subscribe message: already subscribed", "already_subscribed"),
+    ("Internal error, could not fetch data for subscription:", "snapshot_fetch_failed"),
+    ("Too many subscribe attempts", "subscribe_rate_limited"),
+    ("Too many invalid messages", "invalid_rate_limited"),
+    ("Per-connection subscription limit reached", "subscription_limit"),
+    ("Because this address appears to be a resident of", "geoblocked"),
+    ("Internal error", "internal_error"),
+)
+ERROR_REASON_OTHER: Final = "other"
+
+
+def classify_error(message: str) -> str:
+    """Map a server error text to a bounded label value (never the text itself)."""
+    for prefix, reason in ERROR_REASONS:
+        if message.startswith(prefix):
+            return reason
+    return ERROR_REASON_OTHER
+
+
+def candle_id(ticker: str, resolution: str) -> str:
+    return f"{ticker}/{resolution}"
+
+
+def trade_id_height(trade_id: str) -> int:
+    """Block height encoded in the first 8 hex digits of a 24-hex trade event id."""
+    return int(trade_id[:8], 16)

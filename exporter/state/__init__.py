@@ -1,0 +1,1 @@
+"""What the stream means: order books, trades, markets, block height; the frame processor."""

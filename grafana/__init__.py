@@ -1,0 +1,1 @@
+"""Grafana dashboards as code: `make dashboards` (python -m grafana.build)."""

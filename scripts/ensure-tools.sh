@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the real Prometheus and Alertmanager from Debian when they are missing.
+# Debian names the Alertmanager binary `prometheus-alertmanager`; tests look for both names.
+set -euo pipefail
+need=()
+command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+{ command -v alertmanager >/dev/null 2>&1 || command -v prometheus-alertmanager >/dev/null 2>&1; } \
+  && command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+  echo "ensure-tools: missing ${need[*]}; install them (Debian: apt-get install ${need[*]}) or put them on PATH" >&2
+  exit 1
+fi
+echo "ensure-tools: installing ${need[*]} from Debian"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# --no-install-recommends keeps node-exporter and friends out; policy-rc.d stops the packages from
+# starting their own system services on ports the tests want.
+printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d
+trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
