@@ -1,0 +1,407 @@
+"""The consumers under test, each run in its own process against the same loopback source.
+
+- `bare`: aiohttp's WebSocket client + orjson, decode and count: the practical limit of the exporter's
+  client library.
+- `naive`: what people write first: the `websockets` client, stdlib `json`, a dict book whose best prices
+  are recomputed with max()/min(), and prometheus_client `.labels()` on every update.
+- `pipeline`: the exporter's pipeline: aiohttp receive loop → `Processor.handle` (decode, validate, message
+  ids, books, trades, every metric through the real `Collector`).
+
+Timing starts at the first data frame (after `connected` and every `subscribed`), so snapshots are not in
+the figures, and ends when the source closes. CPU is this process' `time.process_time()` (user + system,
+receive included).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import time
+from array import array
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import aiohttp
+import orjson
+
+from bench.procs import rss_bytes
+from bench.workload import Workload
+from exporter.protocol import channels as ch
+
+LINK: Final = "conn-0"
+CONSUMERS: Final = ("bare", "naive", "pipeline")
+PIPELINE_CHANNELS: Final = (ch.MARKETS, ch.BLOCK_HEIGHT, ch.ORDERBOOK, ch.TRADES, ch.CANDLES)
+LAG_TICK_S: Final = 0.0005
+LAG_RECORD_ABOVE_S: Final = 0.001
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    url: str
+    workload: Workload
+    #: Record the time from receipt to handled of every data frame (pipeline only).
+    record_latency: bool = False
+    #: Serve /metrics and have the source scrape it every `scrape_interval` seconds (pipeline only).
+    scrape_interval: float = 0.0
+    #: Run a ticker task that measures how late the event loop wakes it.
+    measure_loop_lag: bool = False
+    #: Data-frame counts at which to sample RSS.
+    rss_marks: tuple[int, ...] = ()
+
+
+@dataclass
+class RunResult:
+    consumer: str
+    frames: int = 0
+    wall_seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    rss_start: int = 0
+    rss_end: int = 0
+    rss_marks: dict[int, int] = field(default_factory=dict)
+    latency_ns: list[int] = field(default_factory=list)
+    lag_events: list[tuple[float, float]] = field(default_factory=list)
+    lag_max_s: float = 0.0
+    lag_ticks: int = 0
+    metrics_updates: float | None = None
+    metrics_url: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class _Meter:
+    """Counts data frames, starts the clocks at the first one, samples RSS at the marks."""
+
+    def __init__(self, result: RunResult, preamble: int, rss_marks: Sequence[int]) -> None:
+        self.result = result
+        self._preamble = preamble
+        self._seen = 0
+        self._marks = sorted(rss_marks)
+        self._t0 = 0.0
+        self._cpu0 = 0.0
+
+    def frame(self) -> None:
+        self._seen += 1
+        data_frames = self._seen - self._preamble
+        if data_frames == 1:
+            self._t0, self._cpu0 = time.perf_counter(), time.process_time()
+            self.result.rss_start = rss_bytes()
+        if self._marks and data_frames == self._marks[0]:
+            self.result.rss_marks[self._marks.pop(0)] = rss_bytes()
+
+    def finish(self) -> None:
+        r = self.result
+        r.frames = max(0, self._seen - self._preamble)
+        if r.frames:
+            r.wall_seconds = time.perf_counter() - self._t0
+            r.cpu_seconds = time.process_time() - self._cpu0
+        r.rss_end = rss_bytes()
+
+
+def subscribe_messages(workload: Workload) -> list[bytes]:
+    return [orjson.dumps(s.request(workload.batched)) for s in workload.subscriptions]
+
+
+async def _loop_lag(result: RunResult) -> None:
+    """Wake every LAG_TICK_S and record how late the loop was.
+
+    time.monotonic() is CLOCK_MONOTONIC, so these times compare with the scrape times the source records.
+    """
+    expected = time.monotonic() + LAG_TICK_S
+    while True:
+        await asyncio.sleep(LAG_TICK_S)
+        now = time.monotonic()
+        lag = now - expected
+        result.lag_ticks += 1
+        if lag > result.lag_max_s:
+            result.lag_max_s = lag
+        if lag > LAG_RECORD_ABOVE_S:
+            result.lag_events.append((now, lag))
+        expected = now + LAG_TICK_S
+
+
+# -- bare ----------------------------------------------------------------------------------------------
+
+
+async def _bare(spec: ConsumerSpec) -> RunResult:
+    result = RunResult("bare")
+    meter = _Meter(result, 1 + len(spec.workload.subscriptions), spec.rss_marks)
+    loads = orjson.loads
+    text = aiohttp.WSMsgType.TEXT
+    updates = 0
+    async with aiohttp.ClientSession() as session, session.ws_connect(spec.url, max_msg_size=0) as ws:
+        for raw in subscribe_messages(spec.workload):
+            await ws.send_bytes(raw)
+        while True:
+            msg = await ws.receive()
+            if msg.type is not text:
+                break
+            frame = loads(msg.data)
+            kind = frame["type"]
+            if kind == "channel_data":
+                updates += 1
+            elif kind == "channel_batch_data":
+                updates += len(frame["contents"])
+            meter.frame()
+    meter.finish()
+    result.metrics_updates = float(updates)
+    return result
+
+
+# -- null --------------------------------------------------------------------------------------------
+
+
+async def _null(spec: ConsumerSpec) -> RunResult:
+    """Reads and discards bytes after a hand-made handshake: measures what the source can deliver."""
+    import base64
+    import os
+    import struct
+    from urllib.parse import urlsplit
+
+    result = RunResult("null")
+    parts = urlsplit(spec.url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    try:
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(
+            (
+                f"GET {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        await reader.readuntil(b"\r\n\r\n")
+        for raw in subscribe_messages(spec.workload):
+            # Client frames must be masked; an all-zero mask key leaves the payload as it is.
+            header = (
+                struct.pack("!BB", 0x81, 0x80 | 126) + struct.pack("!H", len(raw))
+                if len(raw) >= 126
+                else (struct.pack("!BB", 0x81, 0x80 | len(raw)))
+            )
+            writer.write(header + b"\0\0\0\0" + raw)
+        received = 0
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        while chunk := await reader.read(1 << 20):
+            received += len(chunk)
+        result.wall_seconds = time.perf_counter() - t0
+        result.cpu_seconds = time.process_time() - cpu0
+        result.metrics_updates = float(received)
+    finally:
+        writer.close()
+    return result
+
+
+# -- naive ---------------------------------------------------------------------------------------------
+
+
+class _NaiveConsumer:
+    """The consumer of the kind people write first. Deliberately ordinary, not deliberately slow."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        r = CollectorRegistry()
+        self.registry = r
+        self.messages = Counter("naive_ws_messages_total", "Frames", ["channel", "type"], registry=r)
+        self.updates = Counter("naive_updates_total", "Updates", ["channel"], registry=r)
+        self.trades = Counter("naive_trades_total", "Trades", ["market", "side"], registry=r)
+        self.volume = Counter("naive_trade_volume_total", "Volume", ["market", "side"], registry=r)
+        self.notional = Counter("naive_trade_notional_total", "Notional", ["market", "side"], registry=r)
+        self.last_trade = Gauge("naive_last_trade_price", "Last trade", ["market"], registry=r)
+        self.best = Gauge("naive_orderbook_best_price", "Best", ["market", "side"], registry=r)
+        self.levels = Gauge("naive_orderbook_levels", "Levels", ["market", "side"], registry=r)
+        self.oracle = Gauge("naive_oracle_price", "Oracle", ["market"], registry=r)
+        self.candle_close = Gauge("naive_candle_close", "Candle close", ["market"], registry=r)
+        self.height = Gauge("naive_block_height", "Height", registry=r)
+        self.processing = Histogram("naive_processing_seconds", "Processing", ["channel"], registry=r)
+        self.books: dict[str, dict[str, dict[float, float]]] = {}
+
+    def handle(self, raw: str | bytes) -> None:
+        started = time.perf_counter()
+        msg = json.loads(raw)
+        kind = msg["type"]
+        channel = msg.get("channel", "")
+        self.messages.labels(channel, kind).inc()
+        if kind == "subscribed" and channel == ch.ORDERBOOK:
+            book = self.books[msg["id"]] = {"bids": {}, "asks": {}}
+            for side in ("bids", "asks"):
+                for level in msg["contents"].get(side, []):
+                    book[side][float(level["price"])] = float(level["size"])
+        elif kind == "channel_data":
+            self.apply(channel, msg.get("id"), msg["contents"])
+        elif kind == "channel_batch_data":
+            for contents in msg["contents"]:
+                self.apply(channel, msg.get("id"), contents)
+        self.processing.labels(channel).observe(time.perf_counter() - started)
+
+    def apply(self, channel: str, sub_id: str | None, contents: dict[str, Any]) -> None:
+        self.updates.labels(channel).inc()
+        if channel == ch.ORDERBOOK and sub_id is not None:
+            book = self.books.setdefault(sub_id, {"bids": {}, "asks": {}})
+            for side in ("bids", "asks"):
+                for price, size in contents.get(side, []):
+                    levels = book[side]
+                    if float(size) == 0:
+                        levels.pop(float(price), None)
+                    else:
+                        levels[float(price)] = float(size)
+                    if levels:
+                        best = max(levels) if side == "bids" else min(levels)
+                        self.best.labels(sub_id, side).set(best)
+                    self.levels.labels(sub_id, side).set(len(levels))
+        elif channel == ch.TRADES and sub_id is not None:
+            for trade in contents["trades"]:
+                size, price = float(trade["size"]), float(trade["price"])
+                side = trade["side"]
+                self.trades.labels(sub_id, side).inc()
+                self.volume.labels(sub_id, side).inc(size)
+                self.notional.labels(sub_id, side).inc(size * price)
+                self.last_trade.labels(sub_id).set(price)
+        elif channel == ch.MARKETS:
+            for ticker, oracle in contents.get("oraclePrices", {}).items():
+                self.oracle.labels(ticker).set(float(oracle["oraclePrice"]))
+        elif channel == ch.CANDLES:
+            self.candle_close.labels(contents["ticker"]).set(float(contents["close"]))
+        elif channel == ch.BLOCK_HEIGHT:
+            self.height.set(float(contents["blockHeight"]))
+
+
+async def _naive(spec: ConsumerSpec) -> RunResult:
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    result = RunResult("naive")
+    meter = _Meter(result, 1 + len(spec.workload.subscriptions), spec.rss_marks)
+    consumer = _NaiveConsumer()
+    async with connect(spec.url, max_size=None, compression=None, ping_interval=None) as ws:
+        for raw in subscribe_messages(spec.workload):
+            await ws.send(raw.decode())
+        try:
+            async for message in ws:
+                consumer.handle(message)
+                meter.frame()
+        except ConnectionClosed:
+            pass
+    meter.finish()
+    result.metrics_updates = sum(
+        s.value
+        for metric in consumer.registry.collect()
+        if metric.name == "naive_updates"
+        for s in metric.samples
+        if s.name == "naive_updates_total"
+    )
+    return result
+
+
+# -- pipeline ------------------------------------------------------------------------------------------
+
+
+def build_pipeline(workload: Workload) -> tuple[Any, Any]:
+    """The exporter's Processor and Collector, loaded with the workload's markets, link `conn-0` open."""
+    from exporter.state.processor import Processor
+
+    from exporter.metrics.collector import Collector
+
+    collector = Collector(version="bench", channels=PIPELINE_CHANNELS)
+    processor = Processor(collector)
+    processor.load_markets(workload.perpetual_markets)
+    processor.link_opened(LINK)
+    return processor, collector
+
+
+def updates_counted(registry: Any) -> float:
+    """sum(dydx_updates_total) read from a registry, the way a scrape would."""
+    total = 0.0
+    for metric in registry.collect():
+        for sample in metric.samples:
+            if sample.name == "dydx_updates_total":
+                total += sample.value
+    return total
+
+
+async def _pipeline(spec: ConsumerSpec) -> RunResult:
+    result = RunResult("pipeline")
+    processor, collector = build_pipeline(spec.workload)
+    meter = _Meter(result, 1 + len(spec.workload.subscriptions), spec.rss_marks)
+    tasks: list[asyncio.Task[None]] = []
+    web_server: Any = None
+    if spec.measure_loop_lag:
+        tasks.append(asyncio.create_task(_loop_lag(result)))
+    try:
+        if spec.scrape_interval > 0:
+            from exporter.web.app import WebServer
+
+            web_server = WebServer("127.0.0.1", 0, "/metrics", collector.registry, [processor])
+            await web_server.start()
+            result.metrics_url = f"http://127.0.0.1:{web_server.port}/metrics"
+        async with aiohttp.ClientSession() as session, session.ws_connect(spec.url, max_msg_size=0) as ws:
+            if result.metrics_url:
+                control = {
+                    "type": "bench_scrape",
+                    "url": result.metrics_url,
+                    "interval": spec.scrape_interval,
+                }
+                await ws.send_bytes(orjson.dumps(control))
+            for raw in subscribe_messages(spec.workload):
+                await ws.send_bytes(raw)
+            if spec.record_latency:
+                await _pipeline_timed(ws, processor.handle, meter, result)
+            else:
+                await _pipeline_plain(ws, processor.handle, meter)
+        meter.finish()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if web_server is not None:
+            await web_server.stop()
+    result.metrics_updates = updates_counted(collector.registry)
+    return result
+
+
+async def _pipeline_plain(
+    ws: aiohttp.ClientWebSocketResponse, handle: Callable[..., Any], meter: _Meter
+) -> None:
+    text = aiohttp.WSMsgType.TEXT
+    now = time.time
+    while True:
+        msg = await ws.receive()
+        if msg.type is not text:
+            break
+        handle(LINK, msg.data, now())
+        meter.frame()
+
+
+async def _pipeline_timed(
+    ws: aiohttp.ClientWebSocketResponse, handle: Callable[..., Any], meter: _Meter, result: RunResult
+) -> None:
+    text = aiohttp.WSMsgType.TEXT
+    now = time.time
+    clock = time.perf_counter_ns
+    samples = array("q")
+    while True:
+        msg = await ws.receive()
+        received = clock()
+        if msg.type is not text:
+            break
+        handle(LINK, msg.data, now())
+        samples.append(clock() - received)
+        meter.frame()
+    # Drop the preamble (connected + subscribed with snapshots): they are not data frames.
+    result.latency_ns = samples[meter._preamble :].tolist()
+
+
+_RUNNERS: Final[dict[str, Callable[[ConsumerSpec], Any]]] = {
+    "null": _null,
+    "bare": _bare,
+    "naive": _naive,
+    "pipeline": _pipeline,
+}
+
+
+def consume(kind: str, spec: ConsumerSpec) -> dict[str, Any]:
+    """Entry point of a consumer process: run `kind` against the source at spec.url, return its figures."""
+    gc.collect()
+    result: RunResult = asyncio.run(_RUNNERS[kind](spec))
+    return result.as_dict()

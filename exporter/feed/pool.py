@@ -1,0 +1,202 @@
+"""Subscriptions spread over as many links as the per-channel cap requires, paced under the rate limit.
+
+Placement is sticky: a subscription stays on its link until its market goes away, so a listing or a
+delisting never moves (and re-snapshots) anything else. `v4_markets` and `v4_block_height` live on
+conn-0; per-market channels fill links in order, at most `max_subscriptions` (32) per channel per link.
+With the default channels and N markets that is ceil(N / 32) links: 9 for about 270 markets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable, Iterable
+
+import aiohttp
+import structlog
+
+from exporter.config import Settings
+from exporter.feed.backoff import Pacer
+from exporter.feed.connection import SUB_STATES, Link, SubKey
+from exporter.feed.sink import FeedObserver, FrameSink, MarketsChanged
+from exporter.protocol import channels as ch
+
+# exporter.logs.get_logger passes `logger=` twice to structlog; bind the name as context instead.
+log: structlog.typing.FilteringBoundLogger = structlog.get_logger().bind(logger=__name__)
+
+
+def market_keys(settings: Settings, ticker: str) -> list[SubKey]:
+    """Every subscription one market needs under `settings` (candles once per resolution)."""
+    keys: list[SubKey] = []
+    for channel in settings.market_channels:
+        if channel == ch.CANDLES:
+            keys.extend((channel, ch.candle_id(ticker, r)) for r in settings.candle_resolutions)
+        else:
+            keys.append((channel, ticker))
+    return keys
+
+
+def global_keys(settings: Settings) -> list[SubKey]:
+    return [(c, None) for c in settings.channels if c in ch.CHANNELS_WITHOUT_ID]
+
+
+def links_needed(settings: Settings, market_count: int) -> int:
+    """How many links `market_count` markets take (the planning rule the pool follows)."""
+    # Each channel needs ceil(subs / cap) links; candles carry one subscription per resolution.
+    worst = 0
+    for channel in settings.market_channels:
+        per_market = len(settings.candle_resolutions) if channel == ch.CANDLES else 1
+        cap = min(settings.feed.max_subscriptions, ch.SUBSCRIPTION_CAPS[channel])
+        worst = max(worst, -(-market_count * per_market // cap))
+    return max(1, worst)
+
+
+class Pool:
+    """Owns the links. `set_markets` says which markets are wanted; the pool does the rest."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        session: aiohttp.ClientSession,
+        sink: FrameSink,
+        observer: FeedObserver,
+    ) -> None:
+        self._settings = settings
+        self._session = session
+        self._sink = sink
+        self._observer = observer
+        rate = settings.feed.subscribe_rate
+        self._pacer = Pacer(rate, burst=max(1, int(rate / 4)))
+        self._links: list[Link] = []
+        self._placement: dict[SubKey, Link] = {}
+        self._caps: dict[tuple[str, str], int] = {}  # (link, channel) → cap lowered by the server
+        self._markets: frozenset[str] = frozenset()
+        self._markets_known = False
+        self._started = False
+        self.on_markets_changed: Callable[[MarketsChanged], None] | None = None
+
+    @property
+    def links(self) -> tuple[Link, ...]:
+        return tuple(self._links)
+
+    @property
+    def markets(self) -> frozenset[str]:
+        return self._markets
+
+    def link_of(self, key: SubKey) -> Link | None:
+        return self._placement.get(key)
+
+    async def start(self) -> None:
+        self._started = True
+        first = self._links[0] if self._links else self._new_link()
+        first.want(global_keys(self._settings))
+        for key in global_keys(self._settings):
+            self._placement[key] = first
+        for link in self._links:
+            link.launch()
+        self.subscriptions_changed()
+
+    async def stop(self) -> None:
+        self._started = False
+        await asyncio.gather(*(link.stop() for link in self._links), return_exceptions=True)
+        self._observer.component_up("websocket", False)
+
+    # --- what discovery drives -----------------------------------------------------------------------
+
+    def set_markets(self, tickers: Iterable[str]) -> None:
+        wanted = frozenset(tickers)
+        self._markets_known = True
+        removed = self._markets - wanted
+        added = sorted(wanted - self._markets)
+        self._markets = wanted
+        if removed:
+            by_link: dict[Link, list[SubKey]] = {}
+            for ticker in removed:
+                for key in market_keys(self._settings, ticker):
+                    link = self._placement.pop(key, None)
+                    if link is not None:
+                        by_link.setdefault(link, []).append(key)
+            for link, keys in by_link.items():
+                link.unwant(keys)
+            for ticker in removed:
+                self._sink.forget_market(ticker)
+            log.info("markets_removed", count=len(removed), markets=sorted(removed)[:20])
+        if added:
+            for ticker in added:
+                for key in market_keys(self._settings, ticker):
+                    self._place(key)
+            log.info("markets_added", count=len(added), markets=added[:20], links=len(self._links))
+        self.subscriptions_changed()
+
+    def retry_given_up(self) -> None:
+        for link in self._links:
+            link.retry_given_up()
+
+    # --- LinkEvents ----------------------------------------------------------------------------------
+
+    def markets_changed(self, change: MarketsChanged) -> None:
+        if self.on_markets_changed is not None:
+            self.on_markets_changed(change)
+
+    def subscriptions_changed(self) -> None:
+        counts: Counter[tuple[str, str]] = Counter()
+        for channel in self._settings.channels:
+            for state in SUB_STATES:
+                counts[(channel, state)] = 0
+        for link in self._links:
+            counts.update(link.counts())
+        self._observer.subscriptions(counts)
+        # Up while any link is (the catalog's definition); a partial outage shows in dydx_ws_connected
+        # and /readyz.
+        self._observer.component_up("websocket", any(link.up for link in self._links))
+
+    def limit_reached(self, link: Link, key: SubKey) -> None:
+        """The server refused one more subscription on `link`: lower its cap and move the key."""
+        channel = key[0]
+        active = sum(1 for k in link.keys if k[0] == channel and link.state_of(k) == "active")
+        self._caps[(link.name, channel)] = max(0, active)
+        link.unwant([key])
+        self._placement.pop(key, None)
+        log.warning("subscription_limit_reached", link=link.name, channel=channel, cap=active)
+        self._place(key)
+
+    # --- readiness -----------------------------------------------------------------------------------
+
+    def not_ready_reasons(self, now: float) -> list[str]:
+        reasons: list[str] = []
+        if self._settings.market_channels and not self._markets_known:
+            reasons.append("no market list yet (REST discovery or v4_markets snapshot)")
+        for link in self._links:
+            reasons.extend(link.not_ready_reasons())
+        return reasons
+
+    # --- placement -----------------------------------------------------------------------------------
+
+    def _cap(self, link: Link, channel: str) -> int:
+        cap = min(self._settings.feed.max_subscriptions, ch.SUBSCRIPTION_CAPS[channel])
+        return min(cap, self._caps.get((link.name, channel), cap))
+
+    def _place(self, key: SubKey) -> None:
+        channel = key[0]
+        for link in self._links:
+            if link.count(channel) < self._cap(link, channel):
+                break
+        else:
+            link = self._new_link()
+            if self._started:
+                link.launch()
+        link.want([key])
+        self._placement[key] = link
+
+    def _new_link(self) -> Link:
+        link = Link(
+            f"conn-{len(self._links)}",
+            self._settings.feed,
+            self._session,
+            self._sink,
+            self._observer,
+            self._pacer,
+            self,
+        )
+        self._links.append(link)
+        return link

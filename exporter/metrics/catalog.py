@@ -1,0 +1,431 @@
+"""Every metric the exporter exposes, declared once: name, type, help text, label names and buckets.
+
+Names are a contract (dashboards, alert rules and outside checks use them): add freely, rename never.
+The Collector renders exactly these families, in this order; docs/metrics.md documents each of them and
+tests/unit/test_metrics_doc.py fails when one is missing there (or from the README's table).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+Kind = Literal["counter", "gauge", "histogram", "info"]
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    """One metric family. Counter names carry their `_total` suffix; `info` renders as a gauge of value 1
+    in the Prometheus text format and as an OpenMetrics info family (name without `_info`)."""
+
+    name: str
+    kind: Kind
+    help: str
+    labels: tuple[str, ...] = ()
+    buckets: tuple[float, ...] = ()
+
+    @property
+    def family(self) -> str:
+        """The OpenMetrics family name: counters lose `_total`, info metrics lose `_info`."""
+        if self.kind == "counter" and self.name.endswith("_total"):
+            return self.name[: -len("_total")]
+        if self.kind == "info" and self.name.endswith("_info"):
+            return self.name[: -len("_info")]
+        return self.name
+
+
+def _decades(mantissas: tuple[float, ...], scales: tuple[float, ...], upto: float) -> tuple[float, ...]:
+    values = {round(m * s, 6) for s in scales for m in mantissas}
+    return tuple(sorted(v for v in values if v <= upto))
+
+
+# Feed lag spans ~10 ms (healthy, same region) to minutes (a stalled indexer). Above 0.1 s consecutive
+# bounds differ by at most 14%, so histogram_quantile's linear interpolation inside one bucket is off by at
+# most ~7% of the true value: a simulated lag of L seconds reads within 10% of L up to 60 s.
+_FINE_MANTISSAS: Final = (
+    1.0, 1.1, 1.25, 1.4, 1.6, 1.8, 2.0, 2.25, 2.5, 2.8, 3.2, 3.6, 4.0, 4.5, 5.0, 5.5, 6.3, 7.0, 8.0, 9.0,
+)  # fmt: skip
+FEED_LATENCY_BUCKETS: Final[tuple[float, ...]] = (
+    *(0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09),
+    *_decades(_FINE_MANTISSAS, (0.1, 1.0, 10.0), 60.0),
+    *(60.0, 65.0, 70.0, 80.0, 90.0, 120.0, 180.0, 300.0, 600.0),
+)
+# Decode → state → metrics is a few microseconds per frame; the top buckets catch snapshots (hundreds of
+# KB) and a loop held up by something else.
+PROCESSING_BUCKETS: Final[tuple[float, ...]] = (
+    0.000002, 0.000005, 0.00001, 0.00002, 0.00003, 0.00005, 0.000075, 0.0001, 0.0002, 0.0005,
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+)  # fmt: skip
+# Loopback to a remote indexer: sub-millisecond to seconds (the server drops us at 10 s without a pong).
+PING_RTT_BUCKETS: Final[tuple[float, ...]] = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0,
+    5.0, 10.0,
+)  # fmt: skip
+REST_DURATION_BUCKETS: Final[tuple[float, ...]] = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
+LOOP_LAG_BUCKETS: Final[tuple[float, ...]] = (
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+)  # fmt: skip
+
+# --- Throughput -----------------------------------------------------------------------------------------
+WS_MESSAGES = MetricSpec(
+    "dydx_ws_messages_total",
+    "counter",
+    "WebSocket frames received, by channel and frame type (channel none for connected and error frames "
+    "without one).",
+    ("channel", "type"),
+)
+WS_RECEIVED_BYTES = MetricSpec(
+    "dydx_ws_received_bytes_total",
+    "counter",
+    "Payload bytes of received WebSocket frames (characters for text frames; the feed is ASCII).",
+)
+UPDATES = MetricSpec(
+    "dydx_updates_total",
+    "counter",
+    "Data updates received, by channel; each element of a batched contents array counts once.",
+    ("channel",),
+)
+TRADES = MetricSpec(
+    "dydx_trades_total",
+    "counter",
+    "Live trades (taker fills), de-duplicated by id, by market and taker side; snapshot rows never count.",
+    ("market", "side"),
+)
+TRADE_VOLUME = MetricSpec(
+    "dydx_trade_volume_total",
+    "counter",
+    "Traded size in base units of live trades, by market and taker side.",
+    ("market", "side"),
+)
+TRADE_NOTIONAL = MetricSpec(
+    "dydx_trade_notional_total",
+    "counter",
+    "Traded notional (price times size) in quote units of live trades, by market and taker side.",
+    ("market", "side"),
+)
+
+# --- Latency --------------------------------------------------------------------------------------------
+FEED_LATENCY = MetricSpec(
+    "dydx_feed_latency_seconds",
+    "histogram",
+    "Exchange event time to receipt: trade createdAt, block time, oracle effectiveAt; candles carry no "
+    "event time and use the newest exchange time seen on any channel.",
+    ("channel",),
+    FEED_LATENCY_BUCKETS,
+)
+PROCESSING = MetricSpec(
+    "dydx_processing_seconds",
+    "histogram",
+    "Receipt of a frame to its metrics updated (decode, state, counting), by channel.",
+    ("channel",),
+    PROCESSING_BUCKETS,
+)
+PING_RTT = MetricSpec(
+    "dydx_ws_ping_rtt_seconds",
+    "histogram",
+    "Round trip of the exporter's own WebSocket pings.",
+    (),
+    PING_RTT_BUCKETS,
+)
+
+# --- Errors ---------------------------------------------------------------------------------------------
+WS_ERRORS = MetricSpec(
+    "dydx_ws_errors_total",
+    "counter",
+    "Error frames sent by the server, by bounded reason (never the message text).",
+    ("reason",),
+)
+MESSAGES_INVALID = MetricSpec(
+    "dydx_messages_invalid_total",
+    "counter",
+    "Frames or updates rejected by the exporter (not JSON, wrong types, missing fields, bad numbers, "
+    "oversized, unknown channel or market), by channel (unknown when not known yet) and reason.",
+    ("channel", "reason"),
+)
+CONNECTION_FAILURES = MetricSpec(
+    "dydx_ws_connection_failures_total",
+    "counter",
+    "Failed WebSocket connection attempts, by reason.",
+    ("reason",),
+)
+DISCONNECTS = MetricSpec(
+    "dydx_ws_disconnects_total",
+    "counter",
+    "WebSocket disconnections, by close code (1006 for a drop without a close frame).",
+    ("code",),
+)
+RECONNECTS = MetricSpec(
+    "dydx_ws_reconnects_total",
+    "counter",
+    "WebSocket links that came back after having been up.",
+)
+MESSAGE_ID_GAPS = MetricSpec(
+    "dydx_message_id_gaps_total",
+    "counter",
+    "Message ids never received on a healthy connection within the grace window (lost frames).",
+)
+TRADES_DUPLICATE = MetricSpec(
+    "dydx_trades_duplicate_total",
+    "counter",
+    "Live trades dropped because their id was already seen (snapshot or earlier update).",
+)
+SUBSCRIPTION_FAILURES = MetricSpec(
+    "dydx_subscription_failures_total",
+    "counter",
+    "Failed subscriptions, by channel and bounded reason.",
+    ("channel", "reason"),
+)
+
+# --- Status ---------------------------------------------------------------------------------------------
+COMPONENT_UP = MetricSpec(
+    "dydx_component_up",
+    "gauge",
+    "1 when the component works: websocket (a link is connected), rest (discovery answers), processor "
+    "(data is fresh).",
+    ("component",),
+)
+WS_CONNECTED = MetricSpec(
+    "dydx_ws_connected",
+    "gauge",
+    "1 while the named WebSocket link of the pool is connected.",
+    ("connection",),
+)
+SUBSCRIPTIONS = MetricSpec(
+    "dydx_subscriptions",
+    "gauge",
+    "Subscriptions by channel and state (active, pending, failed).",
+    ("channel", "state"),
+)
+LAST_MESSAGE = MetricSpec(
+    "dydx_last_message_timestamp_seconds",
+    "gauge",
+    "Unix time of the last snapshot or data frame received, by channel (0 before the first one).",
+    ("channel",),
+)
+BLOCK_HEIGHT = MetricSpec(
+    "dydx_block_height",
+    "gauge",
+    "Latest block height from v4_block_height (0 before the first one).",
+)
+BLOCK_TIMESTAMP = MetricSpec(
+    "dydx_block_timestamp_seconds",
+    "gauge",
+    "Unix time of the latest block from v4_block_height (0 before the first one).",
+)
+BUILD_INFO = MetricSpec(
+    "dydx_exporter_build_info",
+    "info",
+    "Always 1; the version label is the exporter's version.",
+    ("version",),
+)
+MARKET_INFO = MetricSpec(
+    "dydx_market_info",
+    "info",
+    "Always 1 for every listed market; the status label is its market status.",
+    ("market", "status"),
+)
+
+# --- Data quality ---------------------------------------------------------------------------------------
+BOOK_CROSSED = MetricSpec(
+    "dydx_orderbook_crossed",
+    "gauge",
+    "1 while the order book as delivered by the feed is crossed (best bid >= best ask).",
+    ("market",),
+)
+BOOK_CROSSED_EPISODES = MetricSpec(
+    "dydx_orderbook_crossed_total",
+    "counter",
+    "Crossing episodes of the order book as delivered (transitions into crossed).",
+    ("market",),
+)
+BOOK_CROSSED_SECONDS = MetricSpec(
+    "dydx_orderbook_crossed_seconds_total",
+    "counter",
+    "Seconds the order book as delivered spent crossed.",
+    ("market",),
+)
+BOOK_BEST_PRICE = MetricSpec(
+    "dydx_orderbook_best_price",
+    "gauge",
+    "Best price of the uncrossed book (official recipe: drop the older top level by message id), by side "
+    "(bid, ask); absent while that side is empty.",
+    ("market", "side"),
+)
+BOOK_SPREAD_RATIO = MetricSpec(
+    "dydx_orderbook_spread_ratio",
+    "gauge",
+    "(best ask - best bid) / mid price of the uncrossed book; absent while a side is empty.",
+    ("market",),
+)
+BOOK_LEVELS = MetricSpec(
+    "dydx_orderbook_levels",
+    "gauge",
+    "Price levels held in the book as delivered, by side (bid, ask).",
+    ("market", "side"),
+)
+BOOK_RESYNCS = MetricSpec(
+    "dydx_orderbook_resyncs_total",
+    "counter",
+    "Order book re-snapshots, by reason (reconnect: after the link dropped; resubscribe: on the same link).",
+    ("market", "reason"),
+)
+ORACLE_PRICE = MetricSpec(
+    "dydx_oracle_price",
+    "gauge",
+    "Latest oracle price, by market; absent before the first one.",
+    ("market",),
+)
+LAST_TRADE_PRICE = MetricSpec(
+    "dydx_last_trade_price",
+    "gauge",
+    "Price of the latest live trade, by market; absent before the first one.",
+    ("market",),
+)
+
+# --- The exporter itself --------------------------------------------------------------------------------
+REST_REQUESTS = MetricSpec(
+    "dydx_rest_requests_total",
+    "counter",
+    "REST requests to the indexer, by route template and HTTP status (or error class).",
+    ("endpoint", "code"),
+)
+REST_DURATION = MetricSpec(
+    "dydx_rest_request_duration_seconds",
+    "histogram",
+    "Duration of REST requests to the indexer, by route template.",
+    ("endpoint",),
+    REST_DURATION_BUCKETS,
+)
+LOOP_LAG = MetricSpec(
+    "dydx_exporter_event_loop_lag_seconds",
+    "histogram",
+    "How late the event loop woke a periodic probe (time the loop was held up).",
+    (),
+    LOOP_LAG_BUCKETS,
+)
+SCRAPE_DURATION = MetricSpec(
+    "dydx_exporter_scrape_duration_seconds",
+    "gauge",
+    "Wall time of the previous /metrics render (including the yields that let the feed run).",
+)
+SCRAPE_SIZE = MetricSpec(
+    "dydx_exporter_scrape_size_bytes",
+    "gauge",
+    "Uncompressed size of the previous /metrics body.",
+)
+
+#: Every family, in exposition order.
+CATALOG: Final[tuple[MetricSpec, ...]] = (
+    BUILD_INFO,
+    COMPONENT_UP,
+    WS_CONNECTED,
+    SUBSCRIPTIONS,
+    WS_MESSAGES,
+    WS_RECEIVED_BYTES,
+    UPDATES,
+    LAST_MESSAGE,
+    WS_ERRORS,
+    MESSAGES_INVALID,
+    CONNECTION_FAILURES,
+    DISCONNECTS,
+    RECONNECTS,
+    MESSAGE_ID_GAPS,
+    SUBSCRIPTION_FAILURES,
+    PING_RTT,
+    FEED_LATENCY,
+    PROCESSING,
+    BLOCK_HEIGHT,
+    BLOCK_TIMESTAMP,
+    MARKET_INFO,
+    ORACLE_PRICE,
+    TRADES,
+    TRADE_VOLUME,
+    TRADE_NOTIONAL,
+    TRADES_DUPLICATE,
+    LAST_TRADE_PRICE,
+    BOOK_CROSSED,
+    BOOK_CROSSED_EPISODES,
+    BOOK_CROSSED_SECONDS,
+    BOOK_BEST_PRICE,
+    BOOK_SPREAD_RATIO,
+    BOOK_LEVELS,
+    BOOK_RESYNCS,
+    REST_REQUESTS,
+    REST_DURATION,
+    LOOP_LAG,
+    SCRAPE_DURATION,
+    SCRAPE_SIZE,
+)
+
+# Bounded label values that exist from the start (created at zero).
+INVALID_REASONS: Final[tuple[str, ...]] = (
+    "oversized",
+    "not_json",
+    "not_object",
+    "unknown_type",
+    "unknown_channel",
+    "missing_field",
+    "wrong_type",
+    "bad_number",
+    "bad_message_id",
+    "unknown_market",
+    "no_snapshot",
+    "processing_error",
+)
+#: The `channel` label of a frame rejected before its channel is known.
+UNKNOWN_CHANNEL: Final = "unknown"
+#: The `channel` label of frames that carry none (connected, most errors).
+NO_CHANNEL: Final = "none"
+CONNECTION_FAILURE_REASONS: Final[tuple[str, ...]] = (
+    "dns", "refused", "timeout", "tls", "http_429", "http_error", "handshake", "reset", "other",
+)  # fmt: skip
+DISCONNECT_CODES: Final[tuple[str, ...]] = ("1000", "1006", "1008", "1011", "1012", "4000")
+SUBSCRIPTION_STATES: Final[tuple[str, ...]] = ("active", "pending", "failed")
+SUBSCRIPTION_FAILURE_REASONS: Final[tuple[str, ...]] = (
+    "invalid_subscription_id",
+    "snapshot_fetch_failed",
+    "subscription_limit",
+    "subscribe_rate_limited",
+    "already_subscribed",
+    "timeout",
+    "other",
+)
+COMPONENTS: Final[tuple[str, ...]] = ("websocket", "rest", "processor")
+RESYNC_REASONS: Final[tuple[str, ...]] = ("reconnect", "resubscribe")
+BOOK_SIDES: Final[tuple[str, str]] = ("bid", "ask")
+TRADE_SIDE_LABELS: Final[tuple[str, str]] = ("buy", "sell")
+
+
+def _openmetrics_families() -> dict[str, tuple[str, str]]:
+    """(family name, type) of each metric in OpenMetrics. A counter whose family name (without `_total`)
+    is another metric's name (dydx_orderbook_crossed_total next to the gauge dydx_orderbook_crossed) is
+    exposed as type `unknown` under its full name: same sample name, no clashing family."""
+    names = {spec.name for spec in CATALOG}
+    families: dict[str, tuple[str, str]] = {}
+    for spec in CATALOG:
+        if spec.kind == "counter" and spec.family in names:
+            families[spec.name] = (spec.name, "unknown")
+        else:
+            families[spec.name] = (spec.family, spec.kind)
+    return families
+
+
+#: metric name → (OpenMetrics family name, OpenMetrics type).
+OPENMETRICS_FAMILIES: Final[dict[str, tuple[str, str]]] = _openmetrics_families()
+
+
+def markdown_table() -> str:
+    """The metrics reference table (Markdown) for README.md and docs/metrics.md, generated from CATALOG.
+    `python -m exporter.metrics.catalog` prints it."""
+    rows = ["| Metric | Type | Labels | Meaning |", "| --- | --- | --- | --- |"]
+    for spec in CATALOG:
+        kind = "info (gauge = 1)" if spec.kind == "info" else spec.kind
+        labels = ", ".join(f"`{label}`" for label in spec.labels) or "—"
+        rows.append(f"| `{spec.name}` | {kind} | {labels} | {spec.help} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown_table(), end="")

@@ -1,0 +1,72 @@
+"""`dydx-exporter [run]`: parse the settings, set up logging, serve until SIGINT or SIGTERM, exit 0.
+
+Exit status: 0 after a clean shutdown (or --help/--version), 2 for a bad flag, environment variable or
+config value (the message names it), 1 when the exporter cannot start (for example the port is taken).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+import structlog
+
+from exporter import logs
+from exporter.config import ConfigError, Settings
+
+# exporter.logs.get_logger passes `logger=` twice to structlog; bind the name as context instead.
+log: structlog.typing.FilteringBoundLogger = structlog.get_logger().bind(logger=__name__)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        settings = Settings.from_sources(list(sys.argv[1:] if argv is None else argv), os.environ)
+    except SystemExit as done:  # --help and --version
+        return done.code if isinstance(done.code, int) else 0
+    except ConfigError as exc:
+        print(f"dydx-exporter: error: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(settings.log_level, settings.log_format)  # type: ignore[arg-type]
+    try:
+        return asyncio.run(serve(settings))
+    except KeyboardInterrupt:  # a second Ctrl-C during shutdown
+        return 130
+
+
+async def serve(settings: Settings) -> int:
+    from exporter.service import Exporter
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    received: list[str] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        received.append(sig.name)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        try:
+            exporter = Exporter(settings)
+        except ValueError as exc:
+            print(f"dydx-exporter: error: {exc}", file=sys.stderr)
+            return 2
+        try:
+            await exporter.start()
+        except ValueError as exc:  # the web config file (TLS, basic auth) is wrong
+            print(f"dydx-exporter: error: --web.config.file: {exc}", file=sys.stderr)
+            return 2
+        except OSError as exc:
+            log.error("exporter_start_failed", error=str(exc))
+            return 1
+        await stop.wait()
+        log.info("shutdown_requested", signal=received[0] if received else "")
+        await exporter.stop()
+        return 0
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)

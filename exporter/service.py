@@ -1,0 +1,152 @@
+"""The exporter as one object: Collector → Processor → Pool/Discovery → WebServer, started and stopped.
+
+`Exporter(settings)`, `await start()`, `url`, `await stop()`. The web server comes up first, so /metrics
+and /healthz answer even while the indexer or its REST API is unreachable; `stop()` unsubscribes, closes
+the sockets and the web server within `settings.shutdown_timeout`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import time
+from typing import Any
+
+import aiohttp
+import structlog
+
+from exporter import __version__
+from exporter.config import Settings
+from exporter.feed.discovery import Discovery
+from exporter.feed.pool import Pool
+from exporter.metrics.collector import Collector
+from exporter.state.processor import Processor
+from exporter.web.app import WebServer
+
+# exporter.logs.get_logger passes `logger=` twice to structlog; bind the name as context instead.
+log: structlog.typing.FilteringBoundLogger = structlog.get_logger().bind(logger=__name__)
+
+
+class Exporter:
+    def __init__(self, settings: Settings, *, clock: Any = time.time) -> None:
+        self.settings = settings
+        self.collector = Collector(version=__version__, channels=settings.channels)
+        self.processor = Processor(
+            self.collector,
+            clock=clock,
+            stale_after=settings.stale_after,
+            id_grace=settings.message_id_grace,
+            max_frame_bytes=settings.feed.max_frame_bytes,
+        )
+        self._session: aiohttp.ClientSession | None = None
+        self._pool: Pool | None = None
+        self._discovery: Discovery | None = None
+        self._web: WebServer | None = None
+        self._ssl_context: ssl.SSLContext | None = None
+        self._started = False
+
+    @property
+    def pool(self) -> Pool:
+        if self._pool is None:
+            raise RuntimeError("exporter not started")
+        return self._pool
+
+    @property
+    def discovery(self) -> Discovery:
+        if self._discovery is None:
+            raise RuntimeError("exporter not started")
+        return self._discovery
+
+    @property
+    def url(self) -> str:
+        """Base URL of the web server on loopback (or on the host it is bound to)."""
+        if self._web is None:
+            raise RuntimeError("exporter not started")
+        host = self.settings.listen_host
+        if host in ("", "0.0.0.0"):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "[::1]"
+        elif ":" in host:
+            host = f"[{host}]"
+        scheme = "https" if self._ssl_context is not None else "http"
+        return f"{scheme}://{host}:{self._web.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return self.url + self.settings.telemetry_path
+
+    def not_ready_reasons(self, now: float) -> list[str]:
+        """What /readyz says: the feed's reasons (links, subscriptions), then the data's freshness."""
+        reasons = self.pool.not_ready_reasons(now) if self._pool is not None else ["feed not started"]
+        reasons.extend(self.processor.not_ready_reasons(now))
+        return reasons
+
+    async def start(self) -> None:
+        s = self.settings
+        middlewares: list[Any] = []
+        if s.web_config_file:
+            from exporter.web.webconfig import load_web_config
+
+            web_config = load_web_config(s.web_config_file)
+            self._ssl_context = web_config.ssl_context()
+            middlewares = list(web_config.middlewares())
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=s.feed.handshake_timeout),
+        )
+        self._pool = Pool(s, self._session, self.processor, self.collector)
+        self._discovery = Discovery(s, self._session, self.processor, self.collector, self._pool)
+        self._web = WebServer(
+            s.listen_host,
+            s.listen_port,
+            s.telemetry_path,
+            self.collector.registry,
+            [self._pool, self.processor],
+            middlewares=middlewares,
+            ssl_context=self._ssl_context,
+        )
+        try:
+            await self._web.start()
+            self.collector.component_up("websocket", False)
+            self.collector.component_up("rest", False)
+            await self._pool.start()
+            await self._discovery.start()
+        except BaseException:
+            await self.stop()
+            raise
+        self._started = True
+        log.info(
+            "exporter_started",
+            url=self.url,
+            telemetry_path=s.telemetry_path,
+            ws_url=s.feed.ws_url,
+            rest_url=s.feed.rest_url,
+            channels=list(s.channels),
+            shard=f"{s.shard_index}/{s.shard_count}",
+        )
+
+    async def stop(self) -> None:
+        """Idempotent. Bounded by settings.shutdown_timeout; whatever is left is cancelled."""
+        started = time.monotonic()
+        budget = self.settings.shutdown_timeout
+        try:
+            async with asyncio.timeout(max(0.5, budget - 0.5)):
+                if self._discovery is not None:
+                    await self._discovery.stop()
+                if self._pool is not None:
+                    await self._pool.stop()
+        except TimeoutError:
+            log.error("shutdown_feed_timeout", seconds=budget)
+        if self._session is not None:
+            with contextlib.suppress(Exception):
+                await self._session.close()
+            self._session = None
+        if self._web is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(max(0.2, budget - (time.monotonic() - started))):
+                    await self._web.stop()
+        if self._started:
+            log.info("exporter_stopped", seconds=round(time.monotonic() - started, 3))
+        self._started = False

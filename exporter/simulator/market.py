@@ -1,0 +1,719 @@
+"""The synthetic market: a seeded, deterministic stand-in for the dYdX chain as the indexer publishes it.
+
+Per tick, orderbook level updates (one level per update, absolute sizes, normally uncrossed). Per block:
+oracle prices (random walk, one update per changed market), trades (event ids that encode the height),
+candles for every resolution (two frames at a boundary), subaccount updates and the block height; every
+`trading_interval` seconds a `trading` diff. Activity is Zipf-like over the market list, BTC-USD and
+ETH-USD the most active. The sequence of events depends only on the seed and the number of ticks.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+import random
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from exporter.protocol import channels as ch
+from exporter.simulator import formats
+from exporter.simulator.catalog import DEFAULT_MARKET_COUNT, REAL_MARKETS
+from exporter.simulator.source import Publisher
+
+#: Baseline activity at rate 1.0, across all markets.
+BOOK_UPDATES_PER_S: Final = 400.0
+TRADES_PER_S: Final = 25.0
+MIN_LEVELS: Final = 105
+MAX_LEVELS: Final = 160
+INITIAL_LEVELS: Final = 130
+HISTORY_ROWS: Final = 1000
+MAX_TICK_S: Final = 0.05
+BECH32: Final = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+_TRADE_TYPES: Final = ("LIMIT", "LIQUIDATED", "DELEVERAGED", "TWAP_SUBORDER")
+_TRADE_TYPE_WEIGHTS: Final = (0.97, 0.02, 0.005, 0.005)
+
+
+@dataclass(frozen=True, slots=True)
+class MarketConfig:
+    seed: int = 1
+    markets: int | tuple[str, ...] = DEFAULT_MARKET_COUNT
+    block_time: float = 1.0
+    rate: float = 1.0
+    trading_interval: float = ch.TRADING_DIFF_INTERVAL_S
+    subaccounts: int = 1
+
+
+@dataclass(slots=True)
+class Candle:
+    started_at: float
+    open: float
+    high: float
+    low: float
+    close: float
+    base_volume: float = 0.0
+    usd_volume: float = 0.0
+    trades: int = 0
+    starting_oi: float = 0.0
+    mid_open: str | None = None
+    mid_close: str | None = None
+
+
+@dataclass(slots=True)
+class Market:
+    ticker: str
+    clob_pair_id: int
+    price: float
+    price_decimals: int
+    size_decimals: int
+    weight: float
+    bids: dict[int, int] = field(default_factory=dict)
+    asks: dict[int, int] = field(default_factory=dict)
+    best_bid: int | None = None
+    best_ask: int | None = None
+    ghost_bid: int | None = None
+    status: str = "ACTIVE"
+    open_interest: float = 0.0
+    volume_24h: float = 0.0
+    trades_24h: int = 0
+    price_change_24h: float = 0.0
+    next_funding_rate: float = 0.0
+    trades: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=HISTORY_ROWS))
+    candles: dict[str, Candle] = field(default_factory=dict)
+    candle_history: dict[str, deque[dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def tick_size(self) -> str:
+        return formats.fixed(1, self.price_decimals)
+
+    @property
+    def step_size(self) -> str:
+        return formats.fixed(1, self.size_decimals)
+
+    def mid_ticks(self) -> int:
+        return round(self.price * 10.0**self.price_decimals)
+
+    def fmt_price(self, ticks: int) -> str:
+        return formats.fixed(ticks, self.price_decimals)
+
+    def fmt_size(self, steps: int) -> str:
+        return formats.fixed(steps, self.size_decimals)
+
+    def oracle_price(self) -> str:
+        return formats.decimal(self.price, self.price_decimals + 2)
+
+    def book_mid(self) -> str | None:
+        if self.best_bid is None or self.best_ask is None:
+            return None
+        return formats.decimal(
+            (self.best_bid + self.best_ask) / 2 / 10**self.price_decimals, self.price_decimals + 1
+        )
+
+
+@dataclass(slots=True)
+class Subaccount:
+    address: str
+    number: int
+    equity: float
+    subaccount_id: str
+    orders: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=20))
+
+
+def _uuid(rng: random.Random) -> str:
+    return "-".join(f"{rng.getrandbits(4 * n):0{n}x}" for n in (8, 4, 4, 4, 12))
+
+
+def price_decimals_for(price: float) -> int:
+    """Tick size ≈ 1e-4 of the price, a power of ten (BTC 1, ETH 0.1, SOL 0.01, DOGE 0.00001)."""
+    return max(0, math.ceil(-math.log10(price * 1e-4)))
+
+
+def size_decimals_for(price: float) -> int:
+    """Step size worth about 1..10 quote units (BTC 0.0001, ETH 0.001; negative means whole tens)."""
+    return math.ceil(math.log10(price)) - 1
+
+
+class MarketModel:
+    """The synthetic EventSource. Not thread-safe; lives on the server's event loop."""
+
+    def __init__(self, config: MarketConfig, publisher: Publisher) -> None:
+        self.config = config
+        self._pub = publisher
+        self._rng = random.Random(config.seed)
+        self.ticks_per_block = max(1, round(config.block_time / MAX_TICK_S))
+        self.tick_interval = config.block_time / self.ticks_per_block
+        self.markets: dict[str, Market] = {}
+        self._order: list[str] = []
+        self._cum_weights: list[float] = []
+        self._tick = 0
+        self.block_height = 1_000_000 + self._rng.randrange(1_000_000)
+        self.block_at = 0.0
+        self._blocks_per_trading = max(1, round(config.trading_interval / config.block_time))
+        self._time_set = False
+        tickers = self._initial_tickers(config.markets)
+        for index, (ticker, price) in enumerate(tickers):
+            self._add_market(ticker, price, index)
+        self._reweight()
+        self.subaccounts = [self._make_subaccount(i) for i in range(config.subaccounts)]
+        self._subaccounts_by_id = {f"{s.address}/{s.number}": s for s in self.subaccounts}
+
+    # ---- construction ----
+    def _initial_tickers(self, markets: int | tuple[str, ...]) -> list[tuple[str, float]]:
+        known = dict(REAL_MARKETS)
+        if isinstance(markets, tuple):
+            return [(t, known.get(t) or self._synthetic_price()) for t in markets]
+        chosen = list(REAL_MARKETS[:markets])
+        chosen.extend((f"SYN{n + 1:03d}-USD", self._synthetic_price()) for n in range(len(chosen), markets))
+        return chosen
+
+    def _synthetic_price(self) -> float:
+        return float(f"{10 ** self._rng.uniform(-3, 3):.4g}")
+
+    def _add_market(self, ticker: str, price: float, index: int) -> Market:
+        market = Market(
+            ticker=ticker,
+            clob_pair_id=index,
+            price=price,
+            price_decimals=price_decimals_for(price),
+            size_decimals=size_decimals_for(price),
+            weight=1.0 / (index + 1) ** 1.1,
+        )
+        rng = self._rng
+        market.open_interest = round(rng.uniform(1e5, 5e7) * market.weight / price, 4)
+        market.volume_24h = round(rng.uniform(1e6, 5e8) * market.weight, 2)
+        market.trades_24h = int(rng.uniform(1e3, 2e5) * market.weight)
+        market.next_funding_rate = rng.uniform(-2e-5, 3e-5)
+        mid = market.mid_ticks()
+        spacing = max(1, mid // 20000)
+        for i in range(1, INITIAL_LEVELS + 1):
+            if rng.random() < 0.9:
+                market.bids[mid - i * spacing] = self._random_size(market)
+            if rng.random() < 0.9:
+                market.asks[mid + i * spacing] = self._random_size(market)
+        market.best_bid = max(market.bids) if market.bids else None
+        market.best_ask = min(market.asks) if market.asks else None
+        self.markets[ticker] = market
+        return market
+
+    def _random_size(self, market: Market) -> int:
+        # Notional of a level ~ exponential around 2000 quote units, at least one step.
+        step_value = market.price * 10.0**-market.size_decimals
+        return 1 + int(self._rng.expovariate(step_value / 2000.0))
+
+    def _make_subaccount(self, index: int) -> Subaccount:
+        rng = random.Random(f"{self.config.seed}-subaccount-{index}")
+        address = "dydx1" + "".join(rng.choice(BECH32) for _ in range(38))
+        return Subaccount(
+            address=address, number=0, equity=round(rng.uniform(1e3, 1e6), 2), subaccount_id=_uuid(rng)
+        )
+
+    def _reweight(self) -> None:
+        self._order = [t for t, m in self.markets.items() if m.status == "ACTIVE"]
+        self._cum_weights = list(itertools.accumulate(self.markets[t].weight for t in self._order))
+
+    # ---- EventSource: time ----
+    def advance(self, exchange_now: float) -> None:
+        if not self._time_set:
+            self._time_set = True
+            self.block_at = exchange_now
+            for market in self.markets.values():
+                self._open_candles(market, exchange_now)
+        self._tick += 1
+        self._book_updates(self.config.rate * BOOK_UPDATES_PER_S * self.tick_interval)
+        if self._tick % self.ticks_per_block == 0:
+            self._block(exchange_now)
+
+    def _poisson(self, mean: float) -> int:
+        if mean <= 0:
+            return 0
+        if mean > 50:
+            return max(0, round(self._rng.gauss(mean, math.sqrt(mean))))
+        limit, k, p = math.exp(-mean), 0, self._rng.random()
+        while p > limit:
+            k += 1
+            p *= self._rng.random()
+        return k
+
+    def _pick(self, n: int) -> list[str]:
+        if n <= 0 or not self._order:
+            return []
+        return self._rng.choices(self._order, cum_weights=self._cum_weights, k=n)
+
+    # ---- orderbook ----
+    def _book_updates(self, mean: float) -> None:
+        for ticker in self._pick(self._poisson(mean)):
+            self._book_update(self.markets[ticker])
+
+    def _book_update(self, m: Market) -> None:
+        rng = self._rng
+        is_bid = rng.random() < 0.5
+        spacing = max(1, m.mid_ticks() // 20000)
+        distance = 1 + int(rng.expovariate(0.15))
+        mid = m.mid_ticks()
+        if is_bid:
+            price = mid - distance * spacing
+            if m.best_ask is not None and price >= m.best_ask:
+                if m.ghost_bid is None:
+                    self._set_level(m, False, m.best_ask, 0)
+                return
+            book = m.bids
+        else:
+            price = mid + distance * spacing
+            if m.ghost_bid is not None and price <= m.ghost_bid:
+                return
+            if m.best_bid is not None and price <= m.best_bid:
+                self._set_level(m, True, m.best_bid, 0)
+                return
+            book = m.asks
+        if price <= 0:
+            return
+        if price in book and len(book) > MIN_LEVELS and rng.random() < 0.3:
+            self._set_level(m, is_bid, price, 0)
+        else:
+            self._set_level(m, is_bid, price, self._random_size(m))
+        if len(book) < MIN_LEVELS:
+            worst = min(book) if is_bid else max(book)
+            far = (
+                worst - spacing * (1 + rng.randrange(3))
+                if is_bid
+                else worst + spacing * (1 + rng.randrange(3))
+            )
+            if far > 0:
+                self._set_level(m, is_bid, far, self._random_size(m))
+        elif len(book) > MAX_LEVELS:
+            self._set_level(m, is_bid, min(book) if is_bid else max(book), 0)
+
+    def _set_level(self, m: Market, is_bid: bool, price: int, size: int) -> None:
+        """Apply one absolute level and publish it (one level per update, as vulcan does)."""
+        book = m.bids if is_bid else m.asks
+        if size > 0:
+            book[price] = size
+            if is_bid:
+                if m.best_bid is None or price > m.best_bid:
+                    m.best_bid = price
+            elif m.best_ask is None or price < m.best_ask:
+                m.best_ask = price
+        else:
+            if book.pop(price, None) is None:
+                return
+            if is_bid and price == m.best_bid:
+                m.best_bid = max(book) if book else None
+            elif not is_bid and price == m.best_ask:
+                m.best_ask = min(book) if book else None
+        side = "bids" if is_bid else "asks"
+        self._pub.publish(ch.ORDERBOOK, m.ticker, {side: [[m.fmt_price(price), m.fmt_size(size)]]})
+
+    # ---- blocks ----
+    def _block(self, now: float) -> None:
+        previous = self.block_at
+        self.block_height += 1
+        self.block_at = now
+        when = formats.iso_ms(now)
+        height = str(self.block_height)
+        self._oracle(now, when, height)
+        self._trades(now, when)
+        self._candle_boundaries(previous, now)
+        self._subaccount_updates(when, height)
+        if self.block_height % self._blocks_per_trading == 0:
+            self._trading_diff()
+        self._pub.publish(ch.BLOCK_HEIGHT, ch.BLOCK_HEIGHT_ID, {"blockHeight": height, "time": when})
+
+    def _oracle(self, now: float, when: str, height: str) -> None:
+        rng = self._rng
+        top = self._cum_weights[0] if self._cum_weights else 1.0
+        for ticker in self._order:
+            m = self.markets[ticker]
+            if rng.random() > 0.25 + 0.7 * m.weight / top:
+                continue
+            m.price *= math.exp(rng.gauss(0.0, 0.0004))
+            self._pub.publish(
+                ch.MARKETS,
+                None,
+                {
+                    "oraclePrices": {
+                        ticker: {
+                            "oraclePrice": m.oracle_price(),
+                            "effectiveAt": when,
+                            "effectiveAtHeight": height,
+                            "marketId": m.clob_pair_id,
+                        }
+                    }
+                },
+            )
+
+    def _trades(self, now: float, when: str) -> None:
+        rng = self._rng
+        picked = self._pick(self._poisson(self.config.rate * TRADES_PER_S * self.config.block_time))
+        by_market: dict[str, list[dict[str, Any]]] = {}
+        for tx_index, ticker in enumerate(picked):
+            m = self.markets[ticker]
+            buy = rng.random() < 0.5
+            level = m.best_ask if buy else m.best_bid
+            ticks = level if level is not None else m.mid_ticks()
+            book_size = (m.asks if buy else m.bids).get(ticks, 0)
+            steps = max(1, min(self._random_size(m) // 4 + 1, book_size or 1))
+            trade_type = rng.choices(_TRADE_TYPES, _TRADE_TYPE_WEIGHTS)[0]
+            trade = {
+                "id": f"{self.block_height:08x}{tx_index + 2:08x}{rng.randrange(8):08x}",
+                "size": m.fmt_size(steps),
+                "price": m.fmt_price(ticks),
+                "side": "BUY" if buy else "SELL",
+                "createdAt": when,
+                "type": trade_type,
+            }
+            by_market.setdefault(ticker, []).append(trade)
+            self._fill(m, ticks, steps, now)
+            if level is not None and book_size:
+                self._set_level(m, not buy, level, book_size - steps)
+        for ticker, trades in by_market.items():
+            m = self.markets[ticker]
+            for t in trades:
+                m.trades.append(
+                    {
+                        "id": t["id"],
+                        "side": t["side"],
+                        "size": t["size"],
+                        "price": t["price"],
+                        "type": t["type"],
+                        "createdAt": t["createdAt"],
+                        "createdAtHeight": str(self.block_height),
+                    }
+                )
+            self._pub.publish(ch.TRADES, ticker, {"trades": trades})
+            for resolution in ch.CANDLE_RESOLUTIONS:
+                self._publish_candle(m, resolution)
+
+    def _fill(self, m: Market, ticks: int, steps: int, now: float) -> None:
+        price = ticks / 10**m.price_decimals
+        size = steps * 10.0**-m.size_decimals
+        m.trades_24h += 1
+        m.volume_24h += price * size
+        for candle in m.candles.values():
+            candle.high = max(candle.high, price)
+            candle.low = min(candle.low, price)
+            candle.close = price
+            candle.base_volume += size
+            candle.usd_volume += price * size
+            candle.trades += 1
+
+    # ---- candles ----
+    def _open_candles(self, m: Market, now: float) -> None:
+        for resolution, seconds in ch.CANDLE_RESOLUTION_SECONDS.items():
+            m.candles[resolution] = self._new_candle(m, now - now % seconds, m.price)
+            m.candle_history.setdefault(resolution, deque(maxlen=HISTORY_ROWS))
+
+    def _new_candle(self, m: Market, started_at: float, price: float) -> Candle:
+        return Candle(
+            started_at=started_at,
+            open=price,
+            high=price,
+            low=price,
+            close=price,
+            starting_oi=m.open_interest,
+            mid_open=m.book_mid(),
+        )
+
+    def _candle_boundaries(self, previous: float, now: float) -> None:
+        for resolution, seconds in ch.CANDLE_RESOLUTION_SECONDS.items():
+            if int(previous // seconds) == int(now // seconds):
+                continue
+            started = now - now % seconds
+            for ticker in self._order:
+                m = self.markets[ticker]
+                old = m.candles.get(resolution)
+                if old is None:
+                    continue
+                old.mid_close = m.book_mid()
+                self._publish_candle(m, resolution)
+                m.candle_history[resolution].append(self._candle_contents(m, resolution, old))
+                m.candles[resolution] = self._new_candle(m, started, old.close)
+                self._publish_candle(m, resolution)
+
+    def _candle_contents(self, m: Market, resolution: str, c: Candle) -> dict[str, Any]:
+        d = m.price_decimals
+        return {
+            "startedAt": formats.iso_ms(c.started_at),
+            "ticker": m.ticker,
+            "resolution": resolution,
+            "low": formats.decimal(c.low, d),
+            "high": formats.decimal(c.high, d),
+            "open": formats.decimal(c.open, d),
+            "close": formats.decimal(c.close, d),
+            "baseTokenVolume": formats.decimal(c.base_volume, max(m.size_decimals, 0)),
+            "usdVolume": formats.decimal(c.usd_volume, 6),
+            "trades": c.trades,
+            "startingOpenInterest": formats.decimal(c.starting_oi, max(m.size_decimals, 0)),
+            "orderbookMidPriceOpen": c.mid_open,
+            "orderbookMidPriceClose": c.mid_close,
+        }
+
+    def _publish_candle(self, m: Market, resolution: str) -> None:
+        candle = m.candles.get(resolution)
+        if candle is not None:
+            self._pub.publish(
+                ch.CANDLES, ch.candle_id(m.ticker, resolution), self._candle_contents(m, resolution, candle)
+            )
+
+    # ---- trading diffs, subaccounts ----
+    def _trading_diff(self) -> None:
+        rng = self._rng
+        diff: dict[str, dict[str, Any]] = {}
+        for ticker in self._order:
+            m = self.markets[ticker]
+            if rng.random() < 0.2:
+                continue
+            m.price_change_24h = m.price * rng.gauss(0.0, 0.03)
+            m.open_interest = max(0.0, m.open_interest * (1 + rng.gauss(0.0, 0.002)))
+            m.next_funding_rate = rng.uniform(-2e-5, 3e-5)
+            diff[ticker] = {
+                "priceChange24H": formats.decimal(m.price_change_24h, m.price_decimals),
+                "volume24H": formats.decimal(m.volume_24h, 2),
+                "trades24H": m.trades_24h,
+                "nextFundingRate": formats.decimal(m.next_funding_rate, 10),
+                "openInterest": formats.decimal(m.open_interest, max(m.size_decimals, 0)),
+            }
+        if diff:
+            self._pub.publish(ch.MARKETS, None, {"trading": diff})
+
+    def _subaccount_updates(self, when: str, height: str) -> None:
+        rng = self._rng
+        for sub in self.subaccounts:
+            if rng.random() > 0.2 or not self._order:
+                continue
+            m = self.markets[self._order[min(len(self._order) - 1, int(rng.expovariate(0.3)))]]
+            order = {
+                "id": _uuid(rng),
+                "subaccountId": sub.subaccount_id,
+                "clientId": str(rng.randrange(2**31)),
+                "clobPairId": str(m.clob_pair_id),
+                "side": "BUY" if rng.random() < 0.5 else "SELL",
+                "size": m.fmt_size(1 + rng.randrange(10)),
+                "price": m.fmt_price(m.mid_ticks()),
+                "status": rng.choice(("OPEN", "FILLED", "CANCELED", "BEST_EFFORT_CANCELED")),
+                "type": "LIMIT",
+                "timeInForce": "GTT",
+                "postOnly": False,
+                "reduceOnly": False,
+                "orderFlags": "64",
+                "goodTilBlockTime": when,
+                "totalFilled": "0",
+                "ticker": m.ticker,
+            }
+            sub.orders.append(order)
+            contents = {"orders": [order], "blockHeight": height}
+            self._pub.publish(ch.SUBACCOUNTS, f"{sub.address}/{sub.number}", contents)
+            parent = sub.number % ch.MAX_PARENT_SUBACCOUNT_NUMBER
+            self._pub.publish(
+                ch.PARENT_SUBACCOUNTS,
+                f"{sub.address}/{parent}",
+                contents,
+                b',"subaccountNumber":%d' % sub.number,
+            )
+
+    # ---- EventSource: subscriptions and REST ----
+    def tickers(self) -> list[str]:
+        return list(self.markets)
+
+    def height(self) -> tuple[int, float]:
+        return self.block_height, self.block_at
+
+    def valid(self, channel: str, key: str | None) -> bool:
+        if channel in (ch.MARKETS, ch.BLOCK_HEIGHT):
+            return True
+        if key is None:
+            return False
+        if channel in (ch.ORDERBOOK, ch.TRADES):
+            return key in self.markets
+        if channel == ch.CANDLES:
+            ticker, _, resolution = key.rpartition("/")
+            return ticker in self.markets and resolution in ch.CANDLE_RESOLUTION_SECONDS
+        if channel in (ch.SUBACCOUNTS, ch.PARENT_SUBACCOUNTS):
+            address, _, number = key.rpartition("/")
+            limit = ch.MAX_SUBACCOUNT_NUMBER if channel == ch.SUBACCOUNTS else ch.MAX_PARENT_SUBACCOUNT_NUMBER
+            return bool(ch.ADDRESS_RE.match(address)) and number.isdigit() and int(number) < limit
+        return False
+
+    def snapshot(self, channel: str, key: str | None) -> Any:
+        if channel == ch.MARKETS:
+            return {"markets": self.rest_markets(None, ch.REST_MAX_LIMIT)["markets"]}  # type: ignore[index]
+        if channel == ch.BLOCK_HEIGHT:
+            return {"height": str(self.block_height), "time": formats.iso_ms(self.block_at)}
+        assert key is not None
+        if channel == ch.ORDERBOOK:
+            return self.rest_orderbook(key)
+        if channel == ch.TRADES:
+            return {"trades": self.rest_trades(key)}
+        if channel == ch.CANDLES:
+            ticker, _, resolution = key.rpartition("/")
+            return {"candles": self.rest_candles(ticker, resolution)}
+        if channel == ch.SUBACCOUNTS:
+            sub = self._subaccounts_by_id.get(key)
+            return self._subaccount_snapshot(sub) if sub else {}
+        address, _, parent = key.rpartition("/")
+        children = [s for s in self.subaccounts if s.address == address and s.number % 128 == int(parent)]
+        if not children:
+            return {}
+        return {
+            "subaccount": {
+                "address": address,
+                "parentSubaccountNumber": int(parent),
+                "equity": formats.decimal(sum(s.equity for s in children), 6),
+                "freeCollateral": formats.decimal(sum(s.equity for s in children) * 0.8, 6),
+                "childSubaccounts": [self._subaccount_snapshot(s)["subaccount"] for s in children],
+            },
+            "orders": [o for s in children for o in s.orders if o["status"] == "OPEN"],
+            "blockHeight": str(self.block_height),
+        }
+
+    def _subaccount_snapshot(self, sub: Subaccount) -> dict[str, Any]:
+        return {
+            "subaccount": {
+                "address": sub.address,
+                "subaccountNumber": sub.number,
+                "equity": formats.decimal(sub.equity, 6),
+                "freeCollateral": formats.decimal(sub.equity * 0.8, 6),
+                "openPerpetualPositions": {},
+                "assetPositions": {
+                    "USDC": {
+                        "symbol": "USDC",
+                        "side": "LONG",
+                        "size": formats.decimal(sub.equity, 6),
+                        "assetId": "0",
+                        "subaccountNumber": sub.number,
+                    }
+                },
+                "marginEnabled": True,
+                "updatedAtHeight": str(self.block_height),
+                "latestProcessedBlockHeight": str(self.block_height),
+            },
+            "orders": [o for o in sub.orders if o["status"] == "OPEN"],
+            "blockHeight": str(self.block_height),
+        }
+
+    def market_object(self, m: Market) -> dict[str, Any]:
+        """The REST perpetualMarkets object, in comlink's key order."""
+        return {
+            "clobPairId": str(m.clob_pair_id),
+            "ticker": m.ticker,
+            "status": m.status,
+            "oraclePrice": m.oracle_price(),
+            "priceChange24H": formats.decimal(m.price_change_24h, m.price_decimals),
+            "volume24H": formats.decimal(m.volume_24h, 2),
+            "trades24H": m.trades_24h,
+            "nextFundingRate": formats.decimal(m.next_funding_rate, 10),
+            "initialMarginFraction": "0.05" if m.weight > 0.3 else "0.1",
+            "maintenanceMarginFraction": "0.03" if m.weight > 0.3 else "0.05",
+            "openInterest": formats.decimal(m.open_interest, max(m.size_decimals, 0)),
+            "atomicResolution": -(m.size_decimals + 6),
+            "quantumConversionExponent": -9,
+            "tickSize": m.tick_size,
+            "stepSize": m.step_size,
+            "stepBaseQuantums": 1_000_000,
+            "subticksPerTick": 100_000,
+            "marketType": "CROSS" if m.weight > 0.05 else "ISOLATED",
+            "openInterestLowerCap": "0",
+            "openInterestUpperCap": "0",
+            "baseOpenInterest": formats.decimal(m.open_interest, max(m.size_decimals, 0)),
+            "defaultFundingRate1H": "0",
+        }
+
+    def rest_markets(self, ticker: str | None, limit: int) -> Mapping[str, Any] | None:
+        if ticker is not None:
+            m = self.markets.get(ticker)
+            return None if m is None else {"markets": {ticker: self.market_object(m)}}
+        chosen = itertools.islice(self.markets.values(), limit)
+        return {"markets": {m.ticker: self.market_object(m) for m in chosen}}
+
+    def rest_orderbook(self, ticker: str) -> Mapping[str, Any] | None:
+        m = self.markets.get(ticker)
+        if m is None:
+            return None
+        # The ghost level of a `cross` fault is what the REST uncrossing removes; the rest never crosses.
+        bids = sorted(m.bids, reverse=True)[: ch.REST_ORDERBOOK_MAX_LEVELS]
+        asks = sorted(m.asks)[: ch.REST_ORDERBOOK_MAX_LEVELS]
+        if bids and asks and bids[0] >= asks[0]:
+            cut = bisect.bisect_right(asks, bids[0])
+            asks = asks[cut:]
+        return {
+            "bids": [{"price": m.fmt_price(p), "size": m.fmt_size(m.bids[p])} for p in bids],
+            "asks": [{"price": m.fmt_price(p), "size": m.fmt_size(m.asks[p])} for p in asks],
+        }
+
+    def rest_trades(self, ticker: str) -> list[dict[str, Any]] | None:
+        m = self.markets.get(ticker)
+        return None if m is None else list(reversed(m.trades))
+
+    def rest_candles(self, ticker: str, resolution: str) -> list[dict[str, Any]] | None:
+        m = self.markets.get(ticker)
+        if m is None:
+            return None
+        rows = list(reversed(m.candle_history.get(resolution, ())))
+        current = m.candles.get(resolution)
+        if current is not None:
+            rows.insert(0, self._candle_contents(m, resolution, current))
+        return rows
+
+    # ---- control ----
+    def list_market(self, ticker: str, price: float | None) -> dict[str, Any]:
+        if ticker in self.markets:
+            raise ValueError(f"market {ticker} is already listed")
+        if not ch.TICKER_RE.match(ticker):
+            raise ValueError(f"ticker {ticker!r} is not a valid ticker (e.g. NEW-USD)")
+        index = max((m.clob_pair_id for m in self.markets.values()), default=-1) + 1
+        m = self._add_market(ticker, price or self._synthetic_price(), index)
+        m.weight = min(m.weight, 0.02)
+        if self._time_set:
+            self._open_candles(m, self.block_at)
+        self._reweight()
+        obj = self.market_object(m)
+        full = {
+            "id": str(m.clob_pair_id),
+            "clobPairId": str(m.clob_pair_id),
+            "ticker": ticker,
+            "marketId": m.clob_pair_id,
+            "status": m.status,
+            "quantumConversionExponent": obj["quantumConversionExponent"],
+            "atomicResolution": obj["atomicResolution"],
+            "subticksPerTick": obj["subticksPerTick"],
+            "stepBaseQuantums": obj["stepBaseQuantums"],
+            "initialMarginFraction": obj["initialMarginFraction"],
+            "maintenanceMarginFraction": obj["maintenanceMarginFraction"],
+            "openInterest": obj["openInterest"],
+            "marketType": obj["marketType"],
+            "openInterestLowerCap": obj["openInterestLowerCap"],
+            "openInterestUpperCap": obj["openInterestUpperCap"],
+            "tickSize": obj["tickSize"],
+            "stepSize": obj["stepSize"],
+            "oraclePrice": obj["oraclePrice"],
+            "baseOpenInterest": obj["baseOpenInterest"],
+            "defaultFundingRate1H": obj["defaultFundingRate1H"],
+        }
+        self._pub.publish(ch.MARKETS, None, {"trading": {ticker: full}})
+        return obj
+
+    def delist_market(self, ticker: str) -> None:
+        if ticker not in self.markets:
+            raise KeyError(ticker)
+        del self.markets[ticker]
+        self._reweight()
+        self._pub.publish(ch.MARKETS, None, {"trading": {ticker: {"status": "FINAL_SETTLEMENT"}}})
+
+    def start_cross(self, ticker: str) -> None:
+        m = self.markets[ticker]
+        if m.ghost_bid is not None or m.best_ask is None:
+            return
+        spacing = max(1, m.mid_ticks() // 20000)
+        m.ghost_bid = m.best_ask + spacing
+        size = self._random_size(m)
+        m.bids[m.ghost_bid] = size
+        m.best_bid = m.ghost_bid
+        self._pub.publish(ch.ORDERBOOK, ticker, {"bids": [[m.fmt_price(m.ghost_bid), m.fmt_size(size)]]})
+
+    def end_cross(self, ticker: str) -> None:
+        m = self.markets.get(ticker)
+        if m is None or m.ghost_bid is None:
+            return
+        ghost, m.ghost_bid = m.ghost_bid, None
+        self._set_level(m, True, ghost, 0)

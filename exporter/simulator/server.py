@@ -1,0 +1,382 @@
+"""The simulator: one aiohttp server on one address with the WebSocket (/v4/ws), the REST subset (/v4/),
+ground truth (/metrics) and the control API (/control/), driving an EventSource on an absolute schedule.
+
+    sim = Simulator(SimulatorConfig(port=0, seed=1, markets=5, block_time=0.2))
+    await sim.start()          # sim.ws_url, sim.base_url
+    ...
+    await sim.stop()           # clients get 1012
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from exporter.protocol import channels as ch
+from exporter.simulator import rest
+from exporter.simulator.catalog import DEFAULT_MARKET_COUNT
+from exporter.simulator.control import ControlApi
+from exporter.simulator.faults import Fault, Faults
+from exporter.simulator.hub import Hub
+from exporter.simulator.market import MarketConfig, MarketModel
+from exporter.simulator.session import Session, SessionLimits
+from exporter.simulator.truth import Live, Stats, build_registry
+
+log = structlog.get_logger("exporter.simulator")
+
+WS_PATH = "/v4/ws"
+_CLOSE_REASONS = {
+    ch.CLOSE_SERVICE_RESTARTING: ch.SERVICE_RESTARTING_REASON,
+    ch.CLOSE_RATE_LIMITED: ch.RATE_LIMITED_REASON,
+    ch.CLOSE_HEARTBEAT_TIMEOUT: ch.HEARTBEAT_TIMEOUT_REASON,
+}
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    host: str = "127.0.0.1"
+    port: int = 3003
+    seed: int = 1
+    #: A count (real tickers first, then synthetic ones) or an explicit list of tickers.
+    markets: int | Sequence[str] = DEFAULT_MARKET_COUNT
+    block_time: float = 1.0
+    #: Multiplies market activity; 1.0 is ~400 orderbook updates/s and ~25 trades/s over all markets.
+    rate: float = 1.0
+    paused: bool = False
+    ping_interval: float = ch.SERVER_PING_INTERVAL_S
+    pong_timeout: float = ch.SERVER_PONG_TIMEOUT_S
+    #: How long the "comlink fetch" of a subscription's snapshot takes.
+    snapshot_delay: float = 0.01
+    batch_interval: float = ch.BATCH_SEND_INTERVAL_S
+    trading_interval: float = ch.TRADING_DIFF_INTERVAL_S
+    subaccounts: int = 1
+    #: A connection whose unsent frames exceed this is cut off (slow consumer).
+    send_buffer_bytes: int = 8 * 1024 * 1024
+    max_message_bytes: int = 4 * 1024 * 1024
+    close_timeout: float = 2.0
+    allow_remote_control: bool = False
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.block_time > 0, f"block_time must be > 0, not {self.block_time}"),
+            (self.rate >= 0, f"rate must be >= 0, not {self.rate}"),
+            (self.ping_interval > 0, f"ping_interval must be > 0, not {self.ping_interval}"),
+            (self.pong_timeout > 0, f"pong_timeout must be > 0, not {self.pong_timeout}"),
+            (self.snapshot_delay >= 0, f"snapshot_delay must be >= 0, not {self.snapshot_delay}"),
+            (self.batch_interval > 0, f"batch_interval must be > 0, not {self.batch_interval}"),
+            (self.trading_interval > 0, f"trading_interval must be > 0, not {self.trading_interval}"),
+            (self.subaccounts >= 0, f"subaccounts must be >= 0, not {self.subaccounts}"),
+            (self.send_buffer_bytes > 0, f"send_buffer_bytes must be > 0, not {self.send_buffer_bytes}"),
+            (0 <= self.port <= 65535, f"port must be 0-65535, not {self.port}"),
+        ]
+        if isinstance(self.markets, int):
+            checks.append((self.markets >= 1, f"markets must be >= 1, not {self.markets}"))
+        else:
+            checks.append((len(self.markets) >= 1, "markets must name at least one ticker"))
+            bad = [t for t in self.markets if not ch.TICKER_RE.match(t)]
+            checks.append((not bad, f"invalid ticker(s) in markets: {', '.join(bad)}"))
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+
+class Simulator:
+    def __init__(self, config: SimulatorConfig) -> None:
+        self.config = config
+        self.stats = Stats()
+        self.hub = Hub(self.stats)
+        markets = config.markets if isinstance(config.markets, int) else tuple(config.markets)
+        self.source = MarketModel(
+            MarketConfig(
+                seed=config.seed,
+                markets=markets,
+                block_time=config.block_time,
+                rate=config.rate,
+                trading_interval=config.trading_interval,
+                subaccounts=config.subaccounts,
+            ),
+            self.hub,
+        )
+        self.faults = Faults()
+        self.limits = SessionLimits(
+            ping_interval=config.ping_interval,
+            pong_timeout=config.pong_timeout,
+            snapshot_delay=config.snapshot_delay,
+            send_buffer_bytes=config.send_buffer_bytes,
+            close_timeout=config.close_timeout,
+        )
+        self.sessions: set[Session] = set()
+        self._no_sessions = asyncio.Event()
+        self._no_sessions.set()
+        self._paused = config.paused
+        self._resumed = asyncio.Event()
+        if not self._paused:
+            self._resumed.set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+        self.registry = build_registry(
+            self.stats,
+            Live(
+                connections=lambda: len(self.sessions),
+                subscriptions=self.hub.counts,
+                block_height=lambda: self.source.height()[0],
+                markets=lambda: len(self.source.tickers()),
+                paused=lambda: self._paused,
+                faults=self.faults.counts,
+                queued_bytes=lambda: sum(s.queued_bytes for s in self.sessions),
+            ),
+        )
+
+    # ---- addresses ----
+    @property
+    def base_url(self) -> str:
+        return f"http://{self._url_host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self._url_host}:{self.port}{WS_PATH}"
+
+    @property
+    def _url_host(self) -> str:
+        host = self.config.host or "127.0.0.1"
+        if host in ("0.0.0.0", "::"):
+            host = "127.0.0.1"
+        return f"[{host}]" if ":" in host else host
+
+    # ---- lifecycle ----
+    async def start(self) -> None:
+        control = ControlApi(self, self.config.allow_remote_control)
+        app = web.Application(middlewares=[control.guard, self._rest_faults])
+        app.router.add_get(WS_PATH, self._ws_handler)
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_routes(rest.RestApi(lambda: self.source).routes())
+        app.router.add_routes(control.routes())
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.config.close_timeout)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.host, self.config.port)
+        await site.start()
+        self.port = int(self._runner.addresses[0][1])
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._drive()),
+            loop.create_task(self._flush_batches()),
+            loop.create_task(self._housekeeping()),
+        ]
+        log.info(
+            "simulator_started",
+            url=self.ws_url,
+            markets=len(self.source.tickers()),
+            block_time=self.config.block_time,
+            rate=self.config.rate,
+            paused=self._paused,
+        )
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        for session in list(self.sessions):
+            session.close_soon(ch.CLOSE_SERVICE_RESTARTING, ch.SERVICE_RESTARTING_REASON, flush=False)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._no_sessions.wait(), self.config.close_timeout + 1.0)
+        for session in list(self.sessions):
+            session.abort()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        log.info("simulator_stopped")
+
+    # ---- market clock ----
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def pause(self) -> None:
+        self._paused = True
+        self._resumed.clear()
+
+    def resume(self) -> None:
+        self._paused = False
+        self._resumed.set()
+
+    def lag_seconds(self) -> float:
+        fault = self.faults.latest("lag")
+        return float(fault.params["seconds"]) if fault else 0.0
+
+    async def _drive(self) -> None:
+        loop = asyncio.get_running_loop()
+        interval = self.source.tick_interval
+        next_at = loop.time()
+        while True:
+            if not self._resumed.is_set():
+                await self._resumed.wait()
+                next_at = loop.time()
+                continue
+            delay = next_at - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+                continue  # look at the pause flag again before producing
+            self.source.advance(time.time() - self.lag_seconds())
+            next_at += interval
+            if loop.time() - next_at > 1.0:
+                next_at = loop.time()  # fell far behind (overload): skip, never burst to catch up
+
+    async def _flush_batches(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.batch_interval)
+            self.hub.flush()
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(0.05)
+            ended = self.faults.expire()
+            if ended:
+                self._faults_ended(ended)
+
+    # ---- faults ----
+    def apply_fault(self, kind: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Apply a validated fault (see faults.parse). Raises ValueError if it names something unknown."""
+        sessions = [s for s in self.sessions if not s.closing]
+        if kind == "disconnect":
+            for s in sessions:
+                if params["abrupt"]:
+                    s.abort()
+                else:
+                    reason = (
+                        params["reason"]
+                        if params["reason"] is not None
+                        else _CLOSE_REASONS.get(params["code"], "")
+                    )
+                    s.close_soon(params["code"], reason, flush=False)
+        elif kind == "malformed":
+            for s in sessions:
+                s.send_garbage(params["count"])
+        elif kind == "error":
+            for s in sessions:
+                s.send_error(params["text"])
+        elif kind == "gap":
+            for s in sessions:
+                s.skip_ids(params["count"])
+            self.stats.message_ids_skipped += params["count"] * len(sessions)
+        else:
+            if kind == "cross":
+                if params["market"] not in self.source.tickers():
+                    raise ValueError(f"cross.market {params['market']!r} is not a listed market")
+                self.source.start_cross(params["market"])
+            fault = self.faults.add(kind, params)
+            self._update_stall()
+            log.info("simulator_fault_started", kind=kind, **params)
+            return {"fault": fault.describe(fault.started)}
+        log.info("simulator_fault_applied", kind=kind, connections=len(sessions), **params)
+        return {"kind": kind, "connections": len(sessions)}
+
+    def clear_faults(self) -> int:
+        ended = self.faults.clear()
+        self._faults_ended(ended)
+        return len(ended)
+
+    def _faults_ended(self, ended: list[Fault]) -> None:
+        crossing = {f.params["market"] for f in self.faults.active("cross")}
+        for fault in ended:
+            log.info("simulator_fault_ended", kind=fault.kind, id=fault.id)
+            if fault.kind == "cross" and fault.params["market"] not in crossing:
+                self.source.end_cross(fault.params["market"])
+        self._update_stall()
+
+    def _update_stall(self) -> None:
+        stalls = self.faults.active("stall")
+        everything = any(f.params["channel"] is None for f in stalls)
+        self.hub.set_stall(everything, frozenset(f.params["channel"] for f in stalls if f.params["channel"]))
+
+    def _snapshot_conditions(self) -> tuple[float, bool]:
+        slow = self.faults.latest("rest_slow")
+        failing = any(f.params["snapshots"] for f in self.faults.active("rest_error"))
+        return (float(slow.params["delay"]) if slow else 0.0), failing
+
+    @web.middleware
+    async def _rest_faults(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if not request.path.startswith("/v4/") or request.path == WS_PATH:
+            response: web.StreamResponse = await handler(request)
+            return response
+        route = request.match_info.route.resource
+        endpoint = route.canonical if route is not None else "unmatched"
+        slow = self.faults.latest("rest_slow")
+        if slow is not None:
+            await asyncio.sleep(float(slow.params["delay"]))
+        failing = self.faults.latest("rest_error")
+        if failing is not None:
+            status = int(failing.params["status"])
+            message = ch.REST_TOO_MANY_REQUESTS if status == 429 else "Internal Server Error"
+            response = rest.errors(status, message)
+        else:
+            try:
+                response = await handler(request)
+            except web.HTTPException as exc:
+                response = rest.errors(exc.status, exc.reason)
+        self.stats.rest_requests[(endpoint, str(response.status))] += 1
+        return response
+
+    # ---- handlers ----
+    async def _ws_handler(self, request: web.Request) -> web.StreamResponse:
+        reject = self.faults.latest("reject")
+        if reject is not None:
+            self.stats.handshakes_rejected += 1
+            status = int(reject.params["status"])
+            message = ch.REST_TOO_MANY_REQUESTS if status == 429 else "Service Unavailable"
+            headers = {}
+            if reject.params["retry_after"] is not None:
+                headers["Retry-After"] = str(math.ceil(reject.params["retry_after"]))
+            return rest.errors(status, message, headers)
+        ws = web.WebSocketResponse(
+            autoping=False,
+            compress=False,
+            max_msg_size=self.config.max_message_bytes,
+            timeout=self.config.close_timeout,
+            decode_text=False,
+        )
+        await ws.prepare(request)
+        session = Session(
+            ws,
+            request,
+            hub=self.hub,
+            source=self.source,
+            stats=self.stats,
+            limits=self.limits,
+            snapshot_conditions=self._snapshot_conditions,
+            silent=bool(self.faults.active("silent")),
+        )
+        self.sessions.add(session)
+        self._no_sessions.clear()
+        try:
+            await session.run()
+        finally:
+            self.sessions.discard(session)
+            if not self.sessions:
+                self._no_sessions.set()
+        return ws
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body = generate_latest(self.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    def status(self) -> dict[str, Any]:
+        height = self.source.height()[0]
+        return {
+            "paused": self._paused,
+            "height": height,
+            "markets": len(self.source.tickers()),
+            "connections": len(self.sessions),
+            "faults": self.faults.describe(),
+            "lag_seconds": self.lag_seconds(),
+        }

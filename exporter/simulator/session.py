@@ -1,0 +1,389 @@
+"""One client WebSocket connection, behaving as a socks connection does.
+
+message_id: per connection, 0 on `connected`, incremented synchronously for each valid subscribe (the
+reserved id is carried later by its `subscribed` or error frame), each unsubscribe and each data frame;
+validation errors reuse the current id; JSON ping changes nothing. Snapshots are "fetched" after a delay,
+and updates published meanwhile are not delivered to the new subscription. Outbound frames go through a
+bounded queue drained by one writer task; a client that does not read is cut off when it overflows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import structlog
+from aiohttp import WSMsgType, web
+
+from exporter.protocol import channels as ch
+from exporter.protocol import encode
+from exporter.simulator.hub import Hub
+from exporter.simulator.source import EventSource
+from exporter.simulator.truth import NO_CHANNEL, Stats
+
+_MISSING = object()
+_SUBSCRIBE = "subscribe"
+_UNSUBSCRIBE = "unsubscribe"
+_PING = "ping"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLimits:
+    ping_interval: float = ch.SERVER_PING_INTERVAL_S
+    pong_timeout: float = ch.SERVER_PONG_TIMEOUT_S
+    snapshot_delay: float = 0.01
+    send_buffer_bytes: int = 8 * 1024 * 1024
+    close_timeout: float = 2.0
+
+
+#: () → (extra snapshot delay in seconds, whether snapshot fetches fail) from the REST faults in force.
+SnapshotConditions = Callable[[], tuple[float, bool]]
+
+
+class _Window:
+    """A fixed rate-limit window: more than `limit` events within `seconds` of the first one trips it."""
+
+    __slots__ = ("count", "start")
+
+    def __init__(self) -> None:
+        self.start = 0.0
+        self.count = 0
+
+    def hit(self, now: float, limit: int, seconds: float) -> bool:
+        if now - self.start >= seconds:
+            self.start, self.count = now, 0
+        self.count += 1
+        return self.count > limit
+
+
+class Session:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        request: web.Request,
+        *,
+        hub: Hub,
+        source: EventSource,
+        stats: Stats,
+        limits: SessionLimits,
+        snapshot_conditions: SnapshotConditions,
+        silent: bool = False,
+    ) -> None:
+        self.ws = ws
+        self._request = request
+        self.hub = hub
+        self.source = source
+        self.stats = stats
+        self.limits = limits
+        self._snapshot_conditions = snapshot_conditions
+        self.silent = silent
+        self.connection_id = str(uuid.uuid4())
+        self._prefix = encode.data_prefix(self.connection_id)
+        self._batch_prefix = encode.data_prefix(self.connection_id, batched=True)
+        self._mid = 0
+        self._queue: deque[bytes] = deque()
+        self.queued_bytes = 0
+        self._wake = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self.closing = False
+        self._close_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        # (channel, key) → True once active, False while the snapshot is being fetched.
+        self._subs: dict[tuple[str, str | None], bool] = {}
+        self._per_channel: dict[str, int] = dict.fromkeys(ch.ALL_CHANNELS, 0)
+        self._subscribe_windows: dict[tuple[str, str | None], _Window] = {}
+        self._invalid_window = _Window()
+        self._pong_at = 0.0
+        self.close_code: int | None = None
+        self.log = structlog.get_logger("exporter.simulator").bind(connection_id=self.connection_id)
+
+    # ---- lifecycle ----
+    async def run(self) -> None:
+        """Serve the connection until it closes. Never raises for client behaviour."""
+        self.stats.connections_opened += 1
+        self.log.debug("ws_client_connected", peer=self._request.remote, silent=self.silent)
+        if not self.silent:
+            self._send_control(encode.connected(self.connection_id), NO_CHANNEL, ch.T_CONNECTED)
+            self._spawn(self._write_loop())
+            self._spawn(self._heartbeat())
+        try:
+            async for msg in self.ws:
+                if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    if not self.silent:
+                        self._on_message(msg.data)
+                elif msg.type is WSMsgType.PING:
+                    if not self.silent:
+                        await self.ws.pong(msg.data)
+                elif msg.type is WSMsgType.PONG:
+                    self._pong_at = asyncio.get_running_loop().time()
+        except (TimeoutError, ConnectionError, RuntimeError) as exc:
+            self.log.debug("ws_client_receive_failed", error=str(exc))
+        finally:
+            self.closing = True
+            if self._close_task is not None:
+                await asyncio.shield(self._close_task)
+            await self._cancel_tasks()
+            for channel, key in list(self._subs):
+                self.hub.remove(self, channel, key)
+            self._subs.clear()
+            self._queue.clear()
+            self.queued_bytes = 0
+            code = self.close_code or self.ws.close_code or ch.CLOSE_ABNORMAL
+            self.stats.closes[str(code)] += 1
+            self.log.debug("ws_client_closed", code=code)
+
+    async def _cancel_tasks(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def close_soon(self, code: int, reason: str = "", flush: bool = True) -> None:
+        """Close with `code` after (if `flush`) the frames already queued have been written."""
+        if self._close_task is None:
+            self.close_code = code
+            self._close_task = asyncio.get_running_loop().create_task(self._close(code, reason, flush))
+
+    async def _close(self, code: int, reason: str, flush: bool) -> None:
+        if flush and self._queue and not self.silent:
+            self._drained.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), self.limits.close_timeout)
+        self.closing = True
+        try:
+            await asyncio.wait_for(
+                self.ws.close(code=code, message=reason.encode()), self.limits.close_timeout
+            )
+        except (TimeoutError, ConnectionError, RuntimeError):
+            self.abort()
+
+    def abort(self) -> None:
+        """Drop the TCP connection with no close frame (the client sees 1006)."""
+        self.closing = True
+        if self.close_code is None:
+            self.close_code = ch.CLOSE_ABNORMAL
+        transport = self._request.transport
+        if transport is not None:
+            transport.abort()
+
+    # ---- sending ----
+    def _enqueue(self, frame: bytes) -> None:
+        if self.closing:
+            return
+        self._queue.append(frame)
+        self.queued_bytes += len(frame)
+        if self.queued_bytes > self.limits.send_buffer_bytes:
+            self.stats.slow_consumers_cut += 1
+            self.log.info("ws_slow_consumer_cut", queued_bytes=self.queued_bytes)
+            self._queue.clear()
+            self.queued_bytes = 0
+            self.abort()
+            return
+        self._wake.set()
+
+    def _send_control(self, frame: bytes, channel: str, frame_type: str) -> None:
+        self.stats.frames[(channel, frame_type)] += 1
+        self._enqueue(frame)
+
+    def send_data(self, body: bytes) -> None:
+        if self.closing:
+            return
+        self._mid += 1
+        self._enqueue(b"%s%d%s" % (self._prefix, self._mid, body))
+
+    def send_batch(self, body: bytes) -> None:
+        if self.closing:
+            return
+        self._mid += 1
+        self._enqueue(b"%s%d%s" % (self._batch_prefix, self._mid, body))
+
+    async def _write_loop(self) -> None:
+        queue, ws, hub = self._queue, self.ws, self.hub
+        try:
+            while True:
+                if not queue:
+                    self._drained.set()
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                if hub.stalled_all:
+                    await hub.unstalled.wait()
+                    continue
+                frame = queue.popleft()
+                self.queued_bytes -= len(frame)
+                await ws.send_frame(frame, WSMsgType.TEXT)
+        except (ConnectionError, RuntimeError) as exc:
+            self.log.debug("ws_client_send_failed", error=str(exc))
+            self.abort()
+
+    async def _heartbeat(self) -> None:
+        """A protocol ping every ping_interval; a ping unanswered within pong_timeout closes with 1011."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.limits.ping_interval)
+            if self.hub.stalled_all:
+                continue
+            sent_at = loop.time()
+            try:
+                await self.ws.ping()
+            except (ConnectionError, RuntimeError):
+                return
+            loop.call_later(self.limits.pong_timeout, self._pong_deadline, sent_at)
+
+    def _pong_deadline(self, sent_at: float) -> None:
+        if self._pong_at < sent_at and not self.closing:
+            self.log.info("ws_client_heartbeat_timeout")
+            self.close_soon(ch.CLOSE_HEARTBEAT_TIMEOUT, ch.HEARTBEAT_TIMEOUT_REASON, flush=False)
+
+    # ---- faults acting on this connection ----
+    def skip_ids(self, count: int) -> None:
+        self._mid += count
+
+    def send_garbage(self, count: int) -> None:
+        for n in range(count):
+            if n % 2 == 0:
+                frame = encode.connected(self.connection_id)[:-7]  # truncated JSON
+            else:
+                frame = b"<html>502 Bad Gateway</html>"
+            self._send_control(frame, NO_CHANNEL, "malformed")
+
+    def send_error(
+        self, message: str, channel: str | None = None, key: str | None = None, mid: int | None = None
+    ) -> None:
+        frame = encode.error(self.connection_id, self._mid if mid is None else mid, message, channel, key)
+        self._send_control(frame, channel or NO_CHANNEL, ch.T_ERROR)
+
+    # ---- receiving ----
+    def _on_message(self, raw: str | bytes) -> None:
+        if self.closing:
+            return
+        try:
+            msg = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            self._invalid(ch.ERR_COULD_NOT_PARSE)
+            return
+        if msg is None:
+            self.stats.client_messages["error"] += 1
+            self.send_error(ch.ERR_INTERNAL)
+            return
+        message_type = msg.get("type") if isinstance(msg, dict) else None
+        if encode.js_falsy(message_type):
+            self._invalid(ch.ERR_TYPE_REQUIRED)
+            return
+        if message_type == _PING:
+            self.stats.client_messages["ping"] += 1
+            return
+        if message_type not in (_SUBSCRIBE, _UNSUBSCRIBE):
+            self._invalid(ch.err_invalid_type(encode.js_str(message_type)))
+            return
+        assert isinstance(msg, dict)
+        channel = msg.get("channel")
+        if encode.js_falsy(channel):
+            self._reject(ch.ERR_CHANNEL_REQUIRED)
+            return
+        if channel not in ch.ALL_CHANNELS:
+            self._reject(ch.err_invalid_channel(encode.js_str(channel)))
+            return
+        assert isinstance(channel, str)
+        raw_id = msg.get("id", _MISSING)
+        client_id = None if raw_id is _MISSING or encode.js_falsy(raw_id) else encode.js_str(raw_id)
+        if channel in ch.CHANNELS_WITHOUT_ID:
+            key = client_id or (ch.BLOCK_HEIGHT_ID if channel == ch.BLOCK_HEIGHT else None)
+        elif isinstance(raw_id, str) and raw_id:
+            key = raw_id
+        else:
+            self._reject(ch.err_invalid_id("undefined" if raw_id is _MISSING else encode.js_str(raw_id)))
+            return
+        if message_type == _SUBSCRIBE:
+            self.stats.client_messages["subscribe"] += 1
+            self._subscribe(channel, key, not encode.js_falsy(msg.get("batched")))
+        else:
+            self.stats.client_messages["unsubscribe"] += 1
+            self._unsubscribe(channel, key, client_id)
+
+    def _invalid(self, message: str) -> None:
+        """Parse failure, missing or unknown type: counted against the invalid-message rate limit."""
+        self.stats.client_messages["invalid"] += 1
+        if self._invalid_window.hit(time.monotonic(), ch.INVALID_MESSAGES_PER_WINDOW, ch.RATE_LIMIT_WINDOW_S):
+            self.send_error(ch.ERR_TOO_MANY_INVALID)
+            self.log.info("ws_client_rate_limited", limit="invalid_messages")
+            self.close_soon(ch.CLOSE_RATE_LIMITED, ch.RATE_LIMITED_REASON)
+            return
+        self.send_error(message)
+
+    def _reject(self, message: str) -> None:
+        """Bad channel or id: an error with the current message id, not rate limited."""
+        self.stats.client_messages["error"] += 1
+        self.send_error(message)
+
+    def _subscribe(self, channel: str, key: str | None, batched: bool) -> None:
+        self._mid += 1
+        mid = self._mid
+        shown = key if key is not None else "undefined"
+        window = self._subscribe_windows.get((channel, key))
+        if window is None:
+            window = self._subscribe_windows[(channel, key)] = _Window()
+        if window.hit(time.monotonic(), ch.SUBSCRIBE_ATTEMPTS_PER_WINDOW, ch.RATE_LIMIT_WINDOW_S):
+            self.send_error(ch.err_too_many_subscribes(channel, shown), mid=mid)
+            self.log.info("ws_client_rate_limited", limit="subscribe", channel=channel, id=key)
+            self.close_soon(ch.CLOSE_RATE_LIMITED, ch.RATE_LIMITED_REASON)
+            return
+        if not self.source.valid(channel, key):
+            self.send_error(ch.err_invalid_subscription_id(channel, shown), mid=mid)
+            return
+        if (channel, key) in self._subs:
+            self.send_error(ch.err_already_subscribed(channel, shown), channel, key, mid=mid)
+            return
+        cap = ch.SUBSCRIPTION_CAPS[channel]
+        if self._per_channel[channel] >= cap:
+            self.send_error(ch.err_subscription_limit(channel, cap), mid=mid)
+            return
+        self._subs[(channel, key)] = False
+        self._per_channel[channel] += 1
+        self._spawn(self._fetch_snapshot(channel, key, batched, mid))
+
+    async def _fetch_snapshot(self, channel: str, key: str | None, batched: bool, mid: int) -> None:
+        extra_delay, failing = self._snapshot_conditions()
+        delay = self.limits.snapshot_delay + extra_delay
+        if delay > ch.SNAPSHOT_FETCH_TIMEOUT_S:
+            await asyncio.sleep(ch.SNAPSHOT_FETCH_TIMEOUT_S)
+            failing = True
+        elif delay > 0:
+            await asyncio.sleep(delay)
+        pending = self._subs.get((channel, key)) is False
+        if failing or not self.source.valid(channel, key):
+            if pending:
+                self._forget(channel, key)
+            self.send_error(ch.err_could_not_fetch(channel), channel, key, mid=mid)
+            return
+        contents = self.source.snapshot(channel, key)
+        if pending:
+            self._subs[(channel, key)] = True
+            self.hub.add(self, channel, key, batched)
+        frame = encode.subscribed(self.connection_id, mid, channel, key, contents)
+        self._send_control(frame, channel, ch.T_SUBSCRIBED)
+
+    def _forget(self, channel: str, key: str | None) -> None:
+        if self._subs.pop((channel, key), None) is not None:
+            self._per_channel[channel] -= 1
+            self.hub.remove(self, channel, key)
+
+    def _unsubscribe(self, channel: str, key: str | None, client_id: str | None) -> None:
+        self._mid += 1
+        self._forget(channel, key)
+        frame = encode.unsubscribed(self.connection_id, self._mid, channel, client_id)
+        self._send_control(frame, channel, ch.T_UNSUBSCRIBED)

@@ -1,0 +1,674 @@
+"""The frame processor: decode → dispatch → state → counters, for every frame the feed receives.
+
+Implements FrameSink (exporter.feed.sink) and ReadinessSource. Data frames return None and allocate as
+little as possible; control frames return the Control event the feed acts on. Bad input never raises out
+of `handle`: it is counted in dydx_messages_invalid_total{channel,reason}, logged at most once per reason
+every LOG_INTERVAL_S (with the number of frames suppressed since), and leaves state as it was.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+import structlog
+
+from exporter.feed.sink import (
+    Connected,
+    Control,
+    MarketsChanged,
+    ServerError,
+    Subscribed,
+    Unsubscribed,
+)
+from exporter.metrics.collector import ChannelMetrics, Collector, MarketMetrics
+from exporter.protocol import channels as ch
+from exporter.protocol.frames import JSONDecodeError, TimestampParser, integer, loads, non_negative, positive
+from exporter.state.book import Book
+from exporter.state.markets import DirectoryChange, MarketDirectory, valid_ticker
+from exporter.state.msgids import MessageIds
+from exporter.state.trades import RecentIds
+
+# exporter.logs.get_logger passes logger= twice to structlog (TypeError at import); bind the name instead.
+log = structlog.get_logger().bind(logger="exporter.processor")
+
+#: Larger frames are refused unread. Real snapshots reach hundreds of KB (markets, 1000-row trades).
+DEFAULT_MAX_FRAME_BYTES: Final = 16 * 1024 * 1024
+#: Longer than the indexer's 5 s snapshot fetch, after which a late `subscribed` frame cannot come.
+DEFAULT_ID_GRACE_S: Final = 10.0
+LOG_INTERVAL_S: Final = 10.0
+#: Candles carry no event time: their latency uses the newest exchange time seen on any channel, but only
+#: while that time itself was received this recently (otherwise the estimate would only measure silence).
+CANDLE_REFERENCE_MAX_AGE_S: Final = 5.0
+_SIDE_INDEX: Final = {"BUY": 0, "SELL": 1}
+
+DataHandler = Callable[[ChannelMetrics, Any, Any, int, float], None]
+SnapshotHandler = Callable[[str, ChannelMetrics, Any, Any, int, float], None]
+
+
+class _LinkState:
+    __slots__ = ("books", "ids", "last_data")
+
+    def __init__(self, grace: float) -> None:
+        self.ids = MessageIds(grace)
+        self.last_data: dict[str, float] = {}
+        self.books: set[str] = set()
+
+
+class _InvalidLog:
+    """One log line per (channel, reason) per interval, carrying how many were suppressed meanwhile."""
+
+    __slots__ = ("_interval", "_last", "_suppressed")
+
+    def __init__(self, interval: float) -> None:
+        self._interval = interval
+        self._last: dict[tuple[str, str], float] = {}
+        self._suppressed: dict[tuple[str, str], int] = {}
+
+    def __call__(
+        self, link: str, channel: str, reason: str, sample: object, error: BaseException | None
+    ) -> None:
+        key = (channel, reason)
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < self._interval:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return
+        self._last[key] = now
+        suppressed = self._suppressed.pop(key, 0)
+        text = sample if isinstance(sample, str) else repr(sample)
+        log.warning(
+            "frame_invalid",
+            link=link,
+            channel=channel,
+            reason=reason,
+            suppressed=suppressed,
+            sample=text[:200],
+            exc_info=error,
+        )
+
+
+class Processor:
+    def __init__(
+        self,
+        collector: Collector,
+        *,
+        clock: Callable[[], float] = time.time,
+        stale_after: float = 30.0,
+        id_grace: float = DEFAULT_ID_GRACE_S,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    ) -> None:
+        self._collector = collector
+        self._clock = clock
+        self._stale_after = stale_after
+        self._id_grace = id_grace
+        self._max_frame_bytes = max_frame_bytes
+        self._links: dict[str, _LinkState] = {}
+        self._channels: dict[str, ChannelMetrics] = {}
+        self._books: dict[str, Book] = {}
+        self._tapes: dict[str, tuple[RecentIds, MarketMetrics]] = {}
+        self._directory = MarketDirectory()
+        self._timestamp = TimestampParser()
+        self._last_data_at = 0.0
+        self._newest_exchange_time = 0.0
+        self._newest_exchange_received = 0.0
+        self._pending_change: DirectoryChange | None = None
+        self._log_invalid = _InvalidLog(LOG_INTERVAL_S)
+        self._updates: dict[str, DataHandler] = {
+            ch.ORDERBOOK: self._orderbook_update,
+            ch.TRADES: self._trades_update,
+            ch.MARKETS: self._markets_update,
+            ch.CANDLES: self._candles_update,
+            ch.BLOCK_HEIGHT: self._block_height_update,
+            ch.SUBACCOUNTS: self._ignored,
+            ch.PARENT_SUBACCOUNTS: self._ignored,
+        }
+        self._snapshots: dict[str, SnapshotHandler] = {
+            ch.ORDERBOOK: self._orderbook_snapshot,
+            ch.TRADES: self._trades_snapshot,
+            ch.MARKETS: self._markets_snapshot,
+            ch.CANDLES: self._candles_snapshot,
+            ch.BLOCK_HEIGHT: self._block_height_snapshot,
+            ch.SUBACCOUNTS: self._ignored_snapshot,
+            ch.PARENT_SUBACCOUNTS: self._ignored_snapshot,
+        }
+        collector.set_component_probe("processor", lambda now: not self.not_ready_reasons(now))
+
+    # --- FrameSink --------------------------------------------------------------------------------------
+    def link_opened(self, link: str) -> None:
+        state = self._links.get(link)
+        if state is None:
+            self._links[link] = _LinkState(self._id_grace)
+        else:
+            state.ids.reset()
+
+    def link_closed(self, link: str) -> None:
+        state = self._links.get(link)
+        if state is None:
+            return
+        state.ids.reset()
+        now = self._clock()
+        for ticker in state.books:
+            book = self._books.get(ticker)
+            if book is not None and book.link == link:
+                book.invalidate(now)
+        state.books.clear()
+
+    def last_data_at(self, link: str, channel: str) -> float | None:
+        state = self._links.get(link)
+        return None if state is None else state.last_data.get(channel)
+
+    def handle(self, link: str, raw: str | bytes, received_at: float) -> Control | None:
+        collector = self._collector
+        size = len(raw)
+        collector.received_bytes += size
+        if size > self._max_frame_bytes:
+            self._invalid(link, collector.unknown_channel, "oversized", raw[:200])
+            return None
+        try:
+            frame = loads(raw)
+        except JSONDecodeError:
+            self._invalid(link, collector.unknown_channel, "not_json", raw[:200])
+            return None
+        if frame.__class__ is not dict:
+            self._invalid(link, collector.unknown_channel, "not_object", raw[:200])
+            return None
+        try:
+            frame_type = frame.get("type")
+            if frame_type == ch.T_CHANNEL_DATA or frame_type == ch.T_CHANNEL_BATCH_DATA:
+                return self._data(link, frame, frame_type, received_at)
+            return self._control(link, frame, frame_type, received_at)
+        except Exception as error:  # a bug here must not take the feed loop down with it
+            self._invalid(link, collector.unknown_channel, "processing_error", raw[:200], error)
+            return None
+
+    def load_markets(self, perpetual_markets: Mapping[str, Mapping[str, object]]) -> MarketsChanged | None:
+        change = self._directory.load(perpetual_markets)
+        self._apply_prices(perpetual_markets)
+        self._apply_directory(change)
+        if not change:
+            return None
+        self._pending_change = None  # this answer supersedes what a channel snapshot found
+        return self._markets_changed(change)
+
+    def forget_market(self, ticker: str) -> None:
+        self._books.pop(ticker, None)
+        self._tapes.pop(ticker, None)
+        self._collector.forget_market(ticker)
+
+    # --- ReadinessSource --------------------------------------------------------------------------------
+    def not_ready_reasons(self, now: float) -> list[str]:
+        if self._last_data_at == 0.0:
+            return ["processor: no data frame received yet"]
+        age = now - self._last_data_at
+        if age > self._stale_after:
+            return [f"processor: no data frame for {age:.1f}s (stale after {self._stale_after:g}s)"]
+        return []
+
+    # --- dispatch ---------------------------------------------------------------------------------------
+    def _channel_of(self, link: str, frame: dict[str, Any]) -> ChannelMetrics | None:
+        name = frame.get("channel")
+        metrics = self._channels.get(name) if name.__class__ is str else None
+        if metrics is None:
+            if name in self._updates:
+                metrics = self._channels[name] = self._collector.channel(name)
+            else:
+                reason = "missing_field" if name is None else "unknown_channel"
+                self._invalid(link, self._collector.unknown_channel, reason, frame)
+        return metrics
+
+    def _message_id(self, link: str, frame: dict[str, Any], cm: ChannelMetrics, now: float) -> int | None:
+        message_id = frame.get("message_id")
+        if message_id.__class__ is not int or message_id < 0:
+            self._invalid(link, cm, "bad_message_id", frame)
+            return None
+        state = self._links.get(link)
+        if state is None:
+            state = self._links[link] = _LinkState(self._id_grace)
+        ids = state.ids
+        ids.see(message_id, now)
+        if ids.lost:
+            self._collector.message_id_gaps += ids.lost
+            ids.lost = 0
+        return message_id
+
+    def _data(self, link: str, frame: dict[str, Any], frame_type: str, now: float) -> Control | None:
+        # The hot path: the common case is inlined (known channel, int id, known link).
+        name = frame.get("channel")
+        cm = self._channels.get(name) if name.__class__ is str else None
+        if cm is None:
+            cm = self._channel_of(link, frame)
+            if cm is None:
+                return None
+        cm.messages[frame_type] += 1
+        message_id = frame.get("message_id")
+        state = self._links.get(link)
+        if message_id.__class__ is int and message_id >= 0 and state is not None:
+            ids = state.ids
+            ids.see(message_id, now)
+            if ids.lost:
+                self._collector.message_id_gaps += ids.lost
+                ids.lost = 0
+        else:
+            message_id = self._message_id(link, frame, cm, now)
+            if message_id is None:
+                return None
+            state = self._links[link]
+        state.last_data[cm.name] = now
+        cm.last_message_at = now
+        self._last_data_at = now
+        handler = self._updates[cm.name]
+        contents = frame.get("contents")
+        sub_id = frame.get("id")
+        if frame_type == ch.T_CHANNEL_DATA:
+            cm.updates += 1
+            handler(cm, sub_id, contents, message_id, now)
+        elif contents.__class__ is list:
+            cm.updates += len(contents)
+            for item in contents:
+                handler(cm, sub_id, item, message_id, now)
+        else:
+            self._invalid(link, cm, "wrong_type", frame)
+        processing = self._clock() - now
+        cm.processing.observe(processing if processing > 0.0 else 0.0)  # type: ignore[union-attr]
+        if self._pending_change is not None:
+            change, self._pending_change = self._pending_change, None
+            return self._markets_changed(change)
+        return None
+
+    def _control(self, link: str, frame: dict[str, Any], frame_type: object, now: float) -> Control | None:
+        collector = self._collector
+        if frame_type == ch.T_SUBSCRIBED:
+            cm = self._channel_of(link, frame)
+            if cm is None:
+                return None
+            cm.messages[ch.T_SUBSCRIBED] += 1
+            message_id = self._message_id(link, frame, cm, now)
+            if message_id is None:
+                return None
+            sub_id = frame.get("id")
+            if cm.name not in ch.CHANNELS_WITHOUT_ID and (sub_id.__class__ is not str or len(sub_id) > 128):
+                self._invalid(link, cm, "missing_field" if sub_id is None else "wrong_type", frame)
+                return None
+            self._links[link].last_data[cm.name] = now
+            cm.last_message_at = now
+            self._snapshots[cm.name](link, cm, sub_id, frame.get("contents"), message_id, now)
+            processing = self._clock() - now
+            cm.processing.observe(processing if processing > 0.0 else 0.0)  # type: ignore[union-attr]
+            return Subscribed(link, cm.name, sub_id if sub_id.__class__ is str else None, message_id)
+        if frame_type == ch.T_CONNECTED:
+            connection_id = frame.get("connection_id")
+            if connection_id.__class__ is not str:
+                self._invalid(link, collector.unknown_channel, "missing_field", frame)
+                return None
+            collector.no_channel.messages[ch.T_CONNECTED] += 1
+            self.link_opened(link)
+            self._message_id(link, frame, collector.unknown_channel, now)
+            return Connected(link, connection_id)
+        if frame_type == ch.T_UNSUBSCRIBED:
+            cm = self._channel_of(link, frame)
+            if cm is None:
+                return None
+            cm.messages[ch.T_UNSUBSCRIBED] += 1
+            self._message_id(link, frame, cm, now)
+            sub_id = frame.get("id")
+            sub_id = sub_id if sub_id.__class__ is str else None
+            if cm.name == ch.ORDERBOOK and sub_id is not None:
+                book = self._books.get(sub_id)
+                if book is not None and book.link == link:
+                    book.invalidate(now)
+            return Unsubscribed(link, cm.name, sub_id)
+        if frame_type == ch.T_ERROR:
+            message = frame.get("message")
+            if message.__class__ is not str:
+                self._invalid(link, collector.unknown_channel, "missing_field", frame)
+                return None
+            channel = frame.get("channel")
+            sub_id = frame.get("id")
+            known = channel.__class__ is str and channel in self._updates
+            target = collector.channel(channel) if known else collector.no_channel  # type: ignore[arg-type]
+            target.messages[ch.T_ERROR] += 1
+            self._message_id(link, frame, target if known else collector.unknown_channel, now)
+            reason = ch.classify_error(message)
+            collector.server_error(reason)
+            return ServerError(
+                link,
+                message,
+                reason,
+                channel if known else None,
+                sub_id if sub_id.__class__ is str else None,
+            )
+        reason = "missing_field" if frame_type is None else "unknown_type"
+        self._invalid(link, collector.unknown_channel, reason, frame)
+        return None
+
+    # --- order book -------------------------------------------------------------------------------------
+    def _orderbook_snapshot(
+        self, link: str, cm: ChannelMetrics, sub_id: Any, contents: Any, message_id: int, now: float
+    ) -> None:
+        if not valid_ticker(sub_id):
+            self._invalid(link, cm, "wrong_type", sub_id)
+            return
+        if contents.__class__ is not dict:
+            self._invalid(link, cm, "wrong_type", contents)
+            return
+        bids = self._snapshot_levels(link, cm, contents.get("bids"))
+        asks = self._snapshot_levels(link, cm, contents.get("asks"))
+        book = self._books.get(sub_id)
+        if book is None:
+            book = self._books[sub_id] = Book()
+            self._collector.market(sub_id).book = book
+        reason = "resubscribe" if book.has_snapshot else "reconnect" if book.needs_resync else None
+        if reason is not None:
+            self._collector.market(sub_id).resyncs[reason] += 1
+            log.info("orderbook_resync", market=sub_id, reason=reason, link=link)
+        book.load_snapshot(link, bids, asks, message_id, now)
+        self._links[link].books.add(sub_id)
+
+    def _snapshot_levels(self, link: str, cm: ChannelMetrics, levels: Any) -> list[tuple[float, float]]:
+        if levels is None:
+            return []
+        if levels.__class__ is not list:
+            self._invalid(link, cm, "wrong_type", levels)
+            return []
+        parsed = []
+        for level in levels:
+            if level.__class__ is not dict:
+                self._invalid(link, cm, "wrong_type", level)
+                continue
+            price = positive(level.get("price"))
+            size = non_negative(level.get("size"))
+            if price is None or size is None:
+                self._invalid(link, cm, "bad_number", level)
+                continue
+            parsed.append((price, size))
+        return parsed
+
+    def _orderbook_update(
+        self, cm: ChannelMetrics, sub_id: Any, contents: Any, message_id: int, now: float
+    ) -> None:
+        book = self._books.get(sub_id) if sub_id.__class__ is str else None
+        if book is None or not book.has_snapshot:
+            self._invalid("", cm, "unknown_market" if book is None else "no_snapshot", sub_id)
+            return
+        if contents.__class__ is not dict:
+            self._invalid("", cm, "wrong_type", contents)
+            return
+        bids = contents.get("bids")
+        asks = contents.get("asks")
+        if bids is None and asks is None:
+            self._invalid("", cm, "missing_field", contents)
+            return
+        if bids is not None:
+            self._update_levels(cm, book.update_bid, bids, message_id, now)
+        if asks is not None:
+            self._update_levels(cm, book.update_ask, asks, message_id, now)
+
+    def _update_levels(
+        self,
+        cm: ChannelMetrics,
+        apply: Callable[[float, float, int, float], None],
+        levels: Any,
+        mid: int,
+        now: float,
+    ) -> None:
+        if levels.__class__ is not list:
+            self._invalid("", cm, "wrong_type", levels)
+            return
+        for level in levels:
+            if level.__class__ is not list or len(level) != 2:
+                self._invalid("", cm, "wrong_type", level)
+                continue
+            price = positive(level[0])
+            size = non_negative(level[1])
+            if price is None or size is None:
+                self._invalid("", cm, "bad_number", level)
+                continue
+            apply(price, size, mid, now)
+
+    # --- trades -----------------------------------------------------------------------------------------
+    def _trades_snapshot(
+        self, link: str, cm: ChannelMetrics, sub_id: Any, contents: Any, message_id: int, now: float
+    ) -> None:
+        if not valid_ticker(sub_id):
+            self._invalid(link, cm, "wrong_type", sub_id)
+            return
+        entry = self._tapes.get(sub_id)
+        if entry is None:
+            market = self._collector.market(sub_id)
+            market.has_trades = True
+            entry = self._tapes[sub_id] = (RecentIds(), market)
+        tape = entry[0]
+        rows = contents.get("trades") if contents.__class__ is dict else None
+        if rows.__class__ is not list:
+            self._invalid(link, cm, "wrong_type", contents)
+            return
+        # Newest first: remember them oldest first so the window keeps the newest when it overflows.
+        for row in reversed(rows):
+            trade_id = row.get("id") if row.__class__ is dict else None
+            if trade_id.__class__ is str and len(trade_id) <= 64:
+                tape.add(trade_id)
+            else:
+                self._invalid(link, cm, "wrong_type", row)
+
+    def _trades_update(
+        self, cm: ChannelMetrics, sub_id: Any, contents: Any, message_id: int, now: float
+    ) -> None:
+        entry = self._tapes.get(sub_id) if sub_id.__class__ is str else None
+        if entry is None:
+            self._invalid("", cm, "unknown_market", sub_id)
+            return
+        rows = contents.get("trades") if contents.__class__ is dict else None
+        if rows.__class__ is not list:
+            self._invalid("", cm, "missing_field" if contents.__class__ is dict else "wrong_type", contents)
+            return
+        tape, market = entry
+        newest: object = None
+        for row in rows:
+            if row.__class__ is not dict:
+                self._invalid("", cm, "wrong_type", row)
+                continue
+            trade_id = row.get("id")
+            side = row.get("side")
+            index = _SIDE_INDEX.get(side) if side.__class__ is str else None
+            if trade_id.__class__ is not str or len(trade_id) > 64 or index is None:
+                self._invalid("", cm, "wrong_type" if "id" in row and "side" in row else "missing_field", row)
+                continue
+            price = positive(row.get("price"))
+            size = positive(row.get("size"))
+            if price is None or size is None:
+                self._invalid("", cm, "bad_number", row)
+                continue
+            if not tape.add(trade_id):
+                self._collector.trades_duplicate += 1
+                continue
+            market.trades[index] += 1
+            market.volume[index] += size
+            market.notional[index] += size * price
+            market.last_trade_price = price
+            newest = row.get("createdAt")
+        if newest is not None:
+            self._observe_latency(cm, newest, now)
+
+    # --- markets ----------------------------------------------------------------------------------------
+    def _markets_snapshot(
+        self, link: str, cm: ChannelMetrics, sub_id: Any, contents: Any, message_id: int, now: float
+    ) -> None:
+        markets = contents.get("markets") if contents.__class__ is dict else None
+        if markets.__class__ is not dict:
+            self._invalid(link, cm, "wrong_type", contents)
+            return
+        change = self._directory.load(markets)
+        self._apply_prices(markets)
+        self._apply_directory(change)
+        if change:
+            self._remember_change(change)
+
+    def _markets_update(
+        self, cm: ChannelMetrics, sub_id: Any, contents: Any, message_id: int, now: float
+    ) -> None:
+        if contents.__class__ is not dict:
+            self._invalid("", cm, "wrong_type", contents)
+            return
+        oracle = contents.get("oraclePrices")
+        trading = contents.get("trading")
+        if oracle is None and trading is None:
+            self._invalid("", cm, "missing_field", contents)
+            return
+        if oracle is not None:
+            if oracle.__class__ is not dict:
+                self._invalid("", cm, "wrong_type", oracle)
+            else:
+                self._oracle_prices(cm, oracle, now)
+        if trading is not None:
+            if trading.__class__ is not dict:
+                self._invalid("", cm, "wrong_type", trading)
+            else:
+                change = self._directory.apply_trading(trading)
+                if change:
+                    self._apply_directory(change)
+                    self._remember_change(change)
+
+    def _oracle_prices(self, cm: ChannelMetrics, oracle: dict[str, Any], now: float) -> None:
+        collector = self._collector
+        for ticker, row in oracle.items():
+            price = positive(row.get("oraclePrice")) if row.__class__ is dict else None
+            if price is None:
+                self._invalid("", cm, "bad_number" if row.__class__ is dict else "wrong_type", row)
+                continue
+            market = collector.existing_market(ticker)
+            if market is None:
+                # Markets outside --markets are listed but not tracked; only a ticker nobody listed is odd.
+                if ticker not in self._directory.statuses:
+                    self._invalid("", cm, "unknown_market", ticker)
+                continue
+            market.oracle_price = price
+            self._observe_latency(cm, row.get("effectiveAt"), now)
+
+    def _apply_prices(self, markets: Mapping[str, object]) -> None:
+        collector = self._collector
+        for ticker, market in markets.items():
+            if isinstance(market, Mapping):
+                price = positive(market.get("oraclePrice"))
+                tracked = collector.existing_market(ticker)
+                if price is not None and tracked is not None:
+                    tracked.oracle_price = price
+
+    def _apply_directory(self, change: DirectoryChange) -> None:
+        collector = self._collector
+        statuses = self._directory.statuses
+        for ticker in change.listed:
+            market = collector.market(ticker)
+            market.listed = True
+            market.status = statuses[ticker]
+        for ticker in change.status_changed:
+            market = collector.market(ticker)
+            market.listed = True
+            market.status = statuses[ticker]
+        for ticker in change.delisted:
+            self.forget_market(ticker)
+        if change.listed or change.delisted:
+            log.info("markets_changed", listed=change.listed[:20], delisted=change.delisted[:20],
+                     listed_count=len(change.listed), delisted_count=len(change.delisted))  # fmt: skip
+
+    def _remember_change(self, change: DirectoryChange) -> None:
+        if self._pending_change is None:
+            self._pending_change = change
+        else:
+            self._pending_change.merge(change)
+
+    def _markets_changed(self, change: DirectoryChange) -> MarketsChanged:
+        return MarketsChanged(
+            markets=dict(self._directory.statuses),
+            listed=tuple(change.listed),
+            delisted=tuple(change.delisted),
+        )
+
+    def take_markets_change(self) -> MarketsChanged | None:
+        """A change found in a v4_markets snapshot (whose frame returned Subscribed); also returned with
+        the next v4_markets data frame."""
+        if self._pending_change is None:
+            return None
+        change, self._pending_change = self._pending_change, None
+        return self._markets_changed(change)
+
+    # --- candles, block height, subaccounts -------------------------------------------------------------
+    def _candles_snapshot(
+        self, link: str, cm: ChannelMetrics, sub_id: Any, contents: Any, message_id: int, now: float
+    ) -> None:
+        candles = contents.get("candles") if contents.__class__ is dict else None
+        if candles.__class__ is not list:
+            self._invalid(link, cm, "wrong_type", contents)
+
+    def _candles_update(
+        self, cm: ChannelMetrics, sub_id: Any, contents: Any, message_id: int, now: float
+    ) -> None:
+        if contents.__class__ is not dict:
+            self._invalid("", cm, "wrong_type", contents)
+            return
+        if positive(contents.get("close")) is None or contents.get("startedAt").__class__ is not str:
+            self._invalid("", cm, "bad_number" if "close" in contents else "missing_field", contents)
+            return
+        reference = self._newest_exchange_time
+        if reference and now - self._newest_exchange_received <= CANDLE_REFERENCE_MAX_AGE_S:
+            lag = now - reference
+            cm.latency.observe(lag if lag > 0.0 else 0.0)  # type: ignore[union-attr]
+
+    def _block_height_snapshot(
+        self, link: str, cm: ChannelMetrics, sub_id: Any, contents: Any, message_id: int, now: float
+    ) -> None:
+        height = integer(contents.get("height")) if contents.__class__ is dict else None
+        stamp = self._timestamp(contents.get("time")) if contents.__class__ is dict else None
+        if height is None or stamp is None:
+            self._invalid(link, cm, "bad_number" if contents.__class__ is dict else "wrong_type", contents)
+            return
+        self._collector.block_height = height
+        self._collector.block_timestamp = stamp
+
+    def _block_height_update(
+        self, cm: ChannelMetrics, sub_id: Any, contents: Any, message_id: int, now: float
+    ) -> None:
+        if contents.__class__ is not dict:
+            self._invalid("", cm, "wrong_type", contents)
+            return
+        height = integer(contents.get("blockHeight"))
+        stamp = self._timestamp(contents.get("time"))
+        if height is None or stamp is None:
+            self._invalid("", cm, "bad_number" if "blockHeight" in contents else "missing_field", contents)
+            return
+        self._collector.block_height = height
+        self._collector.block_timestamp = stamp
+        self._observe_latency(cm, stamp, now)
+
+    def _ignored(self, cm: ChannelMetrics, sub_id: Any, contents: Any, message_id: int, now: float) -> None:
+        """Subaccount channels are counted (messages, updates, processing) but carry no exporter state."""
+
+    def _ignored_snapshot(
+        self, link: str, cm: ChannelMetrics, sub_id: Any, contents: Any, message_id: int, now: float
+    ) -> None:
+        """See _ignored."""
+
+    # --- shared -----------------------------------------------------------------------------------------
+    def _observe_latency(self, cm: ChannelMetrics, event_time: object, now: float) -> None:
+        stamp = event_time if event_time.__class__ is float else self._timestamp(event_time)
+        if stamp is None:
+            self._invalid("", cm, "bad_number", event_time)
+            return
+        if stamp > self._newest_exchange_time:
+            self._newest_exchange_time = stamp
+        self._newest_exchange_received = now
+        lag = now - stamp
+        # An exchange clock ahead of ours reads as zero lag rather than a negative observation.
+        cm.latency.observe(lag if lag > 0.0 else 0.0)  # type: ignore[union-attr]
+
+    def _invalid(
+        self,
+        link: str,
+        cm: ChannelMetrics,
+        reason: str,
+        sample: object,
+        error: BaseException | None = None,
+    ) -> None:
+        cm.invalid[reason] = cm.invalid.get(reason, 0) + 1
+        self._log_invalid(link, cm.name, reason, sample, error)

@@ -1,0 +1,336 @@
+"""Building blocks shared by every dashboard: the datasource, the variables, panels with units, links.
+
+Every query goes through `sel()` so that it carries the `job`/`instance` matchers the linter asks for, and
+every range goes through `RATE` so that rates follow the datasource's scrape interval the way Grafana does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from grafana_foundation_sdk.builders import common as common_b
+from grafana_foundation_sdk.builders import dashboard as db
+from grafana_foundation_sdk.builders import prometheus, stat, statetimeline, table, timeseries
+from grafana_foundation_sdk.cog.builder import Builder
+from grafana_foundation_sdk.models import common
+from grafana_foundation_sdk.models.dashboard import (
+    DashboardCursorSync,
+    DashboardLinkType,
+    DataSourceRef,
+    DataTransformerConfig,
+    Panel,
+    Threshold,
+    ThresholdsMode,
+    ValueMap,
+    ValueMappingResult,
+    VariableOption,
+    VariableRefresh,
+    VariableSort,
+)
+from grafana_foundation_sdk.models.prometheus import PromQueryFormat
+
+#: The provisioned Prometheus datasource (grafana/provisioning/datasources/prometheus.yml).
+DATASOURCE_UID = "dydx-prometheus"
+DATASOURCE_NAME = "Prometheus"
+#: Grafana's own default for $__rate_interval is 4 x this; it must equal the production scrape interval.
+SCRAPE_INTERVAL = "15s"
+TAG = "dydx"
+
+DS = DataSourceRef(type_val="prometheus", uid="$datasource")
+RATE = "[$__rate_interval]"
+#: The matchers every selector carries (the dashboard-linter's target-job and target-instance rules).
+MATCH = 'job=~"$job", instance=~"$instance"'
+#: HA pairs scrape the same shard twice: drop the replica dimension before summing, never double count.
+DEDUP = "max without (instance, replica)"
+
+PanelBuilder = Builder[Panel]
+
+
+@dataclass(frozen=True)
+class DashboardRef:
+    uid: str
+    title: str
+
+    @property
+    def url(self) -> str:
+        return f"/d/{self.uid}"
+
+
+OVERVIEW = DashboardRef("dydx-feed-overview", "dYdX feed overview")
+MARKET = DashboardRef("dydx-market-drilldown", "dYdX market drilldown")
+INTERNALS = DashboardRef("dydx-exporter-internals", "dYdX exporter internals")
+ALL_DASHBOARDS = (OVERVIEW, MARKET, INTERNALS)
+
+
+def sel(metric: str, *matchers: str) -> str:
+    """`metric{job=~"$job", instance=~"$instance", <matchers>}`."""
+    extra = "".join(f", {m}" for m in matchers)
+    return f"{metric}{{{MATCH}{extra}}}"
+
+
+def rate(metric: str, *matchers: str, fn: str = "rate") -> str:
+    return f"{fn}({sel(metric, *matchers)}{RATE})"
+
+
+def quantile(q: float, histogram: str, by: str = "") -> str:
+    labels = f"le, {by}" if by else "le"
+    return f"histogram_quantile({q}, sum by ({labels}) ({rate(histogram + '_bucket')}))"
+
+
+# Variables ---------------------------------------------------------------------------------------------
+
+
+def datasource_variable() -> db.DatasourceVariable:
+    return (
+        db.DatasourceVariable("datasource")
+        .label("Data source")
+        .type("prometheus")
+        .current(VariableOption(selected=True, text=DATASOURCE_NAME, value=DATASOURCE_UID))
+    )
+
+
+def query_variable(
+    name: str, label: str, query: str, *, include_all: bool = True, multi: bool = True
+) -> db.QueryVariable:
+    variable = (
+        db.QueryVariable(name)
+        .label(label)
+        .datasource(DS)
+        .query(query)
+        .multi(multi)
+        .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(VariableSort.ALPHABETICAL_ASC)
+    )
+    if include_all:
+        # The linter's template-job/instance rules: "All" is `.+`, not a huge alternation of every value.
+        variable = variable.include_all(True).all_value(".+")
+    return variable
+
+
+def job_instance_variables() -> list[db.QueryVariable]:
+    return [
+        query_variable("job", "Job", "label_values(dydx_exporter_build_info, job)"),
+        query_variable(
+            "instance", "Instance", 'label_values(dydx_exporter_build_info{job=~"$job"}, instance)'
+        ),
+    ]
+
+
+# Dashboards --------------------------------------------------------------------------------------------
+
+
+def new_dashboard(ref: DashboardRef, description: str) -> db.Dashboard:
+    dashboard = (
+        db.Dashboard(ref.title)
+        .uid(ref.uid)
+        .description(description)
+        .tags([TAG])
+        .time("now-1h", "now")
+        .refresh("30s")
+        .timezone("browser")
+        .tooltip(DashboardCursorSync.CROSSHAIR)
+        .readonly()
+        .with_variable(datasource_variable())
+    )
+    for variable in job_instance_variables():
+        dashboard = dashboard.with_variable(variable)
+    for other in ALL_DASHBOARDS:
+        if other != ref:
+            dashboard = dashboard.link(
+                db.DashboardLink(other.title)
+                .type(DashboardLinkType.LINK)
+                .url(other.url)
+                .icon("dashboard")
+                .include_vars(True)
+                .keep_time(True)
+            )
+    return dashboard
+
+
+# Panels ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Q:
+    """One query of a panel: PromQL and its legend."""
+
+    expr: str
+    legend: str = ""
+    instant: bool = False
+
+
+def _targets(queries: Sequence[Q], *, table_format: bool = False) -> list[prometheus.Dataquery]:
+    targets = []
+    for index, q in enumerate(queries):
+        target = prometheus.Dataquery().expr(q.expr).ref_id(chr(ord("A") + index)).datasource(DS)
+        if q.legend:
+            target = target.legend_format(q.legend)
+        target = target.instant() if q.instant else target.range()
+        if table_format:
+            target = target.format(PromQueryFormat.TABLE)
+        targets.append(target)
+    return targets
+
+
+def _legend(as_table: bool = True) -> common_b.VizLegendOptions:
+    legend = (
+        common_b.VizLegendOptions()
+        .show_legend(True)
+        .placement(common.LegendPlacement.BOTTOM)
+        .display_mode(common.LegendDisplayMode.TABLE if as_table else common.LegendDisplayMode.LIST)
+    )
+    if as_table:
+        legend = legend.calcs(["lastNotNull", "max"])
+    return legend
+
+
+def graph(
+    title: str,
+    description: str,
+    unit: str,
+    queries: Sequence[Q],
+    *,
+    width: int = 12,
+    height: int = 8,
+    stack: bool = False,
+    bars: bool = False,
+    min_value: float | None = None,
+) -> timeseries.Panel:
+    panel = (
+        timeseries.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DS)
+        .unit(unit)
+        .span(width)
+        .height(height)
+        .targets(list(_targets(queries)))
+        .legend(_legend())
+        .fill_opacity(10)
+        .line_width(1)
+        .show_points(common.VisibilityMode.NEVER)
+    )
+    if bars:
+        panel = panel.draw_style(common.GraphDrawStyle.BARS).fill_opacity(80)
+    if stack:
+        panel = panel.stacking(common_b.StackingConfig().mode(common.StackingMode.NORMAL))
+    if min_value is not None:
+        panel = panel.min(min_value)
+    return panel
+
+
+def single(
+    title: str,
+    description: str,
+    unit: str,
+    query: Q,
+    *,
+    width: int = 4,
+    height: int = 4,
+    thresholds: Sequence[tuple[float | None, str]] = ((None, "green"),),
+    mappings: dict[str, str] | None = None,
+    no_value: str | None = None,
+) -> stat.Panel:
+    panel = (
+        stat.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DS)
+        .unit(unit)
+        .span(width)
+        .height(height)
+        .targets(list(_targets([query])))
+        .graph_mode(common.BigValueGraphMode.AREA)
+        .color_mode(common.BigValueColorMode.BACKGROUND)
+        .reduce_options(common_b.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+        .thresholds(
+            db.ThresholdsConfig()
+            .mode(ThresholdsMode.ABSOLUTE)
+            .steps([Threshold(value=value, color=color) for value, color in thresholds])
+        )
+    )
+    if mappings:
+        panel = panel.mappings([_value_map(mappings)])
+    if no_value is not None:
+        panel = panel.no_value(no_value)
+    return panel
+
+
+def states(
+    title: str,
+    description: str,
+    queries: Sequence[Q],
+    mappings: dict[str, tuple[str, str]],
+    *,
+    width: int = 12,
+    height: int = 8,
+    unit: str = "none",
+) -> statetimeline.Panel:
+    """A state timeline; `mappings` maps a value to (text, color)."""
+    return (
+        statetimeline.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DS)
+        .unit(unit)
+        .span(width)
+        .height(height)
+        .targets(list(_targets(queries)))
+        .mappings(
+            [
+                ValueMap(
+                    options={
+                        value: ValueMappingResult(text=text, color=color, index=index)
+                        for index, (value, (text, color)) in enumerate(mappings.items())
+                    }
+                )
+            ]
+        )
+        .show_value(common.VisibilityMode.NEVER)
+        .merge_values(True)
+        .legend(_legend(as_table=False))
+        .thresholds(db.ThresholdsConfig().mode(ThresholdsMode.ABSOLUTE).steps([Threshold(color="green")]))
+    )
+
+
+def listing(
+    title: str,
+    description: str,
+    queries: Sequence[Q],
+    *,
+    width: int = 12,
+    height: int = 8,
+    unit: str = "none",
+) -> table.Panel:
+    """A table of the current series (instant queries, one row per series)."""
+    return (
+        table.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DS)
+        .unit(unit)
+        .span(width)
+        .height(height)
+        .targets(list(_targets([Q(q.expr, q.legend, instant=True) for q in queries], table_format=True)))
+        .with_transformation(_organize_hide_time())
+    )
+
+
+def _organize_hide_time() -> DataTransformerConfig:
+    return DataTransformerConfig(
+        id_val="organize", options={"excludeByName": {"Time": True, "__name__": True}}
+    )
+
+
+def _value_map(mappings: dict[str, str]) -> ValueMap:
+    return ValueMap(
+        options={
+            value: ValueMappingResult(text=text, index=index)
+            for index, (value, text) in enumerate(mappings.items())
+        }
+    )
+
+
+def row(title: str) -> db.Row:
+    return db.Row(title)

@@ -1,0 +1,150 @@
+"""Exporter internals: what the exporter process itself costs and whether scraping it is healthy."""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.models.dashboard import Dashboard
+
+from grafana.blocks import (
+    INTERNALS,
+    PanelBuilder,
+    Q,
+    graph,
+    listing,
+    new_dashboard,
+    quantile,
+    rate,
+    row,
+    sel,
+)
+
+
+def _scrape() -> list[PanelBuilder]:
+    return [
+        graph(
+            "Scrape duration",
+            "How long Prometheus took to scrape /metrics, and how long the exporter took to render it.",
+            "s",
+            [
+                Q(sel("scrape_duration_seconds"), "{{instance}} scrape"),
+                Q(sel("dydx_exporter_scrape_duration_seconds"), "{{instance}} render"),
+            ],
+            width=8,
+        ),
+        graph(
+            "Scrape size",
+            "Uncompressed size of the /metrics body: grows with markets and channels.",
+            "bytes",
+            [Q(sel("dydx_exporter_scrape_size_bytes"), "{{instance}}")],
+            width=8,
+        ),
+        graph(
+            "Samples per scrape",
+            "Samples Prometheus ingests per scrape of each exporter.",
+            "none",
+            [Q(sel("scrape_samples_scraped"), "{{instance}}")],
+            width=8,
+        ),
+    ]
+
+
+def _process() -> list[PanelBuilder]:
+    return [
+        graph(
+            "CPU",
+            "CPU time per second of wall time (100% = one full core).",
+            "percentunit",
+            [Q(rate("process_cpu_seconds_total"), "{{instance}}")],
+            width=8,
+        ),
+        graph(
+            "Memory",
+            "Resident memory of the exporter process.",
+            "bytes",
+            [Q(sel("process_resident_memory_bytes"), "{{instance}}")],
+            width=8,
+        ),
+        graph(
+            "Open file descriptors",
+            "File descriptors in use (sockets included) against the process limit.",
+            "none",
+            [
+                Q(sel("process_open_fds"), "{{instance}} open"),
+                Q(sel("process_max_fds"), "{{instance}} limit"),
+            ],
+            width=8,
+        ),
+        graph(
+            "Event-loop lag",
+            "How late the asyncio loop woke a periodic probe (p50, p99): lag delays every frame and scrape.",
+            "s",
+            [
+                Q(quantile(0.5, "dydx_exporter_event_loop_lag_seconds", "instance"), "p50 {{instance}}"),
+                Q(quantile(0.99, "dydx_exporter_event_loop_lag_seconds", "instance"), "p99 {{instance}}"),
+            ],
+            width=8,
+        ),
+        graph(
+            "Time spent processing frames",
+            "Share of wall time the event loop spends decoding and applying frames.",
+            "percentunit",
+            [Q(f"sum by (instance) ({rate('dydx_processing_seconds_sum')})", "{{instance}}")],
+            width=8,
+        ),
+        graph(
+            "Garbage collections",
+            "Python garbage collector runs per second, by generation.",
+            "cps",
+            [
+                Q(
+                    f"sum by (instance, generation) ({rate('python_gc_collections_total')})",
+                    "{{instance}} gen {{generation}}",
+                )
+            ],
+            width=8,
+        ),
+    ]
+
+
+def _rest() -> list[PanelBuilder]:
+    return [
+        graph(
+            "REST requests by endpoint and status",
+            "Requests to the indexer's REST API (market discovery), per second, by route and status.",
+            "reqps",
+            [
+                Q(
+                    f"sum by (endpoint, code) ({rate('dydx_rest_requests_total')})",
+                    "{{endpoint}} {{code}}",
+                )
+            ],
+        ),
+        graph(
+            "REST latency",
+            "p50 and p99 duration of REST requests, by route.",
+            "s",
+            [
+                Q(quantile(0.5, "dydx_rest_request_duration_seconds", "endpoint"), "p50 {{endpoint}}"),
+                Q(quantile(0.99, "dydx_rest_request_duration_seconds", "endpoint"), "p99 {{endpoint}}"),
+            ],
+        ),
+        listing(
+            "Build",
+            "Version of every selected exporter (`dydx_exporter_build_info`).",
+            [Q(sel("dydx_exporter_build_info"))],
+            width=24,
+            height=5,
+        ),
+    ]
+
+
+def build() -> Dashboard:
+    dashboard = new_dashboard(
+        INTERNALS,
+        "The exporter process: scrape cost, CPU, memory, file descriptors, event-loop lag, garbage "
+        "collection and its REST calls to the indexer.",
+    )
+    for title, panels in (("Scrape", _scrape()), ("Process", _process()), ("REST API", _rest())):
+        dashboard = dashboard.with_row(row(title))
+        for panel in panels:
+            dashboard = dashboard.with_panel(panel)
+    return dashboard.build()

@@ -1,0 +1,193 @@
+"""dYdX market drilldown: one market's book, trades and price quality (the `market` variable)."""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.models.dashboard import Dashboard
+
+from grafana.blocks import (
+    DEDUP,
+    MARKET,
+    PanelBuilder,
+    Q,
+    graph,
+    listing,
+    new_dashboard,
+    query_variable,
+    rate,
+    row,
+    sel,
+    states,
+)
+
+M = 'market=~"$market"'
+
+
+def _book() -> list[PanelBuilder]:
+    return [
+        graph(
+            "Best bid and ask",
+            "Top of the uncrossed book, by side.",
+            "none",
+            [Q(f"{DEDUP} ({sel('dydx_orderbook_best_price', M)})", "{{market}} {{side}}")],
+        ),
+        graph(
+            "Spread",
+            "(best ask - best bid) / mid, from the uncrossed book.",
+            "percentunit",
+            [Q(f"{DEDUP} ({sel('dydx_orderbook_spread_ratio', M)})", "{{market}}")],
+        ),
+        states(
+            "Crossed book",
+            "Whether the book, as the feed delivered it, is crossed (best bid >= best ask). "
+            "Brief crossings are normal on dYdX; long ones mean ghost levels.",
+            [Q(f"{DEDUP} ({sel('dydx_orderbook_crossed', M)})", "{{market}}")],
+            {"0": ("uncrossed", "green"), "1": ("crossed", "orange")},
+            width=8,
+        ),
+        graph(
+            "Crossed periods started",
+            "Times the book became crossed, per interval.",
+            "none",
+            [
+                Q(
+                    f"sum by (market) ({DEDUP} ({rate('dydx_orderbook_crossed_total', M, fn='increase')}))",
+                    "{{market}}",
+                )
+            ],
+            width=8,
+            bars=True,
+        ),
+        graph(
+            "Time spent crossed",
+            "Share of the time the book as delivered was crossed (seconds crossed per second).",
+            "percentunit",
+            [
+                Q(
+                    f"{DEDUP} ({rate('dydx_orderbook_crossed_seconds_total', M)})",
+                    "{{market}}",
+                )
+            ],
+            width=8,
+            min_value=0,
+        ),
+        graph(
+            "Book levels",
+            "Price levels held per side.",
+            "none",
+            [Q(f"{DEDUP} ({sel('dydx_orderbook_levels', M)})", "{{market}} {{side}}")],
+        ),
+        graph(
+            "Book resyncs by reason",
+            "Times the book was rebuilt from a fresh snapshot, per interval, by reason.",
+            "none",
+            [
+                Q(
+                    f"sum by (market, reason) ({DEDUP} ("
+                    f"{rate('dydx_orderbook_resyncs_total', M, fn='increase')}))",
+                    "{{market}} {{reason}}",
+                )
+            ],
+            bars=True,
+        ),
+    ]
+
+
+def _trades() -> list[PanelBuilder]:
+    def by_side(metric: str) -> str:
+        return f"sum by (market, side) ({DEDUP} ({rate(metric, M)}))"
+
+    return [
+        graph(
+            "Trades by side",
+            "Live trades per second, by taker side.",
+            "cps",
+            [Q(by_side("dydx_trades_total"), "{{market}} {{side}}")],
+            width=8,
+        ),
+        graph(
+            "Volume by side",
+            "Traded size per second in base units, by taker side.",
+            "short",
+            [Q(by_side("dydx_trade_volume_total"), "{{market}} {{side}}")],
+            width=8,
+        ),
+        graph(
+            "Notional by side",
+            "Traded value per second in quote units (USD), by taker side.",
+            "currencyUSD",
+            [Q(by_side("dydx_trade_notional_total"), "{{market}} {{side}}")],
+            width=8,
+        ),
+        graph(
+            "Last trade vs oracle price",
+            "The last traded price and the oracle price.",
+            "none",
+            [
+                Q(f"{DEDUP} ({sel('dydx_last_trade_price', M)})", "{{market}} last trade"),
+                Q(f"{DEDUP} ({sel('dydx_oracle_price', M)})", "{{market}} oracle"),
+            ],
+        ),
+        graph(
+            "Last trade deviation from oracle",
+            "(last trade - oracle) / oracle: a feed that stopped moving drifts away from the oracle.",
+            "percentunit",
+            [
+                Q(
+                    f"({DEDUP} ({sel('dydx_last_trade_price', M)}) - on (job, market) "
+                    f"{DEDUP} ({sel('dydx_oracle_price', M)})) / on (job, market) "
+                    f"{DEDUP} ({sel('dydx_oracle_price', M)})",
+                    "{{market}}",
+                )
+            ],
+        ),
+    ]
+
+
+def _freshness() -> list[PanelBuilder]:
+    return [
+        graph(
+            "Book and oracle updates",
+            "Per-market staleness: how often the best price and the oracle price changed per interval. "
+            "A market at 0 on both is stale even though the link is up.",
+            "none",
+            [
+                Q(
+                    f"max by (market) (changes({sel('dydx_orderbook_best_price', M)}[$__rate_interval]))",
+                    "{{market}} book",
+                ),
+                Q(
+                    f"max by (market) (changes({sel('dydx_oracle_price', M)}[$__rate_interval]))",
+                    "{{market}} oracle",
+                ),
+            ],
+        ),
+        listing(
+            "Market status",
+            "Status of the selected markets as the indexer lists them (ACTIVE, PAUSED, FINAL_SETTLEMENT...).",
+            [Q(f"{DEDUP} ({sel('dydx_market_info', M)})")],
+        ),
+    ]
+
+
+def build() -> Dashboard:
+    dashboard = new_dashboard(
+        MARKET,
+        "One market at a time: order book top, spread and crossings, trades and volume by side, last trade "
+        "against the oracle price, and how fresh the market's data is.",
+    ).with_variable(
+        query_variable(
+            "market",
+            "Market",
+            'label_values(dydx_market_info{job=~"$job", instance=~"$instance"}, market)',
+            include_all=False,
+        )
+    )
+    for title, panels in (
+        ("Order book", _book()),
+        ("Trades and prices", _trades()),
+        ("Freshness", _freshness()),
+    ):
+        dashboard = dashboard.with_row(row(title))
+        for panel in panels:
+            dashboard = dashboard.with_panel(panel)
+    return dashboard.build()

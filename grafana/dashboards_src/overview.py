@@ -1,0 +1,346 @@
+"""dYdX feed overview: is data flowing, how late is it, how often does it break, what is down."""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.models.dashboard import Dashboard
+
+from grafana.blocks import (
+    DEDUP,
+    MARKET,
+    OVERVIEW,
+    PanelBuilder,
+    Q,
+    graph,
+    listing,
+    new_dashboard,
+    quantile,
+    rate,
+    row,
+    sel,
+    single,
+    states,
+)
+
+ACTIVE = 'state="active"'
+FIRING = 'alertstate="firing"'
+UP_DOWN = {"0": ("down", "red"), "1": ("up", "green")}
+
+#: Every error counter and what a reader calls it; the error-rate panels sum exactly these.
+ERROR_PARTS: tuple[tuple[str, str], ...] = (
+    ("dydx_ws_errors_total", "server error frames"),
+    ("dydx_messages_invalid_total", "invalid messages"),
+    ("dydx_ws_connection_failures_total", "connection failures"),
+    ("dydx_subscription_failures_total", "subscription failures"),
+    ("dydx_message_id_gaps_total", "message-id gaps"),
+    ("dydx_trades_duplicate_total", "duplicate trades"),
+)
+
+
+def _errors_per_second() -> str:
+    parts = " + ".join(f"sum({rate(metric)})" for metric, _ in ERROR_PARTS)
+    return f"({parts})"
+
+
+def _status_row() -> list[PanelBuilder]:
+    return [
+        single(
+            "Exporters up",
+            "Targets Prometheus scrapes successfully (`up`), out of all selected.",
+            "none",
+            Q(f"sum({sel('up')})"),
+            thresholds=((None, "red"), (1, "green")),
+        ),
+        single(
+            "Ready",
+            "Instances whose every component (websocket, rest, processor) is up: what /readyz reports.",
+            "none",
+            Q(f"count(min by (instance) ({sel('dydx_component_up')}) == 1)"),
+            thresholds=((None, "red"), (1, "green")),
+            no_value="0",
+        ),
+        single(
+            "Links connected",
+            "WebSocket connections currently open, over all instances (`dydx_ws_connected`).",
+            "none",
+            Q(f"sum({sel('dydx_ws_connected')})"),
+            thresholds=((None, "red"), (1, "green")),
+        ),
+        single(
+            "Active subscriptions",
+            "Subscriptions in state active, one replica of each HA pair counted.",
+            "none",
+            Q(f"sum({DEDUP} ({sel('dydx_subscriptions', ACTIVE)}))"),
+        ),
+        single(
+            "Data age (worst channel)",
+            "Seconds since the last data frame, on the stalest channel of the stalest instance.",
+            "s",
+            Q(f"max(time() - {sel('dydx_last_message_timestamp_seconds')})"),
+            thresholds=((None, "green"), (10, "orange"), (30, "red")),
+        ),
+        single(
+            "Alerts firing",
+            "Alerts Prometheus reports as firing for the selected exporters (`ALERTS`).",
+            "none",
+            Q(f"count({sel('ALERTS', FIRING)})"),
+            thresholds=((None, "green"), (1, "red")),
+            no_value="0",
+        ),
+    ]
+
+
+def _block_row() -> list[PanelBuilder]:
+    return [
+        single(
+            "Block height",
+            "Highest block height seen on v4_block_height by any selected instance.",
+            "none",
+            Q(f"max({sel('dydx_block_height')})"),
+            width=6,
+        ),
+        single(
+            "Block lag",
+            "Wall clock minus the timestamp of the newest block: how far behind the chain the feed is.",
+            "s",
+            Q(f"min(time() - {sel('dydx_block_timestamp_seconds')})"),
+            width=6,
+            thresholds=((None, "green"), (5, "orange"), (30, "red")),
+        ),
+        graph(
+            "Block lag by instance",
+            "Wall clock minus the newest block's timestamp, and blocks behind the freshest instance.",
+            "s",
+            [
+                Q(f"time() - {sel('dydx_block_timestamp_seconds')}", "{{instance}} lag"),
+            ],
+            width=6,
+            height=4,
+        ),
+        graph(
+            "Blocks behind the freshest instance",
+            "How many blocks each instance trails the best one: non-zero means a replica is stuck.",
+            "none",
+            [Q(f"scalar(max({sel('dydx_block_height')})) - {sel('dydx_block_height')}", "{{instance}}")],
+            width=6,
+            height=4,
+            min_value=0,
+        ),
+    ]
+
+
+def _throughput() -> list[PanelBuilder]:
+    return [
+        graph(
+            "Messages by channel",
+            "WebSocket frames received per second, by channel (HA replicas counted once).",
+            "cps",
+            [Q(f"sum by (channel) ({DEDUP} ({rate('dydx_ws_messages_total')}))", "{{channel}}")],
+            stack=True,
+        ),
+        graph(
+            "Updates by channel",
+            "Updates applied per second: batched frames counted content by content.",
+            "cps",
+            [Q(f"sum by (channel) ({DEDUP} ({rate('dydx_updates_total')}))", "{{channel}}")],
+            stack=True,
+        ),
+        graph(
+            "Messages by frame type",
+            "Frames per second by protocol frame type (channel_data, subscribed, error, ...).",
+            "cps",
+            [Q(f"sum by (type) ({DEDUP} ({rate('dydx_ws_messages_total')}))", "{{type}}")],
+            width=8,
+        ),
+        graph(
+            "Bytes received",
+            "WebSocket payload bytes received per second by each instance.",
+            "Bps",
+            [Q(f"sum by (instance) ({rate('dydx_ws_received_bytes_total')})", "{{instance}}")],
+            width=8,
+        ),
+        graph(
+            "Trades by side",
+            "Live trades per second over all markets, by taker side (snapshot rows never counted).",
+            "cps",
+            [Q(f"sum by (side) ({DEDUP} ({rate('dydx_trades_total')}))", "{{side}}")],
+            width=8,
+        ),
+    ]
+
+
+def _latency() -> list[PanelBuilder]:
+    feed = "dydx_feed_latency_seconds"
+    processing = "dydx_processing_seconds"
+    return [
+        graph(
+            "Feed latency by channel",
+            "Exchange timestamp to receipt: p50 and p99 per channel (trades, block height, oracle, candles).",
+            "s",
+            [
+                Q(quantile(0.5, feed, "channel"), "p50 {{channel}}"),
+                Q(quantile(0.99, feed, "channel"), "p99 {{channel}}"),
+            ],
+        ),
+        graph(
+            "Processing latency by channel",
+            "Receipt to metrics updated: p50 and p99 per channel.",
+            "s",
+            [
+                Q(quantile(0.5, processing, "channel"), "p50 {{channel}}"),
+                Q(quantile(0.99, processing, "channel"), "p99 {{channel}}"),
+            ],
+        ),
+        graph(
+            "Feed latency quantiles (all channels)",
+            "p50, p90 and p99 of the feed latency over every channel.",
+            "s",
+            [Q(quantile(q, feed), f"p{round(q * 100)}") for q in (0.5, 0.9, 0.99)],
+            width=8,
+        ),
+        graph(
+            "Processing latency quantiles (all channels)",
+            "p50, p90 and p99 of the processing time over every channel.",
+            "s",
+            [Q(quantile(q, processing), f"p{round(q * 100)}") for q in (0.5, 0.9, 0.99)],
+            width=8,
+        ),
+        graph(
+            "Ping round trip",
+            "Round trip of the exporter's own WebSocket pings: p50 and p99 by instance.",
+            "s",
+            [
+                Q(quantile(0.5, "dydx_ws_ping_rtt_seconds", "instance"), "p50 {{instance}}"),
+                Q(quantile(0.99, "dydx_ws_ping_rtt_seconds", "instance"), "p99 {{instance}}"),
+            ],
+            width=8,
+        ),
+    ]
+
+
+def _errors() -> list[PanelBuilder]:
+    messages = f"sum({rate('dydx_ws_messages_total')})"
+    return [
+        graph(
+            "Error rate and its parts",
+            "Errors per second, by kind. Their sum is the error rate; each part is a separate counter.",
+            "cps",
+            [Q(f"sum({rate(metric)})", name) for metric, name in ERROR_PARTS],
+            stack=True,
+        ),
+        graph(
+            "Error ratio",
+            "Errors of every kind per received frame.",
+            "percentunit",
+            [Q(f"{_errors_per_second()} / clamp_min({messages}, 1e-9)", "errors / frames")],
+            min_value=0,
+        ),
+        graph(
+            "Server errors by reason",
+            "Server `error` frames per second, by bounded reason.",
+            "cps",
+            [Q(f"sum by (reason) ({rate('dydx_ws_errors_total')})", "{{reason}}")],
+            width=6,
+        ),
+        graph(
+            "Invalid messages by reason",
+            "Frames the exporter could not decode or apply, per second, by channel and reason.",
+            "cps",
+            [
+                Q(
+                    f"sum by (channel, reason) ({rate('dydx_messages_invalid_total')})",
+                    "{{channel}} {{reason}}",
+                )
+            ],
+            width=6,
+        ),
+        graph(
+            "Connection failures by reason",
+            "Failed connection attempts per second (refused, timeout, http_429, ...).",
+            "cps",
+            [Q(f"sum by (reason) ({rate('dydx_ws_connection_failures_total')})", "{{reason}}")],
+            width=6,
+        ),
+        graph(
+            "Subscription failures by reason",
+            "Subscribe attempts the server refused, per second, by channel and reason.",
+            "cps",
+            [
+                Q(
+                    f"sum by (channel, reason) ({rate('dydx_subscription_failures_total')})",
+                    "{{channel}} {{reason}}",
+                )
+            ],
+            width=6,
+        ),
+    ]
+
+
+def _connections() -> list[PanelBuilder]:
+    return [
+        graph(
+            "Disconnects by close code",
+            "WebSocket closes per interval by close code (1006: dropped without a close frame).",
+            "none",
+            [Q(f"sum by (code) ({rate('dydx_ws_disconnects_total', fn='increase')})", "{{code}}")],
+            width=8,
+            bars=True,
+        ),
+        graph(
+            "Reconnects",
+            "Links that came back after having been up, per interval, by instance.",
+            "none",
+            [Q(f"sum by (instance) ({rate('dydx_ws_reconnects_total', fn='increase')})", "{{instance}}")],
+            width=8,
+            bars=True,
+        ),
+        graph(
+            "Subscriptions by channel and state",
+            "Subscriptions active, pending or failed, by channel (HA replicas counted once).",
+            "none",
+            [Q(f"sum by (channel, state) ({DEDUP} ({sel('dydx_subscriptions')}))", "{{channel}} {{state}}")],
+            width=8,
+        ),
+        states(
+            "Components",
+            "Each instance's components (websocket, rest, processor): up or down.",
+            [Q(sel("dydx_component_up"), "{{instance}} {{component}}")],
+            UP_DOWN,
+        ),
+        states(
+            "WebSocket links",
+            "Each pooled WebSocket connection: connected or not.",
+            [Q(sel("dydx_ws_connected"), "{{instance}} {{connection}}")],
+            UP_DOWN,
+        ),
+        graph(
+            "Data age by channel",
+            "Seconds since the last data frame, per channel (worst instance).",
+            "s",
+            [Q(f"max by (channel) (time() - {sel('dydx_last_message_timestamp_seconds')})", "{{channel}}")],
+        ),
+        listing(
+            "Alerts firing",
+            "Alerts currently firing for the selected exporters, with their labels.",
+            [Q(sel("ALERTS", FIRING))],
+        ),
+    ]
+
+
+def build() -> Dashboard:
+    dashboard = new_dashboard(
+        OVERVIEW,
+        "Throughput, latency, errors and status of the dYdX v4 indexer feed as the exporter sees it. "
+        f"Per-market detail: {MARKET.title}.",
+    )
+    sections: list[tuple[str, list[PanelBuilder]]] = [
+        ("Status", _status_row() + _block_row()),
+        ("Throughput", _throughput()),
+        ("Latency", _latency()),
+        ("Errors", _errors()),
+        ("Connections and subscriptions", _connections()),
+    ]
+    for title, panels in sections:
+        dashboard = dashboard.with_row(row(title))
+        for panel in panels:
+            dashboard = dashboard.with_panel(panel)
+    return dashboard.build()

@@ -1,0 +1,606 @@
+"""`make demo` without Docker: the simulator, the exporter, Prometheus, Alertmanager and (when installed)
+Grafana, each on loopback, wired together from the repo's own configs. Ctrl-C stops everything.
+
+    python -m scripts.demo [--state-dir DIR] [--prometheus-port 9090] [--scrape-interval 5s] ...
+
+Every port has a flag and a DEMO_* environment variable (e.g. DEMO_PROMETHEUS_PORT). Configs are generated
+into the state dir from prometheus.yml, alertmanager/alertmanager.yml and grafana/provisioning: targets and
+ports are rewritten, the rules and routes are kept. Each process runs in its own process group with its log
+in STATE/logs/; on SIGINT or SIGTERM they are stopped in reverse order (SIGTERM, then SIGKILL after a grace
+period; a second Ctrl-C kills at once). STATE/pids.json lists what was started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import json
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+from aiohttp import web
+
+REPO = Path(__file__).resolve().parents[1]
+PR_SET_PDEATHSIG = 1
+
+#: Where the repo's configs expect each component (loopback for `make demo`, service names for compose).
+DEFAULT_ADDRESSES = {
+    "simulator": ("127.0.0.1:3003", "simulator:3003"),
+    "exporter": ("127.0.0.1:9741", "exporter:9741"),
+    "prometheus": ("127.0.0.1:9090", "prometheus:9090"),
+    "alertmanager": ("127.0.0.1:9093", "alertmanager:9093"),
+    "webhook": ("127.0.0.1:5001", "webhook:5001"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Ports:
+    simulator: int = 3003
+    exporter: int = 9741
+    prometheus: int = 9090
+    alertmanager: int = 9093
+    grafana: int = 3000
+    webhook: int = 5001
+
+
+@dataclass(frozen=True, slots=True)
+class DemoConfig:
+    ports: Ports = field(default_factory=Ports)
+    host: str = "127.0.0.1"
+    state_dir: Path | None = None  # None: a fresh temporary directory, removed at exit
+    scrape_interval: str | None = None  # None: keep prometheus.yml's
+    grafana: str = "auto"  # auto (if installed), off
+    simulator_args: tuple[str, ...] = ()
+    exporter_args: tuple[str, ...] = ()
+    start_timeout: float = 60.0
+    stop_grace: float = 10.0
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    ready_url: str
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+
+class DemoError(RuntimeError):
+    """A component is missing or did not start; the message says which and what to do."""
+
+
+# --- config generation ------------------------------------------------------------------------------------
+
+
+def rewrite_strings(node: Any, rewrite: Callable[[str], str]) -> Any:
+    """`node` with every string value (not key) passed through `rewrite`."""
+    if isinstance(node, dict):
+        return {key: rewrite_strings(value, rewrite) for key, value in node.items()}
+    if isinstance(node, list):
+        return [rewrite_strings(value, rewrite) for value in node]
+    if isinstance(node, str):
+        return rewrite(node)
+    return node
+
+
+def address_rewriter(replacements: Mapping[str, str]) -> Callable[[str], str]:
+    def rewrite(value: str) -> str:
+        for old, new in replacements.items():
+            value = value.replace(old, new)
+        return value
+
+    return rewrite
+
+
+def address_map(config: DemoConfig) -> dict[str, str]:
+    ports = {
+        "simulator": config.ports.simulator,
+        "exporter": config.ports.exporter,
+        "prometheus": config.ports.prometheus,
+        "alertmanager": config.ports.alertmanager,
+        "webhook": config.ports.webhook,
+    }
+    return {old: f"{config.host}:{ports[name]}" for name, olds in DEFAULT_ADDRESSES.items() for old in olds}
+
+
+def prometheus_config(source: Path, config: DemoConfig) -> dict[str, Any]:
+    """prometheus.yml with the demo's targets, rule_files made absolute (the rules themselves untouched)."""
+    doc = yaml.safe_load(source.read_text(encoding="utf-8"))
+    rules = [str((source.parent / pattern).resolve()) for pattern in doc.get("rule_files") or []]
+    doc = rewrite_strings(doc, address_rewriter(address_map(config)))
+    doc["rule_files"] = rules
+    if config.scrape_interval:
+        doc.setdefault("global", {})
+        doc["global"]["scrape_interval"] = config.scrape_interval
+        doc["global"]["evaluation_interval"] = config.scrape_interval
+        doc["global"]["scrape_timeout"] = config.scrape_interval
+        for job in doc.get("scrape_configs", []):
+            job.pop("scrape_interval", None)
+            job.pop("scrape_timeout", None)
+    assert isinstance(doc, dict)
+    return doc
+
+
+def alertmanager_config(source: Path, config: DemoConfig) -> dict[str, Any]:
+    doc = rewrite_strings(
+        yaml.safe_load(source.read_text(encoding="utf-8")), address_rewriter(address_map(config))
+    )
+    assert isinstance(doc, dict)
+    return doc
+
+
+def grafana_provisioning(source: Path, target: Path, config: DemoConfig) -> None:
+    """Copy grafana/provisioning with the datasource pointed at the demo Prometheus and the dashboards
+    provider at the repo's grafana/dashboards."""
+    replacements = address_map(config)
+    replacements["/var/lib/grafana/dashboards"] = str(REPO / "grafana" / "dashboards")
+    rewrite = address_rewriter(replacements)
+    for path in sorted(source.rglob("*")):
+        destination = target / path.relative_to(source)
+        if path.is_dir():
+            destination.mkdir(parents=True, exist_ok=True)
+        elif path.suffix in (".yml", ".yaml"):
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            doc = rewrite_strings(yaml.safe_load(path.read_text(encoding="utf-8")), rewrite)
+            destination.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    for kind in ("dashboards", "datasources", "plugins", "alerting", "notifiers"):
+        (target / kind).mkdir(parents=True, exist_ok=True)
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def find_binary(*names: str) -> str | None:
+    for name in names:
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+# --- the demo's own webhook receiver (Alertmanager's receivers point here) --------------------------------
+
+
+async def start_webhook(host: str, port: int) -> web.AppRunner:
+    async def receive(request: web.Request) -> web.Response:
+        try:
+            payload = await request.json()
+        except ValueError:
+            return web.Response(status=400, text="expected JSON\n")
+        receiver = request.match_info.get("receiver", "")
+        for alert in payload.get("alerts", []):
+            labels = alert.get("labels", {})
+            summary = alert.get("annotations", {}).get("summary", "")
+            print(
+                f"[alertmanager → {receiver or 'webhook'}] {alert.get('status', '?').upper():8} "
+                f"{labels.get('alertname', '?')} severity={labels.get('severity', '-')} {summary}",
+                flush=True,
+            )
+        return web.Response(text="ok\n")
+
+    app = web.Application(client_max_size=1024 * 1024)
+    app.router.add_post("/", receive)
+    app.router.add_post("/{receiver}", receive)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except OSError:
+        await runner.cleanup()
+        raise
+    return runner
+
+
+# --- process supervision ----------------------------------------------------------------------------------
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM if the demo itself is killed (SIGKILL leaves no handler)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def spawn(child: Child, log_dir: Path) -> None:
+    child.log_path = log_dir / f"{child.name}.log"
+    log_file = child.log_path.open("ab")
+    try:
+        child.process = subprocess.Popen(
+            child.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **child.env},
+            cwd=REPO,
+            start_new_session=True,  # its own process group: a terminal's Ctrl-C reaches only the demo
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
+    finally:
+        log_file.close()
+
+
+def tail(path: Path | None, lines: int = 15) -> str:
+    if path is None or not path.exists():
+        return ""
+    text = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    return "\n".join("    " + line for line in text[-lines:])
+
+
+async def wait_ready(child: Child, session: aiohttp.ClientSession, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        assert child.process is not None
+        if child.process.poll() is not None:
+            raise DemoError(
+                f"{child.name} exited with status {child.process.returncode} while starting; "
+                f"last lines of {child.log_path}:\n{tail(child.log_path)}"
+            )
+        with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
+            async with session.get(child.ready_url, timeout=aiohttp.ClientTimeout(total=2)) as resp:
+                if resp.status == 200:
+                    return
+        if time.monotonic() > deadline:
+            raise DemoError(
+                f"{child.name} not ready at {child.ready_url} after {timeout:.0f}s; see {child.log_path}"
+            )
+        await asyncio.sleep(0.2)
+
+
+def signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, sig)
+
+
+async def stop_child(child: Child, grace: float, force: asyncio.Event) -> None:
+    """SIGTERM the child's process group, SIGKILL it after `grace` (or at once when `force` is set)."""
+    process = child.process
+    if process is None:
+        return
+    exit_wait = asyncio.create_task(asyncio.to_thread(process.wait))
+    if process.poll() is None:
+        signal_group(process, signal.SIGTERM)
+        force_wait = asyncio.create_task(force.wait())
+        await asyncio.wait({exit_wait, force_wait}, timeout=grace, return_when=asyncio.FIRST_COMPLETED)
+        force_wait.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await force_wait
+    # Also when the child is gone already: its group may still hold helpers it started.
+    signal_group(process, signal.SIGKILL)
+    await exit_wait
+
+
+# --- the demo ---------------------------------------------------------------------------------------------
+
+
+class Demo:
+    def __init__(self, config: DemoConfig) -> None:
+        self.config = config
+        self.children: list[Child] = []
+        self.urls: dict[str, str] = {}
+        self.state_dir = config.state_dir or Path(tempfile.mkdtemp(prefix="dydx-demo-"))
+        self._own_state_dir = config.state_dir is None
+        self._webhook: web.AppRunner | None = None
+        self.force_stop = asyncio.Event()
+
+    def url(self, port: int) -> str:
+        return f"http://{self.config.host}:{port}"
+
+    def plan(self) -> list[Child]:
+        """The processes to start, in order, with readiness probes. Raises DemoError if one is missing."""
+        c, p, state = self.config, self.config.ports, self.state_dir
+        python = [sys.executable, "-m", "exporter"]
+        sim_url = self.url(p.simulator)
+        children = [
+            Child(
+                "simulator",
+                [*python, "simulate", "--web.listen-address", f"{c.host}:{p.simulator}", *c.simulator_args],
+                f"{sim_url}/v4/time",
+            ),
+            Child(
+                "exporter",
+                [
+                    *python,
+                    "--web.listen-address",
+                    f"{c.host}:{p.exporter}",
+                    "--dydx.ws-url",
+                    f"ws://{c.host}:{p.simulator}/v4/ws",
+                    "--dydx.rest-url",
+                    sim_url,
+                    "--log.format",
+                    "json",
+                    *c.exporter_args,
+                ],
+                f"{self.url(p.exporter)}/healthz",
+            ),
+        ]
+        alertmanager = find_binary("alertmanager", "prometheus-alertmanager")
+        prometheus = find_binary("prometheus")
+        missing = [
+            name for name, path in (("prometheus", prometheus), ("alertmanager", alertmanager)) if not path
+        ]
+        if missing or prometheus is None or alertmanager is None:
+            raise DemoError(
+                f"not installed: {', '.join(missing)}. Run `make tools` (Debian, as root: apt-get install "
+                "prometheus prometheus-alertmanager) or put the binaries on PATH."
+            )
+        children.append(
+            Child(
+                "alertmanager",
+                [
+                    alertmanager,
+                    f"--config.file={state / 'alertmanager.yml'}",
+                    f"--storage.path={state / 'alertmanager-data'}",
+                    f"--web.listen-address={c.host}:{p.alertmanager}",
+                    "--cluster.listen-address=",  # no gossip port: nothing outside loopback, no clashes
+                ],
+                f"{self.url(p.alertmanager)}/-/ready",
+            )
+        )
+        children.append(
+            Child(
+                "prometheus",
+                [
+                    prometheus,
+                    f"--config.file={state / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={state / 'prometheus-data'}",
+                    f"--web.listen-address={c.host}:{p.prometheus}",
+                    "--web.enable-lifecycle",
+                ],
+                f"{self.url(p.prometheus)}/-/ready",
+            )
+        )
+        grafana = self.grafana_child() if c.grafana != "off" else None
+        if grafana is not None:
+            children.append(grafana)
+        return children
+
+    def grafana_child(self) -> Child | None:
+        binary = find_binary("grafana-server", "grafana")
+        if binary is None:
+            return None
+        homepath = next(
+            (
+                h
+                for h in ("/usr/share/grafana", "/usr/local/share/grafana", "/opt/grafana")
+                if Path(h).is_dir()
+            ),
+            str(Path(binary).resolve().parents[1]),
+        )
+        argv = [binary, "server"] if Path(binary).name == "grafana" else [binary]
+        state, p = self.state_dir / "grafana", self.config.ports
+        return Child(
+            "grafana",
+            [*argv, "--homepath", homepath],
+            f"{self.url(p.grafana)}/api/health",
+            env={
+                "GF_PATHS_DATA": str(state / "data"),
+                "GF_PATHS_LOGS": str(state / "logs"),
+                "GF_PATHS_PLUGINS": str(state / "plugins"),
+                "GF_PATHS_PROVISIONING": str(state / "provisioning"),
+                "GF_SERVER_HTTP_ADDR": self.config.host,
+                "GF_SERVER_HTTP_PORT": str(p.grafana),
+                "GF_AUTH_ANONYMOUS_ENABLED": "true",
+                "GF_AUTH_ANONYMOUS_ORG_ROLE": "Viewer",
+                "GF_SECURITY_ADMIN_PASSWORD": os.environ.get("GRAFANA_ADMIN_PASSWORD", "admin"),
+                "GF_ANALYTICS_REPORTING_ENABLED": "false",
+                "GF_ANALYTICS_CHECK_FOR_UPDATES": "false",
+            },
+        )
+
+    def write_configs(self) -> None:
+        state = self.state_dir
+        (state / "logs").mkdir(parents=True, exist_ok=True)
+        prom = prometheus_config(REPO / "prometheus.yml", self.config)
+        (state / "prometheus.yml").write_text(yaml.safe_dump(prom, sort_keys=False), encoding="utf-8")
+        am = alertmanager_config(REPO / "alertmanager" / "alertmanager.yml", self.config)
+        (state / "alertmanager.yml").write_text(yaml.safe_dump(am, sort_keys=False), encoding="utf-8")
+        grafana_provisioning(
+            REPO / "grafana" / "provisioning", state / "grafana" / "provisioning", self.config
+        )
+
+    def check_ports(self, children: Sequence[Child]) -> None:
+        """Fail before starting anything: a readiness probe would otherwise be answered by the squatter."""
+        names = ["webhook", *(child.name for child in children)]
+        busy = [
+            f"{name} port {port} (--{name}-port, DEMO_{name.upper()}_PORT)"
+            for name in names
+            if port_in_use(self.config.host, port := getattr(self.config.ports, name))
+        ]
+        if busy:
+            raise DemoError(
+                f"already in use on {self.config.host}: {'; '.join(busy)}. Free them or pick other ports."
+            )
+
+    async def start(self) -> None:
+        children = self.plan()
+        self.check_ports(children)
+        self.write_configs()
+        self._webhook = await start_webhook(self.config.host, self.config.ports.webhook)
+        async with aiohttp.ClientSession() as session:
+            for child in children:
+                spawn(child, self.state_dir / "logs")
+                self.children.append(child)
+                self.write_pids()
+                await wait_ready(child, session, self.config.start_timeout)
+        p = self.config.ports
+        self.urls = {
+            "simulator": f"{self.url(p.simulator)}  (WebSocket ws://{self.config.host}:{p.simulator}/v4/ws, "
+            f"ground truth /metrics, control API /control/)",
+            "exporter": f"{self.url(p.exporter)}/metrics",
+            "prometheus": self.url(p.prometheus),
+            "alertmanager": self.url(p.alertmanager),
+            "alert webhook": f"{self.url(p.webhook)}  (received alerts are printed here)",
+        }
+        if any(child.name == "grafana" for child in self.children):
+            self.urls["grafana"] = f"{self.url(p.grafana)}  (dashboards in the dYdX folder; admin/admin)"
+        self.write_pids()
+
+    def write_pids(self) -> None:
+        pids = {c.name: c.process.pid for c in self.children if c.process is not None}
+        (self.state_dir / "pids.json").write_text(json.dumps(pids), encoding="utf-8")
+
+    def exited(self) -> Child | None:
+        return next(
+            (c for c in self.children if c.process is not None and c.process.poll() is not None), None
+        )
+
+    async def stop(self) -> None:
+        for child in reversed(self.children):
+            await stop_child(child, self.config.stop_grace, self.force_stop)
+        if self._webhook is not None:
+            await self._webhook.cleanup()
+            self._webhook = None
+        if self._own_state_dir:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
+def print_banner(demo: Demo) -> None:
+    width = max(len(name) for name in demo.urls)
+    print("\ndydx-exporter demo is up:", flush=True)
+    for name, url in demo.urls.items():
+        print(f"  {name:<{width}}  {url}", flush=True)
+    if not any(c.name == "grafana" for c in demo.children):
+        print(
+            "  (Grafana is not installed: for the dashboards use `docker compose --profile simulator up`, "
+            "or install Grafana from grafana.com's APT repository and run the demo again)",
+            flush=True,
+        )
+    sim = demo.url(demo.config.ports.simulator)
+    print(
+        f'\nFire drill: curl -X POST {sim}/control/faults -d \'{{"kind": "stall", "seconds": 120}}\'\n'
+        f"State and logs: {demo.state_dir}\nCtrl-C stops everything.\n",
+        flush=True,
+    )
+
+
+async def run(config: DemoConfig) -> int:
+    demo = Demo(config)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals: list[str] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        signals.append(sig.name)
+        if stop.is_set():
+            demo.force_stop.set()  # second Ctrl-C: no more grace
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+    status = 0
+    try:
+        starting = asyncio.create_task(demo.start())
+        stopping = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if starting in done:
+            stopping.cancel()
+            starting.result()  # raises DemoError if a component did not start
+            print_banner(demo)
+            while not stop.is_set():
+                crashed = demo.exited()
+                if crashed is not None:
+                    assert crashed.process is not None
+                    print(
+                        f"demo: {crashed.name} exited with status {crashed.process.returncode}; stopping. "
+                        f"Last lines of {crashed.log_path}:\n{tail(crashed.log_path)}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    status = 1
+                    break
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.5)
+        else:
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, DemoError):
+                await starting
+    except DemoError as exc:
+        print(f"demo: {exc}", file=sys.stderr, flush=True)
+        status = 1
+    finally:
+        if signals:
+            print(f"demo: {signals[0]} received, stopping", file=sys.stderr, flush=True)
+        await demo.stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    print("demo: stopped, nothing left running", file=sys.stderr, flush=True)
+    return status
+
+
+def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> DemoConfig:
+    defaults = Ports()
+    parser = argparse.ArgumentParser(prog="python -m scripts.demo", description=__doc__.split("\n\n")[0])
+
+    def env(name: str, default: object) -> str:
+        return environ.get(f"DEMO_{name.upper().replace('-', '_')}", str(default))
+
+    for name in ("simulator", "exporter", "prometheus", "alertmanager", "grafana", "webhook"):
+        parser.add_argument(
+            f"--{name}-port",
+            type=int,
+            default=int(env(f"{name}_port", getattr(defaults, name))),
+            help=f"(env DEMO_{name.upper()}_PORT, default {getattr(defaults, name)})",
+        )
+    parser.add_argument("--host", default=env("host", "127.0.0.1"), help="address every component binds to")
+    parser.add_argument("--state-dir", default=env("state_dir", ""), help="default: a temporary directory")
+    parser.add_argument(
+        "--scrape-interval", default=env("scrape_interval", ""), help="default: prometheus.yml's"
+    )
+    parser.add_argument("--grafana", choices=("auto", "off"), default=env("grafana", "auto"))
+    parser.add_argument(
+        "--simulator-args", default=env("simulator_args", ""), help="extra flags, shell-quoted"
+    )
+    parser.add_argument("--exporter-args", default=env("exporter_args", ""), help="extra flags, shell-quoted")
+    parser.add_argument("--start-timeout", type=float, default=float(env("start_timeout", 60)))
+    args = parser.parse_args(list(argv))
+    ports = Ports(
+        simulator=args.simulator_port,
+        exporter=args.exporter_port,
+        prometheus=args.prometheus_port,
+        alertmanager=args.alertmanager_port,
+        grafana=args.grafana_port,
+        webhook=args.webhook_port,
+    )
+    return DemoConfig(
+        ports=ports,
+        host=args.host,
+        state_dir=Path(args.state_dir).resolve() if args.state_dir else None,
+        scrape_interval=args.scrape_interval or None,
+        grafana=args.grafana,
+        simulator_args=tuple(shlex.split(args.simulator_args)),
+        exporter_args=tuple(shlex.split(args.exporter_args)),
+        start_timeout=args.start_timeout,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config = parse_args(sys.argv[1:] if argv is None else argv, os.environ)
+    if config.state_dir is not None:
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+    return asyncio.run(run(config))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,7 @@
+"""Suite-wide configuration. Shared fixtures live in tests/fixtures/ (one module per real part)."""
+
+pytest_plugins = [
+    "tests.fixtures.simulator",
+    "tests.fixtures.exporter",
+    "tests.fixtures.prom",
+]

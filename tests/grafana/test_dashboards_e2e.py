@@ -1,0 +1,168 @@
+"""End to end: the real Prometheus scrapes an HA pair of exporters fed by the simulator, and every query of
+every panel of every dashboard, with its variables substituted as Grafana would, returns data.
+
+Faults are injected first so that the panels a healthy feed leaves flat have something to show: server
+error frames, malformed frames, a message-id gap (which fires the DydxMessageGaps alert, so `ALERTS` has
+a series) and a crossed book on the market the drilldown opens on. Then the renderer draws every panel.
+
+Set GRAFANA_RENDER_DOCS=1 to also write the per-dashboard images into docs/img/ for the README (the run
+then gathers GRAFANA_RENDER_DOCS_SECONDS more history first, 120 by default, so the graphs have a shape).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from grafana.build import DASHBOARDS_DIR
+from grafana.promapi import PrometheusAPI, resolve_variables
+from grafana.queries import PanelQuery, TimeContext, panel_queries, substitute
+from grafana.render import Window, render_dashboard
+from tests.fixtures.prom import RULES_DIR, scrape_config
+from tests.fixtures.simulator import control
+from tests.helpers import ConditionTimeout, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+DOCS_IMG = REPO / "docs" / "img"
+SCRAPE_INTERVAL = 1.0
+JOB = "dydx-exporter"
+RENDER_DOCS = bool(os.environ.get("GRAFANA_RENDER_DOCS"))
+DOCS_HISTORY = float(os.environ.get("GRAFANA_RENDER_DOCS_SECONDS", "120")) if RENDER_DOCS else 0.0
+
+#: Panels allowed to be empty, and why. Keep this short: every entry is a panel a user would see blank.
+ALLOWED_EMPTY: dict[tuple[str, str], str] = {
+    # The catalog declares the histogram, but no probe observes it yet: the panel stays blank until the
+    # exporter measures its event-loop lag.
+    ("dydx-exporter-internals", "Event-loop lag"): "dydx_exporter_event_loop_lag_seconds has no observations",
+}
+
+
+def dashboards() -> list[dict[str, Any]]:
+    return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(DASHBOARDS_DIR.glob("*.json"))]
+
+
+def has_data(result: list[dict[str, Any]]) -> bool:
+    """At least one real (not NaN) sample: a histogram_quantile over no observations is all NaN."""
+    return any(value not in ("NaN", "+Inf", "-Inf") for series in result for _, value in series["values"])
+
+
+async def empty_queries(
+    api: PrometheusAPI, models: list[dict[str, Any]], window: Window
+) -> list[tuple[PanelQuery, str]]:
+    empty = []
+    for model in models:
+        variables = await asyncio.to_thread(
+            resolve_variables, api, model, window.time, window.start, window.end
+        )
+        for query in panel_queries(model):
+            if (query.dashboard_uid, query.panel_title) in ALLOWED_EMPTY:
+                continue
+            expr = substitute(query.expr, variables, window.time)
+            result = await asyncio.to_thread(api.query_range, expr, window.start, window.end, window.step)
+            if not has_data(result):
+                empty.append((query, expr))
+    return empty
+
+
+@pytest.mark.timeout(100 + DOCS_HISTORY)
+async def test_every_panel_query_returns_data_and_every_panel_renders(
+    simulator_factory, exporter_factory, prometheus_factory, tmp_path: Path
+):
+    sim = await simulator_factory(markets=3, block_time=0.2, ping_interval=1.0)
+    # An HA pair: two replicas of one shard, scraped with `replica` a and b, as in production.
+    replicas = [await exporter_factory(sim, discovery_interval=1.0) for _ in range(2)]
+    job = scrape_config(JOB, [replicas[0].url.removeprefix("http://")], {"shard": "0/1", "replica": "a"})
+    job["static_configs"].append(
+        {"targets": [replicas[1].url.removeprefix("http://")], "labels": {"shard": "0/1", "replica": "b"}}
+    )
+    prom = await prometheus_factory(
+        scrape_configs=[job],
+        rule_files=sorted(RULES_DIR.glob("*.yml")),
+        scrape_interval=SCRAPE_INTERVAL,
+        evaluation_interval=SCRAPE_INTERVAL,
+    )
+    started = time.time()
+    await prom.wait_targets_up(JOB)
+    api = PrometheusAPI(prom.url)
+    models = dashboards()
+    drilldown = next(m for m in models if m["uid"] == "dydx-market-drilldown")
+
+    def window() -> Window:
+        now = time.time()
+        return Window(max(started, now - 120), now, SCRAPE_INTERVAL)
+
+    # The market the drilldown opens on (its first, as in Grafana): cross that market's book.
+    await wait_for(lambda: prom.query("dydx_market_info"), timeout=15, message="markets listed")
+    market = (await asyncio.to_thread(resolve_variables, api, drilldown, window().time, started, time.time()))[
+        "market"
+    ]
+    assert market
+    for fault in (
+        {"kind": "error"},
+        {"kind": "malformed", "count": 2},
+        {"kind": "gap", "count": 2},
+        {"kind": "cross", "market": market, "seconds": 3},
+    ):
+        await control(sim, "POST", "/control/faults", fault)
+
+    last: list[tuple[PanelQuery, str]] = []
+
+    async def all_have_data() -> bool:
+        nonlocal last
+        last = await empty_queries(api, models, window())
+        return not last
+
+    try:
+        await wait_for(all_have_data, timeout=45, interval=2)
+    except ConditionTimeout:
+        pytest.fail(
+            "panels without data:\n"
+            + "\n".join(f"  {q.dashboard_uid} / {q.panel_title} [{q.ref_id}]: {expr}" for q, expr in last)
+        )
+
+    # HA: a replica pair is counted once where the dashboards de-duplicate, twice where they do not.
+    single = await prom.query_value(f'sum(dydx_subscriptions{{state="active", instance="{replicas[0].url[7:]}"}})')
+    deduped = await prom.query_value(
+        'sum(max without (instance, replica) (dydx_subscriptions{state="active"}))'
+    )
+    assert single and deduped == single
+    assert await prom.query_value('sum(dydx_subscriptions{state="active"})') == 2 * single
+
+    if RENDER_DOCS:
+        # History for the README's images: a deliberate duration, not a wait for a condition.
+        await asyncio.sleep(DOCS_HISTORY / 2)
+        await control(sim, "POST", "/control/faults", {"kind": "disconnect", "abrupt": True})
+        await control(sim, "POST", "/control/faults", {"kind": "cross", "market": market, "seconds": 5})
+        await asyncio.sleep(DOCS_HISTORY / 2)
+
+    # The renderer draws every panel from the same queries.
+    out = tmp_path / "render"
+    final = Window(started, time.time(), SCRAPE_INTERVAL) if RENDER_DOCS else window()
+    results = []
+    for model in models:
+        results += await asyncio.to_thread(render_dashboard, api, model, out, final)
+    for model in models:
+        composite = out / f"{model['uid']}.png"
+        assert composite.stat().st_size > 20_000, composite
+        panel_files = list((out / model["uid"]).glob("*.png"))
+        assert len(panel_files) == sum(1 for p in model["panels"] if p["type"] != "row")
+    blank = [
+        (r.dashboard_uid, r.panel_title, r.errors)
+        for r in results
+        if not r.series and (r.dashboard_uid, r.panel_title) not in ALLOWED_EMPTY
+    ]
+    assert blank == []
+
+    if RENDER_DOCS:
+        DOCS_IMG.mkdir(parents=True, exist_ok=True)
+        for model in models:
+            shutil.copyfile(out / f"{model['uid']}.png", DOCS_IMG / f"{model['uid']}.png")

@@ -1,0 +1,212 @@
+"""`make demo` (python -m scripts.demo): its generated configs, and the whole stack up and torn down."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+import yaml
+
+from scripts.demo import DemoConfig, Ports, alertmanager_config, grafana_provisioning, prometheus_config
+from tests.helpers import find_binary, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+CHILDREN = ("simulator", "exporter", "alertmanager", "prometheus")
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def demo_config(ports: list[int]) -> DemoConfig:
+    names = ("simulator", "exporter", "prometheus", "alertmanager", "grafana", "webhook")
+    return DemoConfig(ports=Ports(**dict(zip(names, ports, strict=True))), scrape_interval="1s")
+
+
+def test_generated_prometheus_config_is_valid_and_points_at_the_demo(tmp_path):
+    config = demo_config(free_ports(6))
+    doc = prometheus_config(REPO / "prometheus.yml", config)
+    path = tmp_path / "prometheus.yml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    check = subprocess.run(
+        [find_binary("promtool"), "check", "config", str(path)], capture_output=True, text=True, timeout=30
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    targets = {
+        t for job in doc["scrape_configs"] for sc in job.get("static_configs", []) for t in sc["targets"]
+    }
+    p = config.ports
+    assert {f"127.0.0.1:{p.exporter}", f"127.0.0.1:{p.simulator}", f"127.0.0.1:{p.prometheus}"} <= targets
+    alertmanagers = doc["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    assert alertmanagers == [f"127.0.0.1:{p.alertmanager}"]
+    # The rules are the repo's own files, untouched, referenced by absolute path.
+    assert all(Path(pattern).is_absolute() for pattern in doc["rule_files"])
+    assert doc["global"]["scrape_interval"] == "1s"
+
+
+def test_generated_alertmanager_config_is_valid_and_notifies_the_demo_webhook(tmp_path):
+    config = demo_config(free_ports(6))
+    doc = alertmanager_config(REPO / "alertmanager" / "alertmanager.yml", config)
+    path = tmp_path / "alertmanager.yml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    check = subprocess.run(
+        [find_binary("amtool"), "check-config", str(path)], capture_output=True, text=True, timeout=30
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    urls = [w["url"] for r in doc["receivers"] for w in r.get("webhook_configs", [])]
+    assert urls and all(u.startswith(f"http://127.0.0.1:{config.ports.webhook}/") for u in urls)
+    original = yaml.safe_load((REPO / "alertmanager" / "alertmanager.yml").read_text())
+    assert doc["route"] == original["route"]  # the routing tree is kept as is
+
+
+def test_generated_grafana_provisioning_uses_the_demo_prometheus_and_repo_dashboards(tmp_path):
+    config = demo_config(free_ports(6))
+    grafana_provisioning(REPO / "grafana" / "provisioning", tmp_path, config)
+    datasources = [
+        ds
+        for f in (tmp_path / "datasources").glob("*.y*ml")
+        for ds in yaml.safe_load(f.read_text())["datasources"]
+    ]
+    assert [ds["url"] for ds in datasources] == [f"http://127.0.0.1:{config.ports.prometheus}"]
+    assert datasources[0]["uid"] == "dydx-prometheus"
+    providers = [
+        p
+        for f in (tmp_path / "dashboards").glob("*.y*ml")
+        for p in yaml.safe_load(f.read_text())["providers"]
+    ]
+    assert [p["options"]["path"] for p in providers] == [str(REPO / "grafana" / "dashboards")]
+
+
+def test_missing_prometheus_is_reported_with_what_to_do(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "scripts.demo", "--state-dir", str(tmp_path), "--grafana", "off"],
+        cwd=REPO,
+        env={**os.environ, "PATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert "not installed: prometheus, alertmanager" in result.stderr
+    assert "make tools" in result.stderr
+
+
+def alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return status.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def processes_in_groups(groups: set[int]) -> list[int]:
+    """Live pids whose process group is one of `groups` (every demo child leads its own group)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        state, pgid = fields[0], int(fields[3])
+        if pgid in groups and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+async def prometheus_query(session: aiohttp.ClientSession, base: str, query: str) -> list[dict[str, object]]:
+    async with session.get(f"{base}/api/v1/query", params={"query": query}) as resp:
+        body = await resp.json()
+    assert body["status"] == "success", body
+    result: list[dict[str, object]] = body["data"]["result"]
+    return result
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+async def test_demo_brings_the_stack_up_and_ctrl_c_leaves_nothing_behind(tmp_path):
+    ports = free_ports(6)
+    config = demo_config(ports)
+    state = tmp_path / "state"
+    output = tmp_path / "demo.out"
+    argv = [sys.executable, "-m", "scripts.demo", "--state-dir", str(state), "--scrape-interval", "1s"]
+    for name in ("simulator", "exporter", "prometheus", "alertmanager", "grafana", "webhook"):
+        argv += [f"--{name}-port", str(getattr(config.ports, name))]
+    argv += ["--grafana", "off"]
+    with output.open("wb") as out:
+        # Its own session, like a shell job: the SIGINT below goes to the whole group, as Ctrl-C would.
+        demo = await asyncio.create_subprocess_exec(
+            *argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    pids: dict[str, int] = {}
+    try:
+
+        def up_and_recorded() -> bool:
+            if demo.returncode is not None:
+                raise AssertionError(f"demo exited early ({demo.returncode}):\n{output.read_text()}")
+            pids_file = state / "pids.json"
+            if pids_file.exists():
+                pids.update(json.loads(pids_file.read_text() or "{}"))
+            return "demo is up" in output.read_text() and set(CHILDREN) <= set(pids)
+
+        await wait_for(up_and_recorded, timeout=90, interval=0.2, message="demo prints its URLs")
+        out_text = output.read_text()
+        prometheus = f"http://127.0.0.1:{config.ports.prometheus}"
+        for url in (prometheus, f"http://127.0.0.1:{config.ports.exporter}/metrics"):
+            assert url in out_text
+
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+
+            async def exporter_up_with_data():
+                up = await prometheus_query(session, prometheus, 'up{job="dydx-exporter"} == 1')
+                flowing = await prometheus_query(
+                    session, prometheus, "sum(rate(dydx_ws_messages_total[5s])) > 0"
+                )
+                return bool(up and flowing)
+
+            await wait_for(
+                exporter_up_with_data, timeout=60, interval=0.5, message="exporter up, data flowing"
+            )
+            async with session.get(f"{prometheus}/api/v1/alertmanagers") as resp:
+                active = (await resp.json())["data"]["activeAlertmanagers"]
+            assert [a["url"] for a in active] == [
+                f"http://127.0.0.1:{config.ports.alertmanager}/api/v2/alerts"
+            ]
+            async with session.get(f"{prometheus}/api/v1/rules") as resp:
+                groups = (await resp.json())["data"]["groups"]
+            assert groups, "the repo's rules are loaded"
+
+        os.killpg(demo.pid, signal.SIGINT)
+        started = time.monotonic()
+        await asyncio.wait_for(demo.wait(), 40)
+        assert demo.returncode == 0, output.read_text()
+        assert time.monotonic() - started < 30
+        survivors = [name for name, pid in pids.items() if alive(pid)]
+        assert not survivors, f"still running after Ctrl-C: {survivors}"
+        assert not processes_in_groups({demo.pid, *pids.values()})
+        assert "nothing left running" in output.read_text()
+    finally:
+        for pid in (demo.pid, *pids.values()):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        if demo.returncode is None:
+            await asyncio.wait_for(demo.wait(), 10)
