@@ -35,6 +35,7 @@ CONSUMERS: Final = ("bare", "naive", "pipeline")
 PIPELINE_CHANNELS: Final = (ch.MARKETS, ch.BLOCK_HEIGHT, ch.ORDERBOOK, ch.TRADES, ch.CANDLES)
 LAG_TICK_S: Final = 0.0005
 LAG_RECORD_ABOVE_S: Final = 0.001
+NORMAL_CLOSE_FRAME: Final = b"\x88\x02\x03\xe8"
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,10 @@ async def _null(spec: ConsumerSpec) -> RunResult:
         t0, cpu0 = time.perf_counter(), time.process_time()
         while chunk := await reader.read(1 << 20):
             received += len(chunk)
+            # The source ends with a bare close frame (1000); data frames end in "}".
+            if chunk.endswith(NORMAL_CLOSE_FRAME):
+                writer.write(struct.pack("!BB", 0x88, 0x82) + b"\0\0\0\0" + struct.pack("!H", 1000))
+                break
         result.wall_seconds = time.perf_counter() - t0
         result.cpu_seconds = time.process_time() - cpu0
         result.metrics_updates = float(received)

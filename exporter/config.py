@@ -188,7 +188,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "candles.resolutions", "", "candle resolutions to subscribe (enables v4_candles), e.g. 1MIN,5MINS"
     ),
-    Option("shard", "0/1", "I/N: this replica exports the markets whose crc32(ticker) % N == I"),
+    Option("shard", "0/1", "I/N: this replica exports the markets whose crc32(ticker) %% N == I"),
     Option("feed.batched", False, "subscribe with batched: true (server flushes every 250 ms)", True),
     Option("feed.backoff-initial", "1s", "first reconnect/retry backoff (full jitter)"),
     Option("feed.backoff-max", "60s", "reconnect/retry backoff cap"),

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import ssl
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -29,7 +30,7 @@ log: structlog.typing.FilteringBoundLogger = structlog.get_logger().bind(logger=
 
 
 class Exporter:
-    def __init__(self, settings: Settings, *, clock: Any = time.time) -> None:
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.collector = Collector(version=__version__, channels=settings.channels)
         self.processor = Processor(

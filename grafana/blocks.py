@@ -104,7 +104,11 @@ def query_variable(
     )
     if include_all:
         # The linter's template-job/instance rules: "All" is `.+`, not a huge alternation of every value.
-        variable = variable.include_all(True).all_value(".+")
+        variable = (
+            variable.include_all(True)
+            .all_value(".+")
+            .current(VariableOption(selected=True, text=["All"], value=["$__all"]))
+        )
     return variable
 
 

@@ -1,11 +1,12 @@
 """Render every panel of every dashboard to PNG with matplotlib, from the dashboards' own queries.
 
-    python -m grafana.render --prometheus http://127.0.0.1:9090 --out docs/img [--range 30m]
+    python -m grafana.render --prometheus http://127.0.0.1:9090 --out docs/img [--range 30m] [--panels]
 
 Where Grafana cannot run (CI, no Docker), this shows what each panel would show: the same PromQL, with the
 variables substituted as a freshly opened dashboard would (All for job/instance, the first market), the
-same legends and units. It writes one PNG per panel (OUT/<dashboard-uid>/<id>-<title>.png) and one per
-dashboard laid out on Grafana's grid (OUT/<dashboard-uid>.png), and prints the panels that had no data.
+same legends and units. It writes one PNG per dashboard laid out on Grafana's grid (OUT/<uid>.png, the
+README's images) and, with --panels, one PNG per panel (OUT/<uid>/<id>-<title>.png); it lists the panels
+that had no data.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from grafana.build import DASHBOARDS_DIR
-from grafana.promapi import PrometheusAPI, resolve_variables
+from grafana.promapi import PrometheusAPI, PrometheusError, resolve_variables
 from grafana.queries import TimeContext, panels, step_for, substitute
 
 GRID_COLUMNS = 24
@@ -183,11 +184,27 @@ def _time_axis(ax: Axes, window: Window) -> None:
     ax.set_xlim(window.start, window.end)
 
 
+def _stacked(series: Sequence[Series]) -> list[Series]:
+    """Cumulative sums over the shared timestamps, as Grafana stacks (a missing point counts as 0)."""
+    totals: dict[float, float] = {}
+    out = []
+    for one in series:
+        points = dict(zip(one.times, one.values, strict=True))
+        times = sorted(set(totals) | set(points))
+        totals = {t: totals.get(t, 0.0) + points.get(t, 0.0) for t in times}
+        out.append(Series(one.name, times, [totals[t] for t in times]))
+    return out
+
+
 def draw_timeseries(ax: Axes, data: PanelData, window: Window) -> None:
     unit = _unit(data.panel)
-    stacked = data.panel.get("fieldConfig", {}).get("defaults", {}).get("custom", {}).get("stacking", {})
-    bars = data.panel.get("fieldConfig", {}).get("defaults", {}).get("custom", {}).get("drawStyle") == "bars"
-    for index, series in enumerate(data.series[:12]):
+    custom = data.panel.get("fieldConfig", {}).get("defaults", {}).get("custom", {})
+    bars = custom.get("drawStyle") == "bars"
+    stacked = custom.get("stacking", {}).get("mode") == "normal"
+    shown = data.series[:12]
+    lines = _stacked(shown) if stacked else shown
+    below: Series | None = None
+    for index, series in enumerate(lines):
         color = COLORS[index % len(COLORS)]
         if bars:
             ax.bar(
@@ -200,22 +217,18 @@ def draw_timeseries(ax: Axes, data: PanelData, window: Window) -> None:
             )
         else:
             ax.plot(series.times, series.values, color=color, linewidth=1.2, label=series.name)
+        if stacked and not bars:
+            base = [0.0] * len(series.times)
+            if below is not None:
+                previous = dict(zip(below.times, below.values, strict=True))
+                base = [previous.get(t, 0.0) for t in series.times]
+            ax.fill_between(series.times, base, series.values, color=color, alpha=0.25)
+            below = series
     if data.series:
         legend = ax.legend(
             fontsize=6, loc="upper left", facecolor=BACKGROUND, labelcolor=FOREGROUND, framealpha=0.6
         )
         legend.get_frame().set_edgecolor("#444")
-    if stacked.get("mode") == "normal":
-        ax.text(
-            0.99,
-            0.97,
-            "stacked in Grafana",
-            transform=ax.transAxes,
-            ha="right",
-            va="top",
-            color="#888",
-            fontsize=6,
-        )
     ax.yaxis.set_major_formatter(lambda value, _pos: format_value(value, unit))
     _time_axis(ax, window)
     ax.grid(color="#333", linewidth=0.5)
@@ -256,7 +269,10 @@ def draw_states(ax: Axes, data: PanelData, window: Window) -> None:
             option = options.get(f"{v:g}", {})
             color = NAMED_COLORS.get(option.get("color", ""), option.get("color", "#1f78c1"))
             ax.barh(row, window.step, left=t - window.step / 2, color=color, height=0.8)
-    ax.set_yticks(range(len(data.series[:12])), [s.name for s in data.series[:12]], fontsize=6)
+    # Names inside the lanes: long label sets would not fit in the margin of a small panel.
+    ax.set_yticks([])
+    for row, series in enumerate(data.series[:12]):
+        ax.text(window.start, row, f" {series.name}", va="center", ha="left", color="black", fontsize=6)
     _time_axis(ax, window)
     names = ", ".join(f"{value}={option.get('text')}" for value, option in options.items())
     ax.text(0.99, 1.01, names, transform=ax.transAxes, ha="right", va="bottom", color="#888", fontsize=6)
@@ -407,7 +423,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--var", action="append", default=[], metavar="NAME=VALUE", help="pick a variable value"
     )
-    parser.add_argument("--no-panels", action="store_true", help="only the per-dashboard images")
+    parser.add_argument("--panels", action="store_true", help="also one PNG per panel, under OUT/<uid>/")
     args = parser.parse_args(argv)
     chosen: dict[str, list[str]] = {}
     for item in args.var:
@@ -419,7 +435,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: list[RenderResult] = []
     for path in sorted(args.dashboards.glob("*.json")):
         model = json.loads(path.read_text(encoding="utf-8"))
-        results += render_dashboard(api, model, args.out, window, chosen, per_panel=not args.no_panels)
+        try:
+            results += render_dashboard(api, model, args.out, window, chosen, per_panel=args.panels)
+        except (OSError, PrometheusError) as exc:
+            print(f"cannot render {model['uid']} from {args.prometheus}: {exc}", file=sys.stderr)
+            return 2
         print(f"rendered {model['uid']} into {args.out}")
     empty = [r for r in results if not r.series]
     for result in empty:

@@ -165,6 +165,8 @@ def grafana_provisioning(source: Path, target: Path, config: DemoConfig) -> None
 
 def port_in_use(host: str, port: int) -> bool:
     with socket.socket() as probe:
+        # As servers do: connections of a previous run lingering in TIME_WAIT do not make a port busy.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError:
@@ -489,7 +491,8 @@ def print_banner(demo: Demo) -> None:
         )
     sim = demo.url(demo.config.ports.simulator)
     print(
-        f'\nFire drill: curl -X POST {sim}/control/faults -d \'{{"kind": "stall", "seconds": 120}}\'\n'
+        "\nFire drill (Alertmanager notifies DydxMessageGaps here within about a minute):\n"
+        f'  curl -X POST {sim}/control/faults -d \'{{"kind": "gap", "count": 3}}\'\n'
         f"State and logs: {demo.state_dir}\nCtrl-C stops everything.\n",
         flush=True,
     )

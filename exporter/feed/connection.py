@@ -60,7 +60,9 @@ DEAD_LINK_FAILURE_REASONS = {
     "frame_too_large": "other",
     "error": "other",
 }
+# Errors that name their subscription only in the text (they carry no channel/id fields).
 _LIMIT_RE = re.compile(r"limit reached for (\S+) \(")
+_INVALID_ID_RE = re.compile(r"\((v4_[a-z_]+)-(.*)\)$")
 USER_AGENT = f"dydx-exporter/{__version__}"
 
 
@@ -204,7 +206,9 @@ class Link:
     def unwant(self, keys: Iterable[SubKey]) -> None:
         for key in keys:
             sub = self._subs.pop(key, None)
-            if sub is not None and self._ready and (sub.state == ACTIVE or sub.sent_at is not None):
+            # One still in flight is unsubscribed when its `subscribed` frame arrives (the server registers
+            # it only after the snapshot fetch, so an unsubscribe sent now would miss it).
+            if sub is not None and self._ready and sub.state == ACTIVE:
                 self._unsubscribe_queue.append(key)
         self._wake.set()
 
@@ -488,6 +492,7 @@ class Link:
                 and now - sub.sent_at > s.subscribe_timeout
             ]
             for sub in timed_out:
+                self._observer.subscription_failed(sub.key[0], "timeout")
                 self._retry(sub, "timeout", delay=0.0)
             if timed_out:
                 self._events.subscriptions_changed()
@@ -496,8 +501,13 @@ class Link:
 
     def _on_control(self, control: Control) -> None:
         if isinstance(control, Subscribed):
-            sub = self._subs.get(sub_key(control.channel, control.sub_id))
-            if sub is not None:
+            key = sub_key(control.channel, control.sub_id)
+            sub = self._subs.get(key)
+            if sub is None:
+                # Unwanted while its subscribe was in flight: the server holds it now, so drop it there.
+                self._unsubscribe_queue.append(key)
+                self._wake.set()
+            else:
                 sub.state, sub.sent_at, sub.rejections, sub.reason = ACTIVE, None, 0, ""
                 sub.active_since = time.time()
                 self._events.subscriptions_changed()
@@ -519,13 +529,16 @@ class Link:
             self._events.markets_changed(control)
 
     def _on_error(self, error: ServerError) -> None:
-        channel = error.channel
+        channel, sub_id = error.channel, error.sub_id
         if channel is None and error.reason == "subscription_limit":
             m = _LIMIT_RE.search(error.message)
             channel = m.group(1) if m else None
+        elif channel is None and error.reason == "invalid_subscription_id":
+            m = _INVALID_ID_RE.search(error.message)
+            channel, sub_id = (m.group(1), m.group(2)) if m else (None, None)
         if channel is None:
             return  # not about a subscription; the pipeline counts it in dydx_ws_errors_total
-        sub = self._find_sub(channel, error.sub_id)
+        sub = self._find_sub(channel, sub_id)
         if sub is None:
             return
         reason = error.reason

@@ -10,11 +10,12 @@ import asyncio
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from exporter import logs
 from exporter.protocol import channels as ch
 from exporter.simulator.catalog import DEFAULT_MARKET_COUNT
-from exporter.simulator.server import Simulator, SimulatorConfig
+from exporter.simulator.server import Simulator, SimulatorConfig, SourceFactory
 
 DEFAULT_LISTEN = "127.0.0.1:3003"
 
@@ -62,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--web.listen-address",
         dest="listen",
+        metavar="HOST:PORT",
         type=parse_listen_address,
         default=DEFAULT_LISTEN,
         help=f"HOST:PORT to serve on (default {DEFAULT_LISTEN})",
@@ -123,10 +125,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="bytes queued for one client before it is cut off as a slow consumer (default 8 MiB)",
     )
     p.add_argument(
+        "--rest.rate-limit",
+        dest="rest_rate_limit",
+        type=int,
+        default=0,
+        help="REST requests allowed per 10 s per client IP, then 429 (comlink's default is 100; 0 = off)",
+    )
+    p.add_argument(
         "--control.allow-remote",
         dest="allow_remote",
         action="store_true",
         help="let non-loopback clients use /control/ (default: 403)",
+    )
+    p.add_argument(
+        "--replay",
+        metavar="FILE",
+        default=None,
+        help="serve a capture made by `dydx-exporter record` instead of the synthetic market",
+    )
+    p.add_argument(
+        "--speed",
+        type=_positive("--speed", allow_zero=True),
+        default=1.0,
+        help="replay pace multiplier (default 1; 0 = as fast as possible)",
+    )
+    p.add_argument(
+        "--replay.loop", dest="replay_loop", action="store_true", help="start the capture over when it ends"
     )
     p.add_argument("--log.level", dest="log_level", default="info", choices=sorted(logs.LEVELS))
     p.add_argument("--log.format", dest="log_format", default="auto", choices=("auto", "json", "console"))
@@ -151,11 +175,28 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         subaccounts=args.subaccounts,
         send_buffer_bytes=args.send_buffer,
         allow_remote_control=args.allow_remote,
+        rest_rate_limit=args.rest_rate_limit,
     )
 
 
-async def serve(config: SimulatorConfig) -> None:
-    sim = Simulator(config)
+def source_from_args(args: argparse.Namespace) -> SourceFactory | None:
+    """The replay source when --replay is given; None means the synthetic market."""
+    if args.replay is None:
+        return None
+    from exporter.simulator.capture import ReplaySource
+
+    path, speed, loop = args.replay, args.speed, args.replay_loop
+    ReplaySource(path, _NullPublisher(), speed=speed, loop=loop)  # fail now, naming the file, if unreadable
+    return lambda publisher: ReplaySource(path, publisher, speed=speed, loop=loop)
+
+
+class _NullPublisher:
+    def publish(self, channel: str, key: str | None, contents: Any, extra: bytes = b"") -> None:
+        pass
+
+
+async def serve(config: SimulatorConfig, source_factory: SourceFactory | None = None) -> None:
+    sim = Simulator(config, source_factory)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -175,10 +216,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(args.log_level, args.log_format)
     try:
         config = config_from_args(args)
-    except ValueError as exc:
+        source_factory = source_from_args(args)
+    except (ValueError, OSError) as exc:
         parser.error(str(exc))
     try:
-        asyncio.run(serve(config))
+        asyncio.run(serve(config, source_factory))
     except OSError as exc:
         print(
             f"dydx-exporter simulate: cannot serve on {args.listen[0]}:{args.listen[1]}: {exc}",

@@ -351,6 +351,8 @@ class MarketModel:
             m = self.markets[ticker]
             buy = rng.random() < 0.5
             level = m.best_ask if buy else m.best_bid
+            if level is not None and level == m.ghost_bid:
+                level = None  # a crossed ghost level is stale: nothing trades against it
             ticks = level if level is not None else m.mid_ticks()
             book_size = (m.asks if buy else m.bids).get(ticks, 0)
             steps = max(1, min(self._random_size(m) // 4 + 1, book_size or 1))
@@ -416,6 +418,8 @@ class MarketModel:
         )
 
     def _candle_boundaries(self, previous: float, now: float) -> None:
+        if now <= previous:
+            return  # the clock stepped back (a lag fault began): keep the open candles until it catches up
         for resolution, seconds in ch.CANDLE_RESOLUTION_SECONDS.items():
             if int(previous // seconds) == int(now // seconds):
                 continue

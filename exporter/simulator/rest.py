@@ -77,6 +77,38 @@ def _not_found(ticker: str) -> web.Response:
     return errors(404, f"{ticker} not found in markets of type PERPETUAL")
 
 
+class RateLimiter:
+    """comlink's limiter: `points` requests per `window` seconds per client IP, in fixed windows.
+
+    Headers as comlink sends them: RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset (epoch ms) and, on
+    a 429, Retry-After in milliseconds.
+    """
+
+    def __init__(self, points: int, window: float = ch.REST_RATE_LIMIT_WINDOW_S) -> None:
+        self.points = points
+        self.window = window
+        self._windows: dict[str, tuple[float, int]] = {}
+
+    def check(self, client: str, now: float) -> tuple[bool, dict[str, str]]:
+        start, used = self._windows.get(client, (now, 0))
+        if now - start >= self.window:
+            start, used = now, 0
+        used += 1
+        self._windows[client] = (start, used)
+        if len(self._windows) > 10_000:  # forget idle clients so the table stays bounded
+            self._windows = {k: v for k, v in self._windows.items() if now - v[0] < self.window}
+        reset_at = start + self.window
+        headers = {
+            "RateLimit-Limit": str(self.points),
+            "RateLimit-Remaining": str(max(0, self.points - used)),
+            "RateLimit-Reset": str(int(reset_at * 1000)),
+        }
+        if used > self.points:
+            headers["Retry-After"] = str(max(1, int((reset_at - now) * 1000)))
+            return False, headers
+        return True, headers
+
+
 class RestApi:
     def __init__(self, source: SourceGetter) -> None:
         self._source = source

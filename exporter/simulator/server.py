@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,9 +29,11 @@ from exporter.simulator.faults import Fault, Faults
 from exporter.simulator.hub import Hub
 from exporter.simulator.market import MarketConfig, MarketModel
 from exporter.simulator.session import Session, SessionLimits
+from exporter.simulator.source import EventSource, Publisher
 from exporter.simulator.truth import Live, Stats, build_registry
 
 log = structlog.get_logger("exporter.simulator")
+SourceFactory = Callable[[Publisher], EventSource]
 
 WS_PATH = "/v4/ws"
 _CLOSE_REASONS = {
@@ -64,6 +66,8 @@ class SimulatorConfig:
     max_message_bytes: int = 4 * 1024 * 1024
     close_timeout: float = 2.0
     allow_remote_control: bool = False
+    #: comlink's REST rate limit, requests per 10 s per client IP (the source default is 100); 0 = off.
+    rest_rate_limit: int = 0
 
     def __post_init__(self) -> None:
         checks = [
@@ -76,6 +80,7 @@ class SimulatorConfig:
             (self.trading_interval > 0, f"trading_interval must be > 0, not {self.trading_interval}"),
             (self.subaccounts >= 0, f"subaccounts must be >= 0, not {self.subaccounts}"),
             (self.send_buffer_bytes > 0, f"send_buffer_bytes must be > 0, not {self.send_buffer_bytes}"),
+            (self.rest_rate_limit >= 0, f"rest_rate_limit must be >= 0, not {self.rest_rate_limit}"),
             (0 <= self.port <= 65535, f"port must be 0-65535, not {self.port}"),
         ]
         if isinstance(self.markets, int):
@@ -89,23 +94,29 @@ class SimulatorConfig:
                 raise ValueError(message)
 
 
+def synthetic_market(config: SimulatorConfig) -> SourceFactory:
+    """The default event source: the seeded synthetic market described by `config`."""
+    markets = config.markets if isinstance(config.markets, int) else tuple(config.markets)
+    market_config = MarketConfig(
+        seed=config.seed,
+        markets=markets,
+        block_time=config.block_time,
+        rate=config.rate,
+        trading_interval=config.trading_interval,
+        subaccounts=config.subaccounts,
+    )
+    return lambda publisher: MarketModel(market_config, publisher)
+
+
 class Simulator:
-    def __init__(self, config: SimulatorConfig) -> None:
+    """`source_factory` builds the EventSource from the server's Publisher; by default the synthetic market
+    of `config` (a replayed capture is the other source)."""
+
+    def __init__(self, config: SimulatorConfig, source_factory: SourceFactory | None = None) -> None:
         self.config = config
         self.stats = Stats()
         self.hub = Hub(self.stats)
-        markets = config.markets if isinstance(config.markets, int) else tuple(config.markets)
-        self.source = MarketModel(
-            MarketConfig(
-                seed=config.seed,
-                markets=markets,
-                block_time=config.block_time,
-                rate=config.rate,
-                trading_interval=config.trading_interval,
-                subaccounts=config.subaccounts,
-            ),
-            self.hub,
-        )
+        self.source: EventSource = (source_factory or synthetic_market(config))(self.hub)
         self.faults = Faults()
         self.limits = SessionLimits(
             ping_interval=config.ping_interval,
@@ -124,6 +135,7 @@ class Simulator:
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self._rest_limiter = rest.RateLimiter(config.rest_rate_limit) if config.rest_rate_limit else None
         self.registry = build_registry(
             self.stats,
             Live(
@@ -156,7 +168,7 @@ class Simulator:
     # ---- lifecycle ----
     async def start(self) -> None:
         control = ControlApi(self, self.config.allow_remote_control)
-        app = web.Application(middlewares=[control.guard, self._rest_faults])
+        app = web.Application(middlewares=[control.guard, self._rest_middleware])
         app.router.add_get(WS_PATH, self._ws_handler)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_routes(rest.RestApi(lambda: self.source).routes())
@@ -305,7 +317,8 @@ class Simulator:
         return (float(slow.params["delay"]) if slow else 0.0), failing
 
     @web.middleware
-    async def _rest_faults(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def _rest_middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """REST faults, the optional rate limit, and request counting."""
         if not request.path.startswith("/v4/") or request.path == WS_PATH:
             response: web.StreamResponse = await handler(request)
             return response
@@ -315,7 +328,12 @@ class Simulator:
         if slow is not None:
             await asyncio.sleep(float(slow.params["delay"]))
         failing = self.faults.latest("rest_error")
-        if failing is not None:
+        allowed, limit_headers = True, dict[str, str]()
+        if self._rest_limiter is not None:
+            allowed, limit_headers = self._rest_limiter.check(request.remote or "", time.time())
+        if not allowed:
+            response = rest.errors(429, ch.REST_TOO_MANY_REQUESTS, limit_headers)
+        elif failing is not None:
             status = int(failing.params["status"])
             message = ch.REST_TOO_MANY_REQUESTS if status == 429 else "Internal Server Error"
             response = rest.errors(status, message)
@@ -324,6 +342,8 @@ class Simulator:
                 response = await handler(request)
             except web.HTTPException as exc:
                 response = rest.errors(exc.status, exc.reason)
+        if allowed and limit_headers:
+            response.headers.update(limit_headers)
         self.stats.rest_requests[(endpoint, str(response.status))] += 1
         return response
 

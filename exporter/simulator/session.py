@@ -32,6 +32,7 @@ _MISSING = object()
 _SUBSCRIBE = "subscribe"
 _UNSUBSCRIBE = "unsubscribe"
 _PING = "ping"
+_MAX_WINDOWS = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,7 +314,7 @@ class Session:
             self._subscribe(channel, key, not encode.js_falsy(msg.get("batched")))
         else:
             self.stats.client_messages["unsubscribe"] += 1
-            self._unsubscribe(channel, key, client_id)
+            self._unsubscribe(channel, key, None if channel == ch.MARKETS else client_id)
 
     def _invalid(self, message: str) -> None:
         """Parse failure, missing or unknown type: counted against the invalid-message rate limit."""
@@ -334,10 +335,15 @@ class Session:
         self._mid += 1
         mid = self._mid
         shown = key if key is not None else "undefined"
+        now = time.monotonic()
         window = self._subscribe_windows.get((channel, key))
         if window is None:
+            if len(self._subscribe_windows) >= _MAX_WINDOWS:  # a flood of distinct ids: forget expired ones
+                self._subscribe_windows = {
+                    k: w for k, w in self._subscribe_windows.items() if now - w.start < ch.RATE_LIMIT_WINDOW_S
+                }
             window = self._subscribe_windows[(channel, key)] = _Window()
-        if window.hit(time.monotonic(), ch.SUBSCRIBE_ATTEMPTS_PER_WINDOW, ch.RATE_LIMIT_WINDOW_S):
+        if window.hit(now, ch.SUBSCRIBE_ATTEMPTS_PER_WINDOW, ch.RATE_LIMIT_WINDOW_S):
             self.send_error(ch.err_too_many_subscribes(channel, shown), mid=mid)
             self.log.info("ws_client_rate_limited", limit="subscribe", channel=channel, id=key)
             self.close_soon(ch.CLOSE_RATE_LIMITED, ch.RATE_LIMITED_REASON)

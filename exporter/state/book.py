@@ -102,11 +102,18 @@ class Book:
 
     def update_bid(self, price: float, size: float, message_id: int, now: float) -> None:
         self.bids.set(price, size, message_id, drop_low=True)
-        self._check_crossed(now)
+        # The crossing test is inlined: this runs for every order book update.
+        bid_prices = self.bids.prices
+        ask_prices = self.asks.prices
+        if (bool(bid_prices) and bool(ask_prices) and bid_prices[-1] >= ask_prices[0]) is not self.crossed:
+            self._check_crossed(now)
 
     def update_ask(self, price: float, size: float, message_id: int, now: float) -> None:
         self.asks.set(price, size, message_id, drop_low=False)
-        self._check_crossed(now)
+        bid_prices = self.bids.prices
+        ask_prices = self.asks.prices
+        if (bool(bid_prices) and bool(ask_prices) and bid_prices[-1] >= ask_prices[0]) is not self.crossed:
+            self._check_crossed(now)
 
     def invalidate(self, now: float) -> None:
         """The feeding link is gone: empty the book (its levels are no longer maintained) and wait for a

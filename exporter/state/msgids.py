@@ -13,19 +13,20 @@ from __future__ import annotations
 
 from typing import Final
 
-#: A jump further ahead than this is not tracked id by id: the excess counts as lost at once (bounds memory
-#: against a corrupt or hostile id).
+#: An id further ahead than this cannot come from a healthy connection (that many frames would have been
+#: lost without a disconnect): it is refused as corrupt, which also bounds the memory of the hole table.
 MAX_TRACKED_HOLES: Final = 100_000
 #: How often, at most, the open holes are checked for expiry.
 SWEEP_INTERVAL_S: Final = 1.0
 
 
 class MessageIds:
-    __slots__ = ("_grace", "_last_sweep", "_missing", "_next", "lost")
+    __slots__ = ("_fresh", "_grace", "_last_sweep", "_missing", "_next", "lost")
 
     def __init__(self, grace_seconds: float) -> None:
         self._grace = grace_seconds
         self._next = 0
+        self._fresh = True  # nothing seen since the connection (re)started
         self._missing: dict[int, float] = {}
         self._last_sweep = 0.0
         self.lost = 0  # ids given up on; the caller exports the running total
@@ -34,17 +35,23 @@ class MessageIds:
         """A new connection: ids restart at 0; holes of the old one are forgotten, not counted (frames in
         flight when a link drops are lost by the disconnect, which is counted on its own)."""
         self._next = 0
+        self._fresh = True
         self._missing.clear()
 
-    def see(self, message_id: int, now: float) -> None:
+    def see(self, message_id: int, now: float) -> bool:
+        """Record `message_id`; False when it is implausibly far ahead (the frame should be refused)."""
         expected = self._next
         if message_id == expected:
             self._next = expected + 1
+            self._fresh = False
         elif message_id > expected:
-            skipped = message_id - expected
-            if skipped > MAX_TRACKED_HOLES:
-                self.lost += skipped - MAX_TRACKED_HOLES
-                expected = message_id - MAX_TRACKED_HOLES
+            if self._fresh:
+                # Joined mid-stream (no `connected` frame seen): start counting from here.
+                self._next = message_id + 1
+                self._fresh = False
+                return True
+            if message_id - expected > MAX_TRACKED_HOLES:
+                return False
             missing = self._missing
             for hole in range(expected, message_id):
                 missing[hole] = now
@@ -54,6 +61,7 @@ class MessageIds:
             self._missing.pop(message_id, None)
         if self._missing and now - self._last_sweep >= SWEEP_INTERVAL_S:
             self.sweep(now)
+        return True
 
     def sweep(self, now: float) -> None:
         self._last_sweep = now

@@ -8,7 +8,9 @@ every LOG_INTERVAL_S (with the number of frames suppressed since), and leaves st
 
 from __future__ import annotations
 
+import math
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
@@ -22,7 +24,7 @@ from exporter.feed.sink import (
     Subscribed,
     Unsubscribed,
 )
-from exporter.metrics.collector import ChannelMetrics, Collector, MarketMetrics
+from exporter.metrics.collector import ChannelMetrics, Collector, Histogram, MarketMetrics
 from exporter.protocol import channels as ch
 from exporter.protocol.frames import JSONDecodeError, TimestampParser, integer, loads, non_negative, positive
 from exporter.state.book import Book
@@ -42,6 +44,7 @@ LOG_INTERVAL_S: Final = 10.0
 #: while that time itself was received this recently (otherwise the estimate would only measure silence).
 CANDLE_REFERENCE_MAX_AGE_S: Final = 5.0
 _SIDE_INDEX: Final = {"BUY": 0, "SELL": 1}
+_INF: Final = math.inf
 
 DataHandler = Callable[[ChannelMetrics, Any, Any, int, float], None]
 SnapshotHandler = Callable[[str, ChannelMetrics, Any, Any, int, float], None]
@@ -98,14 +101,22 @@ class Processor:
         stale_after: float = 30.0,
         id_grace: float = DEFAULT_ID_GRACE_S,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        wants_market: Callable[[str], bool] | None = None,
     ) -> None:
+        """`wants_market` says which listed markets get per-market series (market info, oracle price): pass
+        the --markets / --shard filter so shards do not all export every market. Default: all."""
         self._collector = collector
+        self._wants_market = wants_market
         self._clock = clock
         self._stale_after = stale_after
         self._id_grace = id_grace
         self._max_frame_bytes = max_frame_bytes
         self._links: dict[str, _LinkState] = {}
         self._channels: dict[str, ChannelMetrics] = {}
+        #: channel name → (its metrics, its update handler), filled as channels are first seen.
+        self._routes: dict[str, tuple[ChannelMetrics, DataHandler]] = {}
+        #: The link of the frame being handled, for the invalid-frame log of the channel handlers.
+        self._link = ""
         self._books: dict[str, Book] = {}
         self._tapes: dict[str, tuple[RecentIds, MarketMetrics]] = {}
         self._directory = MarketDirectory()
@@ -161,6 +172,7 @@ class Processor:
 
     def handle(self, link: str, raw: str | bytes, received_at: float) -> Control | None:
         collector = self._collector
+        self._link = link
         size = len(raw)
         collector.received_bytes += size
         if size > self._max_frame_bytes:
@@ -227,7 +239,9 @@ class Processor:
         if state is None:
             state = self._links[link] = _LinkState(self._id_grace)
         ids = state.ids
-        ids.see(message_id, now)
+        if not ids.see(message_id, now):
+            self._invalid(link, cm, "bad_message_id", frame)
+            return None
         if ids.lost:
             self._collector.message_id_gaps += ids.lost
             ids.lost = 0
@@ -236,17 +250,21 @@ class Processor:
     def _data(self, link: str, frame: dict[str, Any], frame_type: str, now: float) -> Control | None:
         # The hot path: the common case is inlined (known channel, int id, known link).
         name = frame.get("channel")
-        cm = self._channels.get(name) if name.__class__ is str else None
-        if cm is None:
+        route = self._routes.get(name) if name.__class__ is str else None
+        if route is None:
             cm = self._channel_of(link, frame)
             if cm is None:
                 return None
+            route = self._routes[cm.name] = (cm, self._updates[cm.name])
+        cm, handler = route
         cm.messages[frame_type] += 1
         message_id = frame.get("message_id")
         state = self._links.get(link)
         if message_id.__class__ is int and message_id >= 0 and state is not None:
             ids = state.ids
-            ids.see(message_id, now)
+            if not ids.see(message_id, now):
+                self._invalid(link, cm, "bad_message_id", frame)
+                return None
             if ids.lost:
                 self._collector.message_id_gaps += ids.lost
                 ids.lost = 0
@@ -258,7 +276,6 @@ class Processor:
         state.last_data[cm.name] = now
         cm.last_message_at = now
         self._last_data_at = now
-        handler = self._updates[cm.name]
         contents = frame.get("contents")
         sub_id = frame.get("id")
         if frame_type == ch.T_CHANNEL_DATA:
@@ -271,7 +288,12 @@ class Processor:
         else:
             self._invalid(link, cm, "wrong_type", frame)
         processing = self._clock() - now
-        cm.processing.observe(processing if processing > 0.0 else 0.0)  # type: ignore[union-attr]
+        histogram: Histogram = cm.processing  # type: ignore[assignment]
+        if processing > 0.0:
+            histogram.counts[bisect_left(histogram.bounds, processing)] += 1
+            histogram.sum += processing
+        else:
+            histogram.counts[0] += 1
         if self._pending_change is not None:
             change, self._pending_change = self._pending_change, None
             return self._markets_changed(change)
@@ -400,10 +422,25 @@ class Processor:
         if bids is None and asks is None:
             self._invalid("", cm, "missing_field", contents)
             return
-        if bids is not None:
-            self._update_levels(cm, book.update_bid, bids, message_id, now)
-        if asks is not None:
-            self._update_levels(cm, book.update_ask, asks, message_id, now)
+        for levels, apply in ((bids, book.update_bid), (asks, book.update_ask)):
+            if levels is None:
+                continue
+            # The protocol sends exactly one [price, size] string pair per update: take it without detours.
+            if levels.__class__ is list and len(levels) == 1:
+                level = levels[0]
+                if level.__class__ is list and len(level) == 2:
+                    price_text, size_text = level
+                    if price_text.__class__ is str and size_text.__class__ is str:
+                        try:
+                            price = float(price_text)
+                            size = float(size_text)
+                        except ValueError:
+                            pass
+                        else:
+                            if 0.0 < price < _INF and 0.0 <= size < _INF:
+                                apply(price, size, message_id, now)
+                                continue
+            self._update_levels(cm, apply, levels, message_id, now)
 
     def _update_levels(
         self,
@@ -489,7 +526,20 @@ class Processor:
             market.last_trade_price = price
             newest = row.get("createdAt")
         if newest is not None:
-            self._observe_latency(cm, newest, now)
+            stamp = self._timestamp(newest)
+            if stamp is None:
+                self._invalid("", cm, "bad_number", newest)
+                return
+            if stamp > self._newest_exchange_time:
+                self._newest_exchange_time = stamp
+            self._newest_exchange_received = now
+            lag = now - stamp
+            histogram: Histogram = cm.latency  # type: ignore[assignment]
+            if lag > 0.0:
+                histogram.counts[bisect_left(histogram.bounds, lag)] += 1
+                histogram.sum += lag
+            else:
+                histogram.counts[0] += 1
 
     # --- markets ----------------------------------------------------------------------------------------
     def _markets_snapshot(
@@ -558,14 +608,12 @@ class Processor:
     def _apply_directory(self, change: DirectoryChange) -> None:
         collector = self._collector
         statuses = self._directory.statuses
-        for ticker in change.listed:
-            market = collector.market(ticker)
-            market.listed = True
-            market.status = statuses[ticker]
-        for ticker in change.status_changed:
-            market = collector.market(ticker)
-            market.listed = True
-            market.status = statuses[ticker]
+        wants = self._wants_market
+        for ticker in (*change.listed, *change.status_changed):
+            if wants is None or wants(ticker):
+                market = collector.market(ticker)
+                market.listed = True
+                market.status = statuses[ticker]
         for ticker in change.delisted:
             self.forget_market(ticker)
         if change.listed or change.delisted:
@@ -671,4 +719,4 @@ class Processor:
         error: BaseException | None = None,
     ) -> None:
         cm.invalid[reason] = cm.invalid.get(reason, 0) + 1
-        self._log_invalid(link, cm.name, reason, sample, error)
+        self._log_invalid(link or self._link, cm.name, reason, sample, error)

@@ -65,12 +65,9 @@ def _process() -> list[PanelBuilder]:
         ),
         graph(
             "Open file descriptors",
-            "File descriptors in use (sockets included) against the process limit.",
+            "File descriptors in use, sockets included (the limit is process_max_fds).",
             "none",
-            [
-                Q(sel("process_open_fds"), "{{instance}} open"),
-                Q(sel("process_max_fds"), "{{instance}} limit"),
-            ],
+            [Q(sel("process_open_fds"), "{{instance}} open")],
             width=8,
         ),
         graph(

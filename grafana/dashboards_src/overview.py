@@ -108,7 +108,7 @@ def _block_row() -> list[PanelBuilder]:
         ),
         graph(
             "Block lag by instance",
-            "Wall clock minus the newest block's timestamp, and blocks behind the freshest instance.",
+            "Wall clock minus the newest block's timestamp, per instance.",
             "s",
             [
                 Q(f"time() - {sel('dydx_block_timestamp_seconds')}", "{{instance}} lag"),

@@ -39,7 +39,8 @@ def overview() -> dict[str, Any]:
 
 def first_target(model: dict[str, Any]) -> dict[str, Any]:
     panel = next(p for p in panels(model) if p["type"] == "timeseries")
-    return panel["targets"][0]
+    target: dict[str, Any] = panel["targets"][0]
+    return target
 
 
 def rules(model: dict[str, Any]) -> set[str]:
@@ -114,7 +115,9 @@ def break_grid(m):
 
 
 def break_promql(m):
-    first_target(m)["expr"] = 'sum(rate(dydx_updates_total{job=~"$job", instance=~"$instance"}[$__rate_interval])'
+    first_target(m)["expr"] = (
+        'sum(rate(dydx_updates_total{job=~"$job", instance=~"$instance"}[$__rate_interval])'
+    )
 
 
 @pytest.mark.parametrize(

@@ -64,12 +64,17 @@ def test_every_query_is_valid_promql_once_substituted(tmp_path: Path):
                 selector, _ = parse_label_values(variable_query(variable))
                 exprs += [selector] if selector else []
         rules += [
-            {"record": f"check:{model['uid'].replace('-', '_')}:{i}", "expr": substitute(e, values, PRODUCTION)}
+            {
+                "record": f"check:{model['uid'].replace('-', '_')}:{i}",
+                "expr": substitute(e, values, PRODUCTION),
+            }
             for i, e in enumerate(exprs)
         ]
     assert len(rules) > 60
     rule_file = tmp_path / "dashboard-queries.yml"
-    rule_file.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}), encoding="utf-8")
+    rule_file.write_text(
+        yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}), encoding="utf-8"
+    )
     result = subprocess.run(
         [find_binary("promtool"), "check", "rules", str(rule_file)],
         capture_output=True,

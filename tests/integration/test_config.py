@@ -126,3 +126,13 @@ def test_cli_bad_flag_exit_code_in_a_subprocess():
     )
     assert proc.returncode == 2
     assert "--web.listen-address" in proc.stderr
+
+
+def test_help_lists_every_flag_with_its_env_var(capsys: pytest.CaptureFixture[str]):
+    from exporter.config import OPTIONS
+
+    assert run_main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for option in OPTIONS:
+        assert f"--{option.flag}" in out
+        assert option.env in out

@@ -14,8 +14,9 @@ import pytest
 
 from exporter.protocol import channels as ch
 from exporter.service import Exporter
+from tests.fixtures.simulator import control
 from tests.helpers import metric_sum, metric_value, wait_for
-from tests.integration.conftest import control, fault, metrics, readyz, wait_not_ready, wait_ready
+from tests.integration.support import fault, metrics, readyz, wait_not_ready, wait_ready
 
 pytestmark = pytest.mark.timeout(45)
 
@@ -207,3 +208,12 @@ async def test_listing_and_delisting_follow_the_markets_channel(feed):
     assert metric_value(samples, "dydx_oracle_price", market=victim) is None  # series removed, not stale
     assert metric_sum(samples, "dydx_orderbook_levels", market=victim) == 0
     await wait_ready(exp)
+
+
+async def test_shutdown_while_the_server_stalls_finishes_within_5s(feed):
+    sim, exp = feed
+    await fault(sim, "stall", seconds=30.0)
+    began = time.monotonic()
+    await exp.stop()
+    assert time.monotonic() - began < 5.0
+    await control(sim, "DELETE", "/control/faults")

@@ -128,6 +128,8 @@ class Script:
     send_connected: bool = True
     close_after_subscribe: int | None = None  # close code after the first subscribed frame
     fail_first_subscribes: int = 0  # answer "could not fetch" this many times
+    unknown_ids: set[str] = field(default_factory=set)  # answer "Invalid subscription id"
+    cap: int | None = None  # per-connection cap of every channel
     handshakes: int = 0
     handshake_times: list[float] = field(default_factory=list)
     subscribes: list[tuple[float, str, str | None]] = field(default_factory=list)
@@ -182,9 +184,16 @@ async def scripted() -> AsyncIterator[tuple[Script, str]]:
                     "channel": body["channel"],
                     "id": body.get("id"),
                 }
+                subscribed_here = sum(1 for _, c, _ in script.subscribes if c == body["channel"])
                 if script.fail_first_subscribes > 0:
                     script.fail_first_subscribes -= 1
                     reply |= {"type": "error", "message": ch.err_could_not_fetch(body["channel"])}
+                elif body.get("id") in script.unknown_ids:
+                    message = ch.err_invalid_subscription_id(body["channel"], body["id"])
+                    reply = {"type": "error", "message": message, "message_id": message_id}
+                elif script.cap is not None and subscribed_here > script.cap:
+                    message = ch.err_subscription_limit(body["channel"], script.cap)
+                    reply = {"type": "error", "message": message, "message_id": message_id}
                 else:
                     reply |= {"type": "subscribed", "connection_id": "c", "contents": {}}
                 await ws.send_str(orjson.dumps(reply).decode())
@@ -335,3 +344,35 @@ async def test_unreachable_server_is_counted_as_refused(make_link):
     await link.start()
     await wait_for(lambda: observer.calls["failed", "refused"] >= 2, timeout=5)
     assert not link.up
+
+
+async def test_rejected_market_is_retried_with_backoff_then_given_up_until_rediscovery(scripted, make_link):
+    script, url = scripted
+    script.unknown_ids = {"NEW-USD"}
+    link, _, observer, _ = await make_link(url, subscribe_retries=3, backoff_initial=0.05, backoff_max=0.1)
+    new = (ch.TRADES, "NEW-USD")
+    link.want([TRADES_BTC, new])
+    await link.start()
+    await wait_for(lambda: link.state_of(new) == "failed", timeout=5, message="given up")
+    assert observer.calls["sub_failed", "invalid_subscription_id"] == 3
+    assert link.state_of(TRADES_BTC) == ACTIVE
+    assert link.not_ready_reasons() == []  # a market given up on does not hold readiness hostage
+    await asyncio.sleep(0.3)
+    assert [i for _, _, i in script.subscribes].count("NEW-USD") == 3  # not forever
+    script.unknown_ids.clear()
+    link.retry_given_up()  # what a discovery refresh does
+    await wait_for(lambda: link.state_of(new) == ACTIVE, timeout=5)
+
+
+async def test_per_connection_cap_moves_the_subscription_elsewhere(scripted, make_link):
+    script, url = scripted
+    script.cap = 1
+    link, _, observer, events = await make_link(url)
+    eth = (ch.TRADES, "ETH-USD")
+    link.want([TRADES_BTC])
+    await link.start()
+    await wait_for(lambda: link.state_of(TRADES_BTC) == ACTIVE)
+    link.want([eth])
+    await wait_for(lambda: events.limits == [eth], timeout=5, message="the pool is told to move ETH-USD")
+    assert observer.calls["sub_failed", "subscription_limit"] == 1
+    assert link.state_of(TRADES_BTC) == ACTIVE

@@ -91,7 +91,8 @@ class Probe:
                     return self.frames[index]
             return None
 
-        return await wait_for(find, timeout=timeout, interval=0.01, message="no matching frame")
+        found: Frame = await wait_for(find, timeout, 0.01, "no matching frame")  # type: ignore[arg-type]
+        return found
 
     async def next_type(self, frame_type: str, timeout: float = 5.0, **fields: Any) -> Frame:
         return await self.next(

@@ -4,6 +4,7 @@ heartbeat, batching and shutdown, exactly as shared/dydx-v4-ws-protocol.md descr
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import time
 
@@ -11,6 +12,7 @@ import orjson
 import pytest
 
 from exporter.protocol import channels as ch
+from exporter.simulator.market import MarketModel
 from exporter.simulator.server import Simulator
 from tests.fixtures.simulator import SimulatorFactory
 from tests.simulator.conftest import ProbeFactory
@@ -47,7 +49,9 @@ async def test_connected_frame_is_exact(simulator: Simulator, probes: ProbeFacto
     assert probe.raw[0] == f'{{"type":"connected","connection_id":"{frame["connection_id"]}","message_id":0}}'
 
 
-async def test_orderbook_snapshot_objects_and_single_level_updates(busy: Simulator, probes: ProbeFactory) -> None:
+async def test_orderbook_snapshot_objects_and_single_level_updates(
+    busy: Simulator, probes: ProbeFactory
+) -> None:
     probe = await probes(busy)
     await probe.subscribe(ch.ORDERBOOK, "BTC-USD")
     sub = await probe.next(is_subscribed(ch.ORDERBOOK))
@@ -75,7 +79,9 @@ async def test_trades_snapshot_rows_differ_from_update_rows(busy: Simulator, pro
     sub = await probe.next(is_subscribed(ch.TRADES))
     rows = sub["contents"]["trades"]
     assert rows, "history exists after a few blocks"
-    assert all(list(r) == ["id", "side", "size", "price", "type", "createdAt", "createdAtHeight"] for r in rows)
+    assert all(
+        list(r) == ["id", "side", "size", "price", "type", "createdAt", "createdAtHeight"] for r in rows
+    )
     heights = [int(r["createdAtHeight"]) for r in rows]
     assert heights == sorted(heights, reverse=True), "newest first"
     update = await probe.next(is_data(ch.TRADES, "BTC-USD"))
@@ -98,9 +104,23 @@ async def test_markets_channel_has_no_id_and_one_ticker_per_oracle_update(
     markets = sub["contents"]["markets"]
     assert list(markets) == ["BTC-USD", "ETH-USD", "SOL-USD"]
     btc = markets["BTC-USD"]
-    for key in ("trades24H", "atomicResolution", "quantumConversionExponent", "stepBaseQuantums", "subticksPerTick"):
+    for key in (
+        "trades24H",
+        "atomicResolution",
+        "quantumConversionExponent",
+        "stepBaseQuantums",
+        "subticksPerTick",
+    ):
         assert isinstance(btc[key], int), key
-    for key in ("clobPairId", "oraclePrice", "volume24H", "nextFundingRate", "openInterest", "tickSize", "stepSize"):
+    for key in (
+        "clobPairId",
+        "oraclePrice",
+        "volume24H",
+        "nextFundingRate",
+        "openInterest",
+        "tickSize",
+        "stepSize",
+    ):
         assert isinstance(btc[key], str), key
     oracle = await probe.next(lambda f: f["type"] == "channel_data" and "oraclePrices" in f["contents"])
     assert list(oracle) == ["type", "connection_id", "message_id", "channel", "version", "contents"]
@@ -144,6 +164,7 @@ async def test_block_height_snapshot_and_update_keys_differ(busy: Simulator, pro
 
 
 async def test_subaccounts_snapshot_updates_and_unknown(busy: Simulator, probes: ProbeFactory) -> None:
+    assert isinstance(busy.source, MarketModel)
     sub_ids = [f"{s.address}/{s.number}" for s in busy.source.subaccounts]
     probe = await probes(busy)
     for sub_id in sub_ids:
@@ -158,7 +179,9 @@ async def test_subaccounts_snapshot_updates_and_unknown(busy: Simulator, probes:
     assert empty["contents"] == {}
     update = await probe.next(lambda f: f["type"] == "channel_data" and f["channel"] == ch.SUBACCOUNTS, 10)
     assert update["version"] == "3.0.0" and "blockHeight" in update["contents"]
-    parent = await probe.next(lambda f: f["type"] == "channel_data" and f["channel"] == ch.PARENT_SUBACCOUNTS, 10)
+    parent = await probe.next(
+        lambda f: f["type"] == "channel_data" and f["channel"] == ch.PARENT_SUBACCOUNTS, 10
+    )
     assert list(parent)[-1] == "subaccountNumber" and parent["subaccountNumber"] == 0
 
 
@@ -198,12 +221,14 @@ async def test_error_texts_for_bad_subscribes(simulator: Simulator, probes: Prob
         ({"type": "unsubscribe", "channel": 7}, "Invalid channel: 7"),
         ({"type": "subscribe", "channel": ch.TRADES}, "Invalid id: undefined"),
         ({"type": "subscribe", "channel": ch.TRADES, "id": 5}, "Invalid id: 5"),
-        ({"type": "subscribe", "channel": ch.TRADES, "id": "NOPE-USD"}, ch.err_invalid_subscription_id(ch.TRADES, "NOPE-USD")),
+        ({"type": "subscribe", "channel": ch.TRADES, "id": "NOPE-USD"},
+         ch.err_invalid_subscription_id(ch.TRADES, "NOPE-USD")),
         (
             {"type": "subscribe", "channel": ch.CANDLES, "id": "ETH-USD/CandlesResolution.FIVE_MINUTES"},
             ch.err_invalid_subscription_id(ch.CANDLES, "ETH-USD/CandlesResolution.FIVE_MINUTES"),
         ),
-        ({"type": "subscribe", "channel": ch.SUBACCOUNTS, "id": "dydx1abc/0"}, ch.err_invalid_subscription_id(ch.SUBACCOUNTS, "dydx1abc/0")),
+        ({"type": "subscribe", "channel": ch.SUBACCOUNTS, "id": "dydx1abc/0"},
+         ch.err_invalid_subscription_id(ch.SUBACCOUNTS, "dydx1abc/0")),
     ]  # fmt: skip
     for message, text in cases:
         await probe.send(message)
@@ -313,7 +338,7 @@ async def test_batched_flushes_every_250ms_as_arrays(busy: Simulator, probes: Pr
         assert list(frame) == DATA_KEYS and frame["version"] == "1.0.0"
         assert isinstance(frame["contents"], list) and len(frame["contents"]) >= 1
         assert all(len(c) == 1 and len(next(iter(c.values()))) == 1 for c in frame["contents"])
-    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
     assert all(0.15 < gap < 0.45 for gap in gaps), gaps
     assert not probe.of_type("channel_data"), "a batched subscription never gets channel_data"
 
@@ -329,7 +354,9 @@ async def test_server_pings_and_pong_timeout_closes_1011(
     assert polite.pings >= 2 and not polite.closed, "a client that answers pings stays connected"
 
 
-async def test_shutdown_closes_clients_with_1012(simulator_factory: SimulatorFactory, probes: ProbeFactory) -> None:
+async def test_shutdown_closes_clients_with_1012(
+    simulator_factory: SimulatorFactory, probes: ProbeFactory
+) -> None:
     sim = await simulator_factory()
     probe = await probes(sim)
     await sim.stop()

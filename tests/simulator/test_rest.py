@@ -35,7 +35,14 @@ async def test_perpetual_markets(sim: Simulator) -> None:
     assert list(body["markets"]) == ["BTC-USD", "ETH-USD", "SOL-USD", "DOGE-USD"]
     btc = body["markets"]["BTC-USD"]
     assert list(btc)[:4] == ["clobPairId", "ticker", "status", "oraclePrice"]
-    assert btc["status"] in ("ACTIVE", "PAUSED", "CANCEL_ONLY", "POST_ONLY", "INITIALIZING", "FINAL_SETTLEMENT")
+    assert btc["status"] in (
+        "ACTIVE",
+        "PAUSED",
+        "CANCEL_ONLY",
+        "POST_ONLY",
+        "INITIALIZING",
+        "FINAL_SETTLEMENT",
+    )
     assert isinstance(btc["trades24H"], int) and isinstance(btc["atomicResolution"], int)
     assert btc["tickSize"] == "1" and btc["stepSize"] == "0.0001"
     status, body, _ = await get(sim, "/v4/perpetualMarkets?ticker=ETH-USD")
@@ -80,7 +87,9 @@ async def test_trades_newest_first_with_paging(sim: Simulator) -> None:
     status, body, _ = await get(sim, "/v4/trades/perpetualMarket/BTC-USD?limit=1&page=1")
     assert body["pageSize"] == 1 and body["offset"] == 0 and body["totalResults"] >= 1
     oldest = heights[-1]
-    status, body, _ = await get(sim, f"/v4/trades/perpetualMarket/BTC-USD?createdBeforeOrAtHeight={oldest - 1}")
+    status, body, _ = await get(
+        sim, f"/v4/trades/perpetualMarket/BTC-USD?createdBeforeOrAtHeight={oldest - 1}"
+    )
     assert all(int(r["createdAtHeight"]) < oldest for r in body["trades"])
 
 
@@ -99,3 +108,16 @@ async def test_height_and_time(sim: Simulator) -> None:
     assert int(body["height"]) == sim.source.height()[0]
     status, body, _ = await get(sim, "/v4/time")
     assert list(body) == ["iso", "epoch"] and isinstance(body["epoch"], float)
+
+
+async def test_rate_limit_429_with_comlink_headers(simulator_factory: SimulatorFactory) -> None:
+    sim = await simulator_factory(rest_rate_limit=3)
+    async with aiohttp.ClientSession() as session:
+        for remaining in ("2", "1", "0"):
+            async with session.get(sim.base_url + "/v4/height") as resp:
+                assert resp.status == 200 and resp.headers["RateLimit-Remaining"] == remaining
+        async with session.get(sim.base_url + "/v4/height") as resp:
+            assert resp.status == 429
+            assert await resp.json() == {"errors": [{"msg": "Too many requests"}]}
+            assert resp.headers["RateLimit-Limit"] == "3"
+            assert 0 < int(resp.headers["Retry-After"]) <= 10_000, "milliseconds, as comlink sends it"

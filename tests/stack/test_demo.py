@@ -11,6 +11,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -140,12 +143,27 @@ async def prometheus_query(session: aiohttp.ClientSession, base: str, query: str
     return result
 
 
-@pytest.mark.e2e
-@pytest.mark.slow
-@pytest.mark.timeout(150)
-async def test_demo_brings_the_stack_up_and_ctrl_c_leaves_nothing_behind(tmp_path):
-    ports = free_ports(6)
-    config = demo_config(ports)
+@dataclass
+class RunningDemo:
+    process: asyncio.subprocess.Process
+    config: DemoConfig
+    output: Path
+    pids: dict[str, int]
+
+    def text(self) -> str:
+        return self.output.read_text()
+
+    def assert_nothing_left(self) -> None:
+        survivors = [name for name, pid in self.pids.items() if alive(pid)]
+        assert not survivors, f"still running: {survivors}\n{self.text()}"
+        assert not processes_in_groups({self.process.pid, *self.pids.values()})
+
+
+@asynccontextmanager
+async def running_demo(tmp_path: Path) -> AsyncIterator[RunningDemo]:
+    """`python -m scripts.demo` on free loopback ports, up and printing its URLs; killed at exit if needed."""
+    await asyncio.to_thread(tmp_path.mkdir, parents=True, exist_ok=True)
+    config = demo_config(free_ports(6))
     state = tmp_path / "state"
     output = tmp_path / "demo.out"
     argv = [sys.executable, "-m", "scripts.demo", "--state-dir", str(state), "--scrape-interval", "1s"]
@@ -153,26 +171,44 @@ async def test_demo_brings_the_stack_up_and_ctrl_c_leaves_nothing_behind(tmp_pat
         argv += [f"--{name}-port", str(getattr(config.ports, name))]
     argv += ["--grafana", "off"]
     with output.open("wb") as out:
-        # Its own session, like a shell job: the SIGINT below goes to the whole group, as Ctrl-C would.
-        demo = await asyncio.create_subprocess_exec(
+        # Its own session, like a shell job: a SIGINT to the group is what Ctrl-C in a terminal sends.
+        process = await asyncio.create_subprocess_exec(
             *argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
-    pids: dict[str, int] = {}
+    demo = RunningDemo(process, config, output, {})
     try:
 
         def up_and_recorded() -> bool:
-            if demo.returncode is not None:
-                raise AssertionError(f"demo exited early ({demo.returncode}):\n{output.read_text()}")
+            if process.returncode is not None:
+                raise AssertionError(f"demo exited early ({process.returncode}):\n{demo.text()}")
             pids_file = state / "pids.json"
             if pids_file.exists():
-                pids.update(json.loads(pids_file.read_text() or "{}"))
-            return "demo is up" in output.read_text() and set(CHILDREN) <= set(pids)
+                demo.pids.update(json.loads(pids_file.read_text() or "{}"))
+            return "demo is up" in demo.text() and set(CHILDREN) <= set(demo.pids)
 
         await wait_for(up_and_recorded, timeout=90, interval=0.2, message="demo prints its URLs")
-        out_text = output.read_text()
-        prometheus = f"http://127.0.0.1:{config.ports.prometheus}"
-        for url in (prometheus, f"http://127.0.0.1:{config.ports.exporter}/metrics"):
-            assert url in out_text
+        yield demo
+    finally:
+        for pid in (process.pid, *demo.pids.values()):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        if process.returncode is None:
+            await asyncio.wait_for(process.wait(), 10)
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+async def test_demo_brings_the_stack_up_and_ctrl_c_leaves_nothing_behind(tmp_path):
+    async with running_demo(tmp_path) as demo:
+        ports = demo.config.ports
+        prometheus = f"http://127.0.0.1:{ports.prometheus}"
+        for url in (
+            prometheus,
+            f"http://127.0.0.1:{ports.exporter}/metrics",
+            f"http://127.0.0.1:{ports.simulator}",
+        ):
+            assert url in demo.text()
 
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
 
@@ -188,25 +224,62 @@ async def test_demo_brings_the_stack_up_and_ctrl_c_leaves_nothing_behind(tmp_pat
             )
             async with session.get(f"{prometheus}/api/v1/alertmanagers") as resp:
                 active = (await resp.json())["data"]["activeAlertmanagers"]
-            assert [a["url"] for a in active] == [
-                f"http://127.0.0.1:{config.ports.alertmanager}/api/v2/alerts"
-            ]
+            assert [a["url"] for a in active] == [f"http://127.0.0.1:{ports.alertmanager}/api/v2/alerts"]
             async with session.get(f"{prometheus}/api/v1/rules") as resp:
                 groups = (await resp.json())["data"]["groups"]
             assert groups, "the repo's rules are loaded"
 
-        os.killpg(demo.pid, signal.SIGINT)
+        os.killpg(demo.process.pid, signal.SIGINT)
         started = time.monotonic()
-        await asyncio.wait_for(demo.wait(), 40)
-        assert demo.returncode == 0, output.read_text()
+        await asyncio.wait_for(demo.process.wait(), 40)
+        assert demo.process.returncode == 0, demo.text()
         assert time.monotonic() - started < 30
-        survivors = [name for name, pid in pids.items() if alive(pid)]
-        assert not survivors, f"still running after Ctrl-C: {survivors}"
-        assert not processes_in_groups({demo.pid, *pids.values()})
-        assert "nothing left running" in output.read_text()
-    finally:
-        for pid in (demo.pid, *pids.values()):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
-        if demo.returncode is None:
-            await asyncio.wait_for(demo.wait(), 10)
+        demo.assert_nothing_left()
+        assert "nothing left running" in demo.text()
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+async def test_a_crashed_component_stops_the_demo_and_a_killed_demo_takes_its_children_along(tmp_path):
+    async with running_demo(tmp_path / "crash") as demo:
+        os.kill(demo.pids["exporter"], signal.SIGKILL)
+        await asyncio.wait_for(demo.process.wait(), 40)
+        assert demo.process.returncode == 1
+        assert "exporter exited" in demo.text()
+        demo.assert_nothing_left()
+
+    async with running_demo(tmp_path / "kill") as demo:
+        os.kill(demo.process.pid, signal.SIGKILL)  # no handler runs: the children's death signal must act
+        await asyncio.wait_for(demo.process.wait(), 10)
+
+        def all_gone() -> bool:
+            return not any(alive(pid) for pid in demo.pids.values())
+
+        await wait_for(all_gone, timeout=20, message="children exit after the demo is killed")
+        demo.assert_nothing_left()
+
+
+async def test_a_busy_port_is_named_before_anything_starts(tmp_path):
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        result = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "scripts.demo",
+            "--state-dir",
+            str(tmp_path),
+            "--grafana",
+            "off",
+            "--alertmanager-port",
+            str(port),
+            cwd=REPO,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await asyncio.wait_for(result.communicate(), 30)
+    assert result.returncode == 1
+    assert f"alertmanager port {port} (--alertmanager-port, DEMO_ALERTMANAGER_PORT)" in output.decode()
+    assert not (tmp_path / "pids.json").exists() or json.loads((tmp_path / "pids.json").read_text()) == {}

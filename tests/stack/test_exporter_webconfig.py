@@ -39,7 +39,6 @@ def exporter_argv(port: int, web_config: Path) -> list[str]:
     ]
 
 
-@pytest.mark.slow
 @pytest.mark.timeout(60)
 async def test_exporter_serves_metrics_over_https_to_the_right_password_only(tmp_path):
     ca = CertificateAuthority.create(tmp_path, "ca")

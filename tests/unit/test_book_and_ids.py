@@ -95,13 +95,16 @@ def test_message_ids_late_duplicate_and_lost() -> None:
     assert ids.lost == 1
 
 
-def test_message_ids_huge_jump_is_bounded() -> None:
+def test_message_ids_implausible_jump_is_refused_and_mid_stream_start_accepted() -> None:
     ids = MessageIds(grace_seconds=5.0)
-    ids.see(0, 0.0)
-    ids.see(10**9, 0.0)
-    assert ids.open_holes <= 100_000
-    ids.see(10**9 + 1, 10.0)
-    assert ids.lost == 10**9 - 1
+    assert ids.see(0, 0.0)
+    assert not ids.see(10**9, 0.0)  # a corrupt id: refused, nothing recorded
+    assert ids.open_holes == 0
+    assert ids.see(1, 0.1) and ids.see(2, 10.0)
+    assert ids.lost == 0
+    joined = MessageIds(grace_seconds=5.0)
+    assert joined.see(5000, 0.0)  # no `connected` seen: counting starts here
+    assert joined.see(5001, 10.0) and joined.lost == 0
 
 
 def test_recent_ids_window() -> None:

@@ -12,8 +12,9 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 
 from exporter.metrics import catalog
+from exporter.metrics.looplag import LoopLagProbe
 from exporter.protocol import channels as ch
-from tests.helpers import find_binary, parse_metrics
+from tests.helpers import find_binary, parse_metrics, wait_for
 from tests.unit.pipeline_frames import Pipeline, book_snapshot, data, iso, market_object, subscribed, trade
 
 
@@ -111,3 +112,24 @@ async def test_scrape_of_267_markets_never_holds_the_loop_long() -> None:
     # Generous against a shared 2-core machine; typically ~1 ms.
     assert max(stalls) < 0.025
     assert len(stalls) >= 2  # the render yielded at least once
+
+
+@pytest.mark.timeout(10)
+async def test_loop_lag_probe_sees_a_blocked_loop() -> None:
+    pipe = Pipeline()
+    probe = LoopLagProbe(pipe.collector, interval=0.01)
+    await probe.start()
+    try:
+        await wait_for(lambda: pipe.collector.loop_lag.count >= 2, timeout=5)
+        held_until = time.perf_counter() + 0.06
+        while time.perf_counter() < held_until:  # hold the loop, as a slow handler would
+            pass
+        await wait_for(lambda: pipe.collector.loop_lag.sum >= 0.05, timeout=5)
+    finally:
+        await probe.stop()
+    s = parse_metrics(pipe.collector.render_text())
+    assert (s[("dydx_exporter_event_loop_lag_seconds_bucket", (("le", "+Inf"),))]) >= 3
+    assert (
+        s[("dydx_exporter_event_loop_lag_seconds_bucket", (("le", "0.025"),))]
+        < s[("dydx_exporter_event_loop_lag_seconds_bucket", (("le", "+Inf"),))]
+    )

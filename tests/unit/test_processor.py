@@ -336,3 +336,18 @@ def test_series_created_at_zero() -> None:
     assert metric_value(s, "dydx_message_id_gaps_total") == 0
     assert metric_value(s, "dydx_component_up", component="websocket") == 0
     assert metric_value(s, "dydx_ws_disconnects_total", code="1006") == 0
+
+
+def test_wants_market_limits_per_market_series_to_this_exporters_markets() -> None:
+    pipe = Pipeline(wants_market=lambda ticker: ticker == "BTC-USD")
+    pipe.connect()
+    change = pipe.processor.load_markets({t: market_object(t) for t in ("BTC-USD", "ETH-USD")})
+    assert change is not None and set(change.markets) == {"BTC-USD", "ETH-USD"}
+    oracle = {t: {"oraclePrice": "5", "effectiveAt": iso(time.time())} for t in ("BTC-USD", "ETH-USD")}
+    pipe.feed(data(ch.MARKETS, None, 1, {"oraclePrices": oracle}))
+    s = pipe.samples()
+    assert metric_value(s, "dydx_market_info", market="BTC-USD", status="ACTIVE") == 1
+    assert metric_value(s, "dydx_oracle_price", market="BTC-USD") == 5
+    assert metric_sum(s, "dydx_market_info", market="ETH-USD") == 0
+    assert metric_sum(s, "dydx_oracle_price", market="ETH-USD") == 0
+    assert pipe.invalid() == 0  # a listed market outside the filter is not an error

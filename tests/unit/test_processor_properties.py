@@ -164,8 +164,9 @@ def counted(pipe: Pipeline) -> int:
     return total
 
 
+@pytest.mark.slow  # a few seconds: hundreds of generated frame sequences
 @settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
 )
 @given(frames=st.lists(raw_frame, min_size=1, max_size=12))
 def test_any_frame_sequence_is_counted_and_never_corrupts_state(frames: list[bytes]) -> None:
