@@ -403,7 +403,10 @@ class FrameStream:
         return fmt
 
     def next_chunk(self) -> bytes:
-        """The next CHUNK_FRAMES frames of the cycle (the chunk is aligned to the cycle)."""
+        """The next CHUNK_FRAMES frames of the cycle: one `%` when aligned to a chunk of the cycle and
+        the ids keep their digit count, frame by frame otherwise."""
+        if self._pos % CHUNK_FRAMES:
+            return b"".join(self.next_frames_exactly(CHUNK_FRAMES))
         base = self._next_id
         index = self._pos // CHUNK_FRAMES
         digits = len(str(base))
@@ -426,19 +429,22 @@ class FrameStream:
         """Single frames until at least `updates` updates have been produced (paced sending)."""
         produced = 0
         while produced < updates:
-            template = self._cycle[self._pos]
-            data = self.render_frame(self._next_id, self._pos)
-            self._next_id += 1
-            self._pos = (self._pos + 1) % len(self._cycle)
-            produced += template.updates
-            self.frames += 1
-            self.updates += template.updates
-            self.bytes += len(data)
-            yield data
+            produced += self._cycle[self._pos].updates
+            yield self._next_frame()
 
-    @property
-    def at_chunk_boundary(self) -> bool:
-        return self._pos % CHUNK_FRAMES == 0
+    def next_frames_exactly(self, frames: int) -> Iterator[bytes]:
+        for _ in range(frames):
+            yield self._next_frame()
+
+    def _next_frame(self) -> bytes:
+        template = self._cycle[self._pos]
+        data = self.render_frame(self._next_id, self._pos)
+        self._next_id += 1
+        self._pos = (self._pos + 1) % len(self._cycle)
+        self.frames += 1
+        self.updates += template.updates
+        self.bytes += len(data)
+        return data
 
 
 def frames_for_updates(workload: Workload, updates: int) -> int:

@@ -12,13 +12,11 @@ import signal
 import sys
 from collections.abc import Sequence
 
-import structlog
-
 from exporter import logs
 from exporter.config import ConfigError, Settings
+from exporter.logs import get_logger
 
-# exporter.logs.get_logger passes `logger=` twice to structlog; bind the name as context instead.
-log: structlog.typing.FilteringBoundLogger = structlog.get_logger().bind(logger=__name__)
+log = get_logger("exporter.run")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

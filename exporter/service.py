@@ -15,18 +15,18 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
-import structlog
 
 from exporter import __version__
 from exporter.config import Settings
 from exporter.feed.discovery import Discovery
 from exporter.feed.pool import Pool
+from exporter.logs import get_logger
 from exporter.metrics.collector import Collector
+from exporter.metrics.looplag import LoopLagProbe
 from exporter.state.processor import Processor
 from exporter.web.app import WebServer
 
-# exporter.logs.get_logger passes `logger=` twice to structlog; bind the name as context instead.
-log: structlog.typing.FilteringBoundLogger = structlog.get_logger().bind(logger=__name__)
+log = get_logger("exporter.service")
 
 
 class Exporter:
@@ -39,7 +39,9 @@ class Exporter:
             stale_after=settings.stale_after,
             id_grace=settings.message_id_grace,
             max_frame_bytes=settings.feed.max_frame_bytes,
+            wants_market=settings.wants_market,
         )
+        self._loop_lag = LoopLagProbe(self.collector)
         self._session: aiohttp.ClientSession | None = None
         self._pool: Pool | None = None
         self._discovery: Discovery | None = None
@@ -110,6 +112,7 @@ class Exporter:
         )
         try:
             await self._web.start()
+            await self._loop_lag.start()
             self.collector.component_up("websocket", False)
             self.collector.component_up("rest", False)
             await self._pool.start()
@@ -144,6 +147,7 @@ class Exporter:
             with contextlib.suppress(Exception):
                 await self._session.close()
             self._session = None
+        await self._loop_lag.stop()
         if self._web is not None:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(max(0.2, budget - (time.monotonic() - started))):

@@ -10,7 +10,7 @@ import inspect
 import shutil
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar, overload
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
@@ -22,12 +22,20 @@ class ConditionTimeout(AssertionError):
     pass
 
 
+@overload
 async def wait_for(
-    condition: Callable[[], T | Awaitable[T]],
+    condition: Callable[[], Awaitable[T]], timeout: float = ..., interval: float = ..., message: str = ...
+) -> T: ...
+@overload
+async def wait_for(
+    condition: Callable[[], T], timeout: float = ..., interval: float = ..., message: str = ...
+) -> T: ...
+async def wait_for(
+    condition: Callable[[], Any],
     timeout: float = 10.0,
     interval: float = 0.05,
     message: str = "",
-) -> T:
+) -> Any:
     """Poll `condition` (sync or async) until it returns something truthy; fail after `timeout` seconds.
 
     Returns the truthy value, so a test can wait for and fetch a value in one step.

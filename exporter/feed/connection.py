@@ -21,7 +21,6 @@ from typing import Any, Protocol
 
 import aiohttp
 import orjson
-import structlog
 
 from exporter import __version__
 from exporter.config import FeedSettings
@@ -35,10 +34,10 @@ from exporter.feed.sink import (
     ServerError,
     Subscribed,
 )
+from exporter.logs import get_logger
 from exporter.protocol import channels as ch
 
-# exporter.logs.get_logger passes `logger=` twice to structlog; bind the name as context instead.
-log: structlog.typing.FilteringBoundLogger = structlog.get_logger().bind(logger=__name__)
+log = get_logger("exporter.feed.connection")
 
 #: (channel, id); id is None for the channels subscribed without one (markets, block height).
 SubKey = tuple[str, str | None]
@@ -51,15 +50,8 @@ RATED_CHANNELS = (ch.BLOCK_HEIGHT, ch.MARKETS)
 #: connection on more than 2 attempts in a fixed 1 s window, and 0.6 s apart never puts 3 in one window.
 SAME_KEY_MIN_GAP_S = 0.6
 CLOSE_TIMEOUT_S = 1.0
-#: Why the watchdog killed a link → the bounded `reason` of dydx_ws_connection_failures_total (the
-#: precise reason is in the ws_link_dead log event and in /readyz).
-DEAD_LINK_FAILURE_REASONS = {
-    "silent": "timeout",  # handshake accepted, no `connected` frame
-    "ping_timeout": "timeout",  # no server ping within --feed.ping-timeout
-    "stale": "timeout",  # block height / markets silent past --feed.silence-timeout
-    "frame_too_large": "other",
-    "error": "other",
-}
+#: Why the watchdog killed a link; each is a bounded `reason` of dydx_ws_connection_failures_total.
+DEAD_LINK_REASONS = frozenset({"silent", "ping_timeout", "stale", "frame_too_large"})
 # Errors that name their subscription only in the text (they carry no channel/id fields).
 _LIMIT_RE = re.compile(r"limit reached for (\S+) \(")
 _INVALID_ID_RE = re.compile(r"\((v4_[a-z_]+)-(.*)\)$")
@@ -377,7 +369,7 @@ class Link:
         if was_ready and uptime >= self._settings.stable_after:
             self._backoff.reset()
         if dead_reason is not None:
-            self._observer.connection_failed(DEAD_LINK_FAILURE_REASONS.get(dead_reason, "other"))
+            self._observer.connection_failed(dead_reason if dead_reason in DEAD_LINK_REASONS else "other")
             self._down_reason = f"link dead: {dead_reason}"
             log.warning("ws_link_dead", link=self.name, reason=dead_reason, uptime=round(uptime, 3))
         else:
@@ -514,9 +506,8 @@ class Link:
             if control.channel == ch.MARKETS:
                 # The pipeline parks a change found in the markets snapshot; act on it now, not at the
                 # next markets update.
-                take = getattr(self._sink, "take_markets_change", None)
-                change = take() if take is not None else None
-                if isinstance(change, MarketsChanged):
+                change = self._sink.take_markets_change()
+                if change is not None:
                     self._events.markets_changed(change)
         elif isinstance(control, ServerError):
             self._on_error(control)

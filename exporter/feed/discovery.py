@@ -17,15 +17,14 @@ from typing import Any
 
 import aiohttp
 import orjson
-import structlog
 
 from exporter.config import Settings
 from exporter.feed.backoff import Backoff, parse_retry_after
 from exporter.feed.pool import Pool
 from exporter.feed.sink import FeedObserver, FrameSink, MarketsChanged
+from exporter.logs import get_logger
 
-# exporter.logs.get_logger passes `logger=` twice to structlog; bind the name as context instead.
-log: structlog.typing.FilteringBoundLogger = structlog.get_logger().bind(logger=__name__)
+log = get_logger("exporter.feed.discovery")
 
 MARKETS_ENDPOINT = "/v4/perpetualMarkets"
 DELISTED_STATUSES = frozenset({"FINAL_SETTLEMENT"})

@@ -13,16 +13,15 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 
 import aiohttp
-import structlog
 
 from exporter.config import Settings
 from exporter.feed.backoff import Pacer
 from exporter.feed.connection import SUB_STATES, Link, SubKey
 from exporter.feed.sink import FeedObserver, FrameSink, MarketsChanged
+from exporter.logs import get_logger
 from exporter.protocol import channels as ch
 
-# exporter.logs.get_logger passes `logger=` twice to structlog; bind the name as context instead.
-log: structlog.typing.FilteringBoundLogger = structlog.get_logger().bind(logger=__name__)
+log = get_logger("exporter.feed.pool")
 
 
 def market_keys(settings: Settings, ticker: str) -> list[SubKey]:

@@ -80,6 +80,10 @@ class FrameSink(Protocol):
         dydx_messages_invalid_total and logged, and None is returned.
         """
 
+    def take_markets_change(self) -> MarketsChanged | None:
+        """A market change found while `handle` returned another Control (the v4_markets snapshot comes in
+        a `subscribed` frame), handed over once; None when there is none."""
+
     def link_closed(self, link: str) -> None:
         """`link` is gone: forget its message ids; books it fed are no longer live until re-snapshotted."""
 

@@ -379,7 +379,10 @@ UNKNOWN_CHANNEL: Final = "unknown"
 #: The `channel` label of frames that carry none (connected, most errors).
 NO_CHANNEL: Final = "none"
 CONNECTION_FAILURE_REASONS: Final[tuple[str, ...]] = (
-    "dns", "refused", "timeout", "tls", "http_429", "http_error", "handshake", "reset", "other",
+    "dns", "refused", "timeout", "tls", "http_429", "http_error", "handshake", "reset",
+    # A link the watchdog declared dead: accepted but never spoke, no server ping, data gone silent.
+    "silent", "ping_timeout", "stale", "frame_too_large",
+    "other",
 )  # fmt: skip
 DISCONNECT_CODES: Final[tuple[str, ...]] = ("1000", "1006", "1008", "1011", "1012", "4000")
 SUBSCRIPTION_STATES: Final[tuple[str, ...]] = ("active", "pending", "failed")

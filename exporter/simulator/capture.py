@@ -59,8 +59,12 @@ from exporter.protocol import channels as ch
 from exporter.simulator import formats
 from exporter.simulator.source import Publisher
 
-# Lazy (no bind at import): the configuration `logs.configure` sets later must apply to it.
-log = logs.get_logger(__name__)
+
+def _log() -> structlog.typing.FilteringBoundLogger:
+    """A logger made when used, not at import: `logs.get_logger` binds eagerly, and a logger bound before
+    `logs.configure` runs would keep structlog's defaults (console on stdout)."""
+    return logs.get_logger(__name__)
+
 
 FORMAT: Final = "dydx-capture"
 FORMAT_VERSION: Final = 1
@@ -306,6 +310,10 @@ class RecordingSink:
             self.data_frames[channel] = self.data_frames.get(channel, 0) + 1
         return None
 
+    def take_markets_change(self) -> None:
+        """Markets come from REST discovery (or --markets), never from the recorded stream."""
+        return None
+
     def load_markets(self, perpetual_markets: Mapping[str, Mapping[str, object]]) -> None:
         return None
 
@@ -357,7 +365,7 @@ class RecordConfig:
     candle_resolutions: tuple[str, ...] = ()
     #: None: until stopped.
     duration: float | None = None
-    subscribe_rate: float = 10.0
+    subscribe_rate: float = 40.0
 
     def settings(self) -> Settings:
         """The feed settings the recorder drives the pool with (unbatched: the raw per-update frames)."""
@@ -432,7 +440,7 @@ class Recorder:
         except BaseException:
             await self.stop()
             raise
-        log.info(
+        _log().info(
             "record_started",
             output=str(self.config.output),
             url=self.config.ws_url,
@@ -453,7 +461,7 @@ class Recorder:
             await self._session.close()
             self._session = None
         await self.writer.close()
-        log.info(
+        _log().info(
             "record_finished",
             output=str(self.config.output),
             frames=self.writer.frames,
@@ -510,8 +518,8 @@ def build_record_parser() -> argparse.ArgumentParser:
         "--feed.subscribe-rate",
         dest="subscribe_rate",
         type=float,
-        default=10.0,
-        help="subscribe messages per second across all connections (default 10)",
+        default=40.0,
+        help="subscribe messages per second across all connections (default 40, as the exporter)",
     )
     p.add_argument("--log.level", dest="log_level", default="info", choices=sorted(logs.LEVELS))
     p.add_argument("--log.format", dest="log_format", default="auto", choices=("auto", "json", "console"))
@@ -589,7 +597,7 @@ async def record(config: RecordConfig, stop: asyncio.Event | None = None) -> int
     finally:
         await recorder.stop()
     if recorder.sink.connections == 0:
-        log.warning("record_no_connection", url=config.ws_url)
+        _log().warning("record_no_connection", url=config.ws_url)
     return recorder.frames
 
 
@@ -701,6 +709,40 @@ def _trade_row(trade: Mapping[str, Any]) -> dict[str, Any]:
     with contextlib.suppress(TypeError, ValueError):
         row["createdAtHeight"] = str(ch.trade_id_height(str(trade_id)))
     return row
+
+
+def _shift_iso(value: object, offset: float) -> object:
+    if not isinstance(value, str):
+        return value
+    try:
+        return formats.iso_ms(formats.parse_iso(value) + offset)
+    except ValueError:
+        return value
+
+
+def retimed(channel: str, contents: Any, offset: float) -> Any:
+    """A copy of an update or snapshot with its exchange timestamps (block `time`, trades `createdAt`,
+    oracle `effectiveAt`) moved by `offset` seconds; everything else, candles included, as it was."""
+    if not isinstance(contents, dict):
+        return contents
+    out = dict(contents)
+    if channel == ch.BLOCK_HEIGHT and "time" in out:
+        out["time"] = _shift_iso(out["time"], offset)
+    elif channel == ch.TRADES and isinstance(out.get("trades"), list):
+        out["trades"] = [
+            {**t, "createdAt": _shift_iso(t["createdAt"], offset)}
+            if isinstance(t, dict) and "createdAt" in t
+            else t
+            for t in out["trades"]
+        ]
+    elif channel == ch.MARKETS and isinstance(out.get("oraclePrices"), dict):
+        out["oraclePrices"] = {
+            ticker: {**p, "effectiveAt": _shift_iso(p["effectiveAt"], offset)}
+            if isinstance(p, dict) and "effectiveAt" in p
+            else p
+            for ticker, p in out["oraclePrices"].items()
+        }
+    return out
 
 
 class ReplayState:
@@ -847,14 +889,16 @@ class _Scan:
 class ReplaySource:
     """An EventSource serving a capture. `speed` multiplies the recorded pace; 0 replays as fast as the
     server can publish (MAX_FRAMES_PER_TICK per tick). With `loop`, the capture starts over at its end (the
-    state goes back to the first snapshots; heights and trade ids repeat)."""
+    state goes back to the first snapshots; heights and trade ids repeat). With `retime`, exchange
+    timestamps are moved by (exchange clock now - the frame's receive time), so data looks as fresh (or as
+    late, under a `lag` fault) as it was when recorded, instead of as old as the capture."""
 
     #: Seconds between two `advance` calls.
     tick_interval: float = 0.02
     #: Upper bound of recorded frames published per tick (speed 0, or a capture denser than that).
     MAX_FRAMES_PER_TICK: Final = 1000
     #: A longer gap between two ticks (the server paused, or the loop stalled) is replayed as this.
-    MAX_STEP_S: Final = 0.25
+    MAX_STEP_S: Final = 0.1
 
     def __init__(
         self,
@@ -863,6 +907,7 @@ class ReplaySource:
         *,
         speed: float = 1.0,
         loop: bool = False,
+        retime: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if speed < 0 or speed != speed:
@@ -872,7 +917,9 @@ class ReplaySource:
         self._pub = publisher
         self.speed = speed
         self.loop = loop
+        self.retime = retime
         self._clock = clock
+        self._exchange_now: float | None = None
         self._scan = _Scan(self.path)
         self.state = ReplayState()
         self._owner: dict[tuple[str, str | None], str] = {}
@@ -887,7 +934,7 @@ class ReplaySource:
         self.passes = 0
         self.skipped = 0
         self._restart()
-        log.info(
+        _log().info(
             "replay_loaded",
             path=str(self.path),
             source=self.header.get("source"),
@@ -896,6 +943,7 @@ class ReplaySource:
             tickers=len(self._scan.tickers),
             speed=speed,
             loop=loop,
+            retime=retime,
         )
 
     @property
@@ -910,8 +958,10 @@ class ReplaySource:
 
     def _restart(self) -> None:
         self.state = ReplayState()
+        start = self._scan.first_t or 0.0
+        offset = (time.time() if self._exchange_now is None else self._exchange_now) - start
         for (channel, key), contents in self._scan.first.items():
-            self.state.reset(channel, key, contents)
+            self.state.reset(channel, key, retimed(channel, contents, offset) if self.retime else contents)
         self._owner.clear()
         self._crossed.clear()
         self._records = read_records(self.path)
@@ -930,6 +980,7 @@ class ReplaySource:
         now = self._clock()
         step = 0.0 if self._last_tick is None else min(max(0.0, now - self._last_tick), self.MAX_STEP_S)
         self._last_tick = now
+        self._exchange_now = exchange_now
         if self.finished:
             return
         fast = self.speed == 0
@@ -940,9 +991,9 @@ class ReplaySource:
             if record is None:
                 if not self.loop:
                     self.finished = True
-                    log.info("replay_finished", path=str(self.path), published=self.published)
+                    _log().info("replay_finished", path=str(self.path), published=self.published)
                     return
-                log.info("replay_looped", path=str(self.path), passes=self.passes)
+                _log().info("replay_looped", path=str(self.path), passes=self.passes)
                 self._restart()
                 return
             if not fast and record.t > self._position:
@@ -966,9 +1017,11 @@ class ReplaySource:
             return  # connected, ping-less control frames, errors without a channel
         raw_key = msg.get("id")
         key = raw_key if isinstance(raw_key, str) else None
+        offset = (self._exchange_now or record.t) - record.t
         if kind == ch.T_SUBSCRIBED:
             self._owner[(channel, key)] = record.link
-            self.state.reset(channel, key, msg.get("contents"))
+            contents = msg.get("contents")
+            self.state.reset(channel, key, retimed(channel, contents, offset) if self.retime else contents)
             return
         if kind not in (ch.T_CHANNEL_DATA, ch.T_CHANNEL_BATCH_DATA):
             return
@@ -985,6 +1038,8 @@ class ReplaySource:
             ):
                 self.skipped += 1
                 continue
+            if self.retime:
+                item = retimed(channel, item, offset)
             self.state.apply(channel, key, item)
             self._pub.publish(channel, key, item, extra)
             self.published += 1
@@ -1104,3 +1159,17 @@ class ReplaySource:
         update = {"bids": [[price, "0"]]}
         book.apply(update)
         self._pub.publish(ch.ORDERBOOK, ticker, update)
+
+
+def replay_source(
+    path: str | Path, *, speed: float = 1.0, loop: bool = False, retime: bool = False
+) -> Callable[[Publisher], ReplaySource]:
+    """The `source_factory` of a Simulator serving the capture at `path`:
+
+        Simulator(SimulatorConfig(port=0), source_factory=replay_source("cap.jsonl.gz", speed=0))
+
+    The header is checked now, so a bad file fails before a server is built."""
+    read_header(path)
+    if speed < 0 or speed != speed:
+        raise ValueError(f"replay speed must be >= 0 (0 = as fast as possible), not {speed}")
+    return lambda publisher: ReplaySource(path, publisher, speed=speed, loop=loop, retime=retime)

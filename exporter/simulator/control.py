@@ -12,15 +12,29 @@ import orjson
 from aiohttp import web
 
 from exporter.simulator import faults as fault_kinds
+from exporter.simulator.market import MarketModel
 
 if TYPE_CHECKING:
     from exporter.simulator.server import Simulator
 
+MARKETS_USAGE = (
+    'body must be {"list": "NEW-USD"} (optional "price", "ws_delay" seconds), {"delist": "X-USD"} '
+    'or {"market": "X-USD", "status": "PAUSED"}'
+)
 LOOPBACK_PREFIXES = ("127.", "::1", "::ffff:127.")
 
 
 def bad_request(message: str) -> web.Response:
     return web.json_response({"error": message}, status=400)
+
+
+def _positive_number(body: dict[str, Any], name: str) -> float | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ValueError(f"{name} must be a positive number, not {value!r}")
+    return float(value)
 
 
 def is_loopback(remote: str | None) -> bool:
@@ -89,37 +103,48 @@ class ControlApi:
         return web.json_response({"cleared": cleared})
 
     async def markets(self, request: web.Request) -> web.Response:
+        """{"list": T, "price"?: p, "ws_delay"?: s} | {"delist": T} | {"market": T, "status": S}."""
         try:
             body = await self._json(request)
+            if not isinstance(body, dict):
+                raise ValueError(MARKETS_USAGE)
+            return web.json_response(self._change_market(body))
         except ValueError as exc:
             return bad_request(str(exc))
-        if not isinstance(body, dict) or len({"list", "delist"} & set(body)) != 1:
-            return bad_request(
-                'body must be {"list": "NEW-USD"} (optionally with "price") or {"delist": "X-USD"}'
-            )
-        unknown = set(body) - {"list", "delist", "price"}
+
+    def _change_market(self, body: dict[str, Any]) -> dict[str, Any]:
+        actions = {"list", "delist", "status"} & set(body)
+        if len(actions) != 1:
+            raise ValueError(MARKETS_USAGE)
+        (action,) = actions
+        allowed = {
+            "list": {"list", "price", "ws_delay"},
+            "delist": {"delist"},
+            "status": {"status", "market"},
+        }
+        unknown = set(body) - allowed[action]
         if unknown:
-            return bad_request(f"unknown field(s): {', '.join(sorted(unknown))}")
-        ticker = body.get("list") or body.get("delist")
+            raise ValueError(f"unknown field(s) for {action}: {', '.join(sorted(unknown))}")
+        ticker = body.get("market") if action == "status" else body[action]
         if not isinstance(ticker, str):
-            return bad_request(f"the ticker must be a string, not {ticker!r}")
-        price = body.get("price")
-        if price is not None and (
-            isinstance(price, bool) or not isinstance(price, int | float) or price <= 0
-        ):
-            return bad_request(f"price must be a positive number, not {price!r}")
+            raise ValueError(f"the ticker must be a string, not {ticker!r}")
         source = self._sim.source
-        if "list" in body:
-            try:
-                market = source.list_market(ticker, float(price) if price is not None else None)
-            except ValueError as exc:
-                return bad_request(str(exc))
-            return web.json_response({"listed": ticker, "market": market})
-        try:
+        if action == "list":
+            price = _positive_number(body, "price")
+            ws_delay = _positive_number(body, "ws_delay")
+            market = source.list_market(ticker, price)
+            if ws_delay:
+                self._sim.hide_from_ws(ticker, ws_delay)
+            return {"listed": ticker, "market": market}
+        if ticker not in source.tickers():
+            raise ValueError(f"market {ticker} is not listed")
+        if action == "delist":
             source.delist_market(ticker)
-        except KeyError:
-            return bad_request(f"market {ticker} is not listed")
-        return web.json_response({"delisted": ticker})
+            return {"delisted": ticker}
+        if not isinstance(source, MarketModel):
+            raise ValueError("status changes need the synthetic market (not a replay)")
+        source.set_status(ticker, str(body["status"]))
+        return {"market": ticker, "status": body["status"]}
 
     async def status(self, request: web.Request) -> web.Response:
         return web.json_response(self._sim.status())

@@ -704,6 +704,16 @@ class MarketModel:
         self._reweight()
         self._pub.publish(ch.MARKETS, None, {"trading": {ticker: {"status": "FINAL_SETTLEMENT"}}})
 
+    def set_status(self, ticker: str, status: str) -> None:
+        """A status change (ACTIVE, PAUSED, ...); only ACTIVE markets trade and quote."""
+        if ticker not in self.markets:
+            raise KeyError(ticker)
+        if status not in ch.MARKET_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(ch.MARKET_STATUSES)}, not {status!r}")
+        self.markets[ticker].status = status
+        self._reweight()
+        self._pub.publish(ch.MARKETS, None, {"trading": {ticker: {"status": status}}})
+
     def start_cross(self, ticker: str) -> None:
         m = self.markets[ticker]
         if m.ghost_bid is not None or m.best_ask is None:

@@ -89,6 +89,8 @@ class SimulatorConfig:
             checks.append((len(self.markets) >= 1, "markets must name at least one ticker"))
             bad = [t for t in self.markets if not ch.TICKER_RE.match(t)]
             checks.append((not bad, f"invalid ticker(s) in markets: {', '.join(bad)}"))
+            twice = sorted({t for t in self.markets if list(self.markets).count(t) > 1})
+            checks.append((not twice, f"ticker(s) listed twice in markets: {', '.join(twice)}"))
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
@@ -135,6 +137,8 @@ class Simulator:
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self._hidden_until: dict[str, float] = {}
+        self._stopping = False
         self._rest_limiter = rest.RateLimiter(config.rest_rate_limit) if config.rest_rate_limit else None
         self.registry = build_registry(
             self.stats,
@@ -194,6 +198,7 @@ class Simulator:
         )
 
     async def stop(self) -> None:
+        self._stopping = True
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -311,6 +316,23 @@ class Simulator:
         everything = any(f.params["channel"] is None for f in stalls)
         self.hub.set_stall(everything, frozenset(f.params["channel"] for f in stalls if f.params["channel"]))
 
+    def hide_from_ws(self, ticker: str, seconds: float) -> None:
+        """Socks refreshes its market list every 5 min: a new ticker is rejected on the WebSocket for a while
+        (`Invalid subscription id`) although REST lists it."""
+        self._hidden_until[ticker] = time.monotonic() + seconds
+
+    def _known_to_socks(self, channel: str, key: str | None) -> bool:
+        if not self._hidden_until or key is None or channel not in (ch.ORDERBOOK, ch.TRADES, ch.CANDLES):
+            return True
+        ticker = key.rpartition("/")[0] if channel == ch.CANDLES else key
+        until = self._hidden_until.get(ticker)
+        if until is None:
+            return True
+        if time.monotonic() >= until:
+            del self._hidden_until[ticker]
+            return True
+        return False
+
     def _snapshot_conditions(self) -> tuple[float, bool]:
         slow = self.faults.latest("rest_slow")
         failing = any(f.params["snapshots"] for f in self.faults.active("rest_error"))
@@ -349,6 +371,8 @@ class Simulator:
 
     # ---- handlers ----
     async def _ws_handler(self, request: web.Request) -> web.StreamResponse:
+        if self._stopping:
+            return rest.errors(503, "Service restarting")
         reject = self.faults.latest("reject")
         if reject is not None:
             self.stats.handshakes_rejected += 1
@@ -374,6 +398,7 @@ class Simulator:
             stats=self.stats,
             limits=self.limits,
             snapshot_conditions=self._snapshot_conditions,
+            known_to_socks=self._known_to_socks,
             silent=bool(self.faults.active("silent")),
         )
         self.sessions.add(session)

@@ -75,6 +75,7 @@ class Session:
         stats: Stats,
         limits: SessionLimits,
         snapshot_conditions: SnapshotConditions,
+        known_to_socks: Callable[[str, str | None], bool] = lambda channel, key: True,
         silent: bool = False,
     ) -> None:
         self.ws = ws
@@ -84,6 +85,7 @@ class Session:
         self.stats = stats
         self.limits = limits
         self._snapshot_conditions = snapshot_conditions
+        self._known_to_socks = known_to_socks
         self.silent = silent
         self.connection_id = str(uuid.uuid4())
         self._prefix = encode.data_prefix(self.connection_id)
@@ -119,7 +121,7 @@ class Session:
             async for msg in self.ws:
                 if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                     if not self.silent:
-                        self._on_message(msg.data)
+                        self._handle(msg.data)
                 elif msg.type is WSMsgType.PING:
                     if not self.silent:
                         await self.ws.pong(msg.data)
@@ -160,11 +162,11 @@ class Session:
             self._close_task = asyncio.get_running_loop().create_task(self._close(code, reason, flush))
 
     async def _close(self, code: int, reason: str, flush: bool) -> None:
+        self.closing = True  # nothing new is queued; what is queued is still written when flushing
         if flush and self._queue and not self.silent:
             self._drained.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._drained.wait(), self.limits.close_timeout)
-        self.closing = True
         try:
             await asyncio.wait_for(
                 self.ws.close(code=code, message=reason.encode()), self.limits.close_timeout
@@ -269,6 +271,13 @@ class Session:
         self._send_control(frame, channel or NO_CHANNEL, ch.T_ERROR)
 
     # ---- receiving ----
+    def _handle(self, raw: str | bytes) -> None:
+        try:
+            self._on_message(raw)
+        except Exception:  # a bug here must not kill the connection: socks answers "Internal error"
+            self.log.exception("ws_client_message_failed")
+            self.send_error(ch.ERR_INTERNAL)
+
     def _on_message(self, raw: str | bytes) -> None:
         if self.closing:
             return
@@ -348,7 +357,7 @@ class Session:
             self.log.info("ws_client_rate_limited", limit="subscribe", channel=channel, id=key)
             self.close_soon(ch.CLOSE_RATE_LIMITED, ch.RATE_LIMITED_REASON)
             return
-        if not self.source.valid(channel, key):
+        if not self.source.valid(channel, key) or not self._known_to_socks(channel, key):
             self.send_error(ch.err_invalid_subscription_id(channel, shown), mid=mid)
             return
         if (channel, key) in self._subs:

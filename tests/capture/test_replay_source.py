@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from exporter.protocol import channels as ch
+from exporter.simulator import formats
 from exporter.simulator.capture import (
     CaptureError,
     FrameRecord,
@@ -309,3 +310,36 @@ def test_what_is_not_a_capture_is_refused_with_a_reason(tmp_path: Path, content:
 def test_negative_speed_is_refused() -> None:
     with pytest.raises(ValueError, match="speed"):
         ReplaySource(SHIPPED, RecordingPublisher(), speed=-1)
+
+
+def test_retime_moves_exchange_timestamps_to_the_replay_clock() -> None:
+    """A capture replayed with retime looks as fresh as it was when recorded: every block time, trade
+    createdAt and oracle effectiveAt lands near the replaying exchange clock, other fields untouched."""
+    exchange_now = 2_000_000_000.0  # far from the recording's own time
+    plain, moved = RecordingPublisher(), RecordingPublisher()
+    play_all(ReplaySource(SHIPPED, plain, speed=0))
+    source = ReplaySource(SHIPPED, moved, speed=0, retime=True)
+    while not source.finished:
+        source.advance(exchange_now)
+    assert len(moved.updates) == len(plain.updates)
+    stamps: list[str] = []
+    for (channel, _, before, _), (_, _, after, _) in zip(plain.updates, moved.updates, strict=True):
+        if channel == ch.BLOCK_HEIGHT:
+            stamps.append(after["time"])
+            assert after["blockHeight"] == before["blockHeight"]
+        elif channel == ch.TRADES:
+            stamps += [t["createdAt"] for t in after["trades"]]
+            assert [t["id"] for t in after["trades"]] == [t["id"] for t in before["trades"]]
+        elif channel == ch.MARKETS and "oraclePrices" in after:
+            stamps += [p["effectiveAt"] for p in after["oraclePrices"].values()]
+        else:
+            assert after == before
+    assert stamps and all(abs(formats.parse_iso(s) - exchange_now) < 1.0 for s in stamps)
+    assert abs(source.height()[1] - exchange_now) < 1.0
+    assert source.rest_trades("BTC-USD")[0]["createdAt"] == stamps_of_last_trade(moved, "BTC-USD")  # type: ignore[index]
+
+
+def stamps_of_last_trade(publisher: RecordingPublisher, ticker: str) -> str:
+    last = [u for u in publisher.updates if u[0] == ch.TRADES and u[1] == ticker][-1]
+    stamp: str = last[2]["trades"][-1]["createdAt"]
+    return stamp

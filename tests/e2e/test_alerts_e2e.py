@@ -57,6 +57,8 @@ class Scenario:
     labels: dict[str, str] = field(default_factory=dict)
     #: Market activity of its simulator (SimulatorConfig.rate).
     rate: float = 0.2
+    #: Settings overrides of its exporter.
+    exporter: dict[str, Any] = field(default_factory=dict)
 
 
 SCENARIOS = [
@@ -96,7 +98,7 @@ async def prometheus_view(prom: PrometheusServer, replica: str) -> str:
     """What Prometheus saw of one scenario's exporter, for a failure message."""
     alerts = await prom.query(f'ALERTS{{replica="{replica}"}}')
     series = await prom.query(
-        f'{{replica="{replica}", __name__=~"up|dydx_ws_connected|dydx_block_height|dydx_orderbook_crossed'
+        f'{{replica="{replica}", __name__=~"up|dydx_ws_connected|dydx_block_height|dydx_orderbook_crossed.*|dydx_orderbook_levels|dydx_orderbook_resyncs_total'
         f'|dydx_message_id_gaps_total|dydx_last_message_timestamp_seconds"}}'
     )
     return (
@@ -150,7 +152,7 @@ async def test_faults_raise_their_alerts_in_alertmanager_and_resolve(
         sim = await simulator_factory(
             markets=list(MARKETS), block_time=0.2, rate=scenario.rate, ping_interval=1.0
         )
-        exporter = await exporter_factory(sim)
+        exporter = await exporter_factory(sim, **scenario.exporter)
         pairs.append(Pair(scenario, sim, exporter))
 
     am = await alertmanager_factory(alertmanager_test_config(webhook_receiver.url))

@@ -57,6 +57,9 @@ class RecordingSink:
             )
         return None
 
+    def take_markets_change(self) -> MarketsChanged | None:
+        return None
+
     def link_closed(self, link: str) -> None:
         self.closed += 1
 
@@ -307,13 +310,13 @@ async def test_answers_server_pings_and_declares_a_link_without_pings_dead(scrip
     link.want([TRADES_BTC])
     await link.start()
     await wait_for(lambda: script.pongs >= 3, message="link pongs the server's pings")
-    assert observer.calls["failed", "timeout"] == 0
+    assert observer.calls["failed", "ping_timeout"] == 0
     script.ping_every = 0.0  # the next connection never pings
     await link.stop()
     link2, _, observer2, _ = await make_link(url, ping_timeout=0.6)
     link2.want([TRADES_BTC])
     await link2.start()
-    await wait_for(lambda: observer2.calls["failed", "timeout"] >= 1, timeout=5)
+    await wait_for(lambda: observer2.calls["failed", "ping_timeout"] >= 1, timeout=5)
 
 
 async def test_silent_server_is_dead_after_handshake_timeout(scripted, make_link):
@@ -321,7 +324,7 @@ async def test_silent_server_is_dead_after_handshake_timeout(scripted, make_link
     script.send_connected = False
     link, _, observer, _ = await make_link(url, handshake_timeout=0.5)
     await link.start()
-    await wait_for(lambda: observer.calls["failed", "timeout"] >= 1, timeout=5)
+    await wait_for(lambda: observer.calls["failed", "silent"] >= 1, timeout=5)
     assert not link.up and "silent" in link.not_ready_reasons()[0]
 
 

@@ -3,6 +3,7 @@ candle rollover, activity skew, listings, exact bytes."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from typing import Any
 
@@ -175,3 +176,31 @@ async def test_listing_and_delisting_at_runtime(simulator: Simulator, probes: Pr
     assert "not listed" in bad["error"]
     bad = await control(simulator, "POST", "/control/markets", {"list": "BTC-USD"}, expect=400)
     assert "already listed" in bad["error"]
+
+
+async def test_status_change_and_listing_hidden_from_the_websocket(
+    simulator: Simulator, probes: ProbeFactory
+) -> None:
+    probe = await probes(simulator)
+    await probe.subscribe(ch.MARKETS)
+    await probe.next_type("subscribed")
+    await control(simulator, "POST", "/control/markets", {"market": "SOL-USD", "status": "PAUSED"})
+    change = await probe.next(lambda f: "SOL-USD" in f.get("contents", {}).get("trading", {}))
+    assert change["contents"]["trading"]["SOL-USD"] == {"status": "PAUSED"}
+    assert simulator.source.rest_markets("SOL-USD", 1)["markets"]["SOL-USD"]["status"] == "PAUSED"  # type: ignore[index]
+    await control(simulator, "POST", "/control/markets", {"list": "LATE-USD", "ws_delay": 0.5})
+    assert simulator.source.rest_markets("LATE-USD", 1) is not None, "REST lists it at once"
+    await probe.subscribe(ch.TRADES, "LATE-USD")
+    error = await probe.next_type("error")
+    assert error["message"] == ch.err_invalid_subscription_id(ch.TRADES, "LATE-USD")
+    await asyncio.sleep(0.6)
+    await probe.subscribe(ch.TRADES, "LATE-USD")
+    assert (await probe.next_type("subscribed", channel=ch.TRADES))["id"] == "LATE-USD"
+    bad = await control(
+        simulator, "POST", "/control/markets", {"market": "SOL-USD", "status": "WEIRD"}, expect=400
+    )
+    assert "status must be one of" in bad["error"]
+    bad = await control(
+        simulator, "POST", "/control/markets", {"list": "X-USD", "delist": "Y-USD"}, expect=400
+    )
+    assert "body must be" in bad["error"]
