@@ -29,7 +29,9 @@ TRADES_PER_S: Final = 25.0
 MIN_LEVELS: Final = 105
 MAX_LEVELS: Final = 160
 INITIAL_LEVELS: Final = 130
-HISTORY_ROWS: Final = 1000
+#: History kept for snapshots and REST, compactly (a long run must not grow without bound).
+TRADE_HISTORY: Final = 1000
+CANDLE_HISTORY: Final = 500
 MAX_TICK_S: Final = 0.05
 BECH32: Final = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
 _TRADE_TYPES: Final = ("LIMIT", "LIQUIDATED", "DELEVERAGED", "TWAP_SUBORDER")
@@ -80,9 +82,12 @@ class Market:
     trades_24h: int = 0
     price_change_24h: float = 0.0
     next_funding_rate: float = 0.0
-    trades: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=HISTORY_ROWS))
+    #: (id, side, size, price, type, createdAt, createdAtHeight), oldest first.
+    trades: deque[tuple[str, str, str, str, str, str, int]] = field(
+        default_factory=lambda: deque(maxlen=TRADE_HISTORY)
+    )
     candles: dict[str, Candle] = field(default_factory=dict)
-    candle_history: dict[str, deque[dict[str, Any]]] = field(default_factory=dict)
+    candle_history: dict[str, deque[Candle]] = field(default_factory=dict)
 
     @property
     def tick_size(self) -> str:
@@ -371,18 +376,10 @@ class MarketModel:
                 self._set_level(m, not buy, level, book_size - steps)
         for ticker, trades in by_market.items():
             m = self.markets[ticker]
-            for t in trades:
-                m.trades.append(
-                    {
-                        "id": t["id"],
-                        "side": t["side"],
-                        "size": t["size"],
-                        "price": t["price"],
-                        "type": t["type"],
-                        "createdAt": t["createdAt"],
-                        "createdAtHeight": str(self.block_height),
-                    }
-                )
+            m.trades.extend(
+                (t["id"], t["side"], t["size"], t["price"], t["type"], t["createdAt"], self.block_height)
+                for t in trades
+            )
             self._pub.publish(ch.TRADES, ticker, {"trades": trades})
             for resolution in ch.CANDLE_RESOLUTIONS:
                 self._publish_candle(m, resolution)
@@ -404,7 +401,7 @@ class MarketModel:
     def _open_candles(self, m: Market, now: float) -> None:
         for resolution, seconds in ch.CANDLE_RESOLUTION_SECONDS.items():
             m.candles[resolution] = self._new_candle(m, now - now % seconds, m.price)
-            m.candle_history.setdefault(resolution, deque(maxlen=HISTORY_ROWS))
+            m.candle_history.setdefault(resolution, deque(maxlen=CANDLE_HISTORY))
 
     def _new_candle(self, m: Market, started_at: float, price: float) -> Candle:
         return Candle(
@@ -431,7 +428,7 @@ class MarketModel:
                     continue
                 old.mid_close = m.book_mid()
                 self._publish_candle(m, resolution)
-                m.candle_history[resolution].append(self._candle_contents(m, resolution, old))
+                m.candle_history[resolution].append(old)
                 m.candles[resolution] = self._new_candle(m, started, old.close)
                 self._publish_candle(m, resolution)
 
@@ -647,17 +644,20 @@ class MarketModel:
 
     def rest_trades(self, ticker: str) -> list[dict[str, Any]] | None:
         m = self.markets.get(ticker)
-        return None if m is None else list(reversed(m.trades))
+        if m is None:
+            return None
+        keys = ("id", "side", "size", "price", "type", "createdAt")
+        return [
+            {**dict(zip(keys, row[:6], strict=True)), "createdAtHeight": str(row[6])}
+            for row in reversed(m.trades)
+        ]
 
     def rest_candles(self, ticker: str, resolution: str) -> list[dict[str, Any]] | None:
         m = self.markets.get(ticker)
         if m is None:
             return None
-        rows = list(reversed(m.candle_history.get(resolution, ())))
-        current = m.candles.get(resolution)
-        if current is not None:
-            rows.insert(0, self._candle_contents(m, resolution, current))
-        return rows
+        history = [*m.candle_history.get(resolution, ()), *filter(None, [m.candles.get(resolution)])]
+        return [self._candle_contents(m, resolution, c) for c in reversed(history)]
 
     # ---- control ----
     def list_market(self, ticker: str, price: float | None) -> dict[str, Any]:
