@@ -33,7 +33,7 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -72,6 +72,9 @@ FORMAT_VERSION: Final = 1
 FLUSH_INTERVAL_S: Final = 0.5
 #: Buffered bytes that trigger an early write.
 FLUSH_BYTES: Final = 1 << 20
+#: Seconds between two full flushes of the compressor: a recorder killed without a chance to close the
+#: file loses at most this much (a full flush costs a little compression, so not at every write).
+SYNC_INTERVAL_S: Final = 5.0
 #: Levels per side of an orderbook snapshot, as comlink serves it.
 BOOK_LEVELS: Final = ch.REST_ORDERBOOK_MAX_LEVELS
 HISTORY_ROWS: Final = 1000
@@ -115,7 +118,8 @@ Record = FrameRecord | LinkEvent | Trailer
 class CaptureWriter:
     """Appends lines to a gzip file. `frame`/`event` only buffer (cheap, on the hot path); a background task
     compresses and writes the buffer in a worker thread every FLUSH_INTERVAL_S, so the event loop never
-    blocks on zlib or the disk. `close` writes what is left and the trailer."""
+    blocks on zlib or the disk, and fully flushes the compressor every SYNC_INTERVAL_S, so what is on disk
+    stays readable if the process is killed. `close` writes what is left and the trailer."""
 
     def __init__(self, path: Path, header: Mapping[str, Any]) -> None:
         self.path = path
@@ -126,14 +130,17 @@ class CaptureWriter:
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._synced_at = 0.0
         self.frames = 0
         self.bytes_in = 0
 
     async def open(self) -> None:
         """Create the file (raises OSError) and write the header."""
         self._gz = await asyncio.to_thread(gzip.GzipFile, self.path, "wb", 6)
+        self._synced_at = time.monotonic()
         self._pending.append(orjson.dumps(self._header) + b"\n")
-        await self.flush()
+        await self.flush(sync=True)
         self._task = asyncio.get_running_loop().create_task(self._flush_loop(), name="capture-flush")
 
     def frame(self, t: float, link: str, raw: str | bytes) -> None:
@@ -156,27 +163,45 @@ class CaptureWriter:
             self._wake.set()
 
     async def _flush_loop(self) -> None:
-        while True:
+        while not self._closing:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(FLUSH_INTERVAL_S):
                     await self._wake.wait()
             self._wake.clear()
-            await self.flush()
+            await self.flush(sync=time.monotonic() - self._synced_at >= SYNC_INTERVAL_S)
 
-    async def flush(self) -> None:
+    async def flush(self, sync: bool = False) -> None:
+        """Write the buffered lines; with `sync`, also flush the compressor so the file is readable so far.
+        The write runs in a worker thread and is never abandoned half-way (cancelling the caller waits for
+        it), so two writes never overlap."""
         async with self._lock:
-            if not self._pending or self._gz is None:
+            gz = self._gz
+            if gz is None or (not self._pending and not sync):
                 return
             data = b"".join(self._pending)
             self._pending.clear()
             self._pending_bytes = 0
-            await asyncio.to_thread(self._gz.write, data)
+            if sync:
+                self._synced_at = time.monotonic()
+            write = asyncio.ensure_future(asyncio.to_thread(self._write, gz, data, sync))
+            try:
+                await asyncio.shield(write)
+            except asyncio.CancelledError:
+                await write
+                raise
+
+    @staticmethod
+    def _write(gz: gzip.GzipFile, data: bytes, sync: bool) -> None:
+        if data:
+            gz.write(data)
+        if sync:
+            gz.flush()  # zlib Z_SYNC_FLUSH, then the file object's own flush
 
     async def close(self) -> None:
+        self._closing = True
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         if self._gz is None:
             return
@@ -207,7 +232,7 @@ def read_header(path: str | Path) -> dict[str, Any]:
     return header
 
 
-def read_records(path: str | Path) -> Iterator[Record]:
+def read_records(path: str | Path) -> Generator[Record, None, None]:
     """Every record after the header, in file order. A truncated tail (recorder killed) ends the iteration
     quietly; lines this version does not know are skipped."""
     read_header(path)
@@ -923,7 +948,7 @@ class ReplaySource:
         self._scan = _Scan(self.path)
         self.state = ReplayState()
         self._owner: dict[tuple[str, str | None], str] = {}
-        self._records: Iterator[Record] = iter(())
+        self._records: Generator[Record, None, None] | None = None
         self._next: FrameRecord | None = None
         self._position = 0.0
         self._last_tick: float | None = None
@@ -964,13 +989,15 @@ class ReplaySource:
             self.state.reset(channel, key, retimed(channel, contents, offset) if self.retime else contents)
         self._owner.clear()
         self._crossed.clear()
+        if self._records is not None:
+            self._records.close()
         self._records = read_records(self.path)
         self._next = self._pull()
         self._position = self._scan.first_t or 0.0
         self.passes += 1
 
     def _pull(self) -> FrameRecord | None:
-        for record in self._records:
+        for record in self._records or ():
             if isinstance(record, FrameRecord):
                 return record
         return None
@@ -991,6 +1018,8 @@ class ReplaySource:
             if record is None:
                 if not self.loop:
                     self.finished = True
+                    if self._records is not None:
+                        self._records.close()  # the file is not needed any more
                     _log().info("replay_finished", path=str(self.path), published=self.published)
                     return
                 _log().info("replay_looped", path=str(self.path), passes=self.passes)

@@ -4,6 +4,7 @@ ids and valid per-connection message ids, and REST views that end where the firs
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -12,12 +13,13 @@ import aiohttp
 import pytest
 
 from exporter.protocol import channels as ch
-from exporter.simulator.capture import replay_source
+from exporter.simulator.capture import ReplaySource, replay_source
 from exporter.simulator.server import Simulator, SimulatorConfig
-from tests.capture.expect import first_snapshots, frames, recorded_updates
+from tests.capture.expect import SHIPPED, first_snapshots, frames, recorded_updates
 from tests.data.make_capture import record_simulator
+from tests.fixtures.exporter import ExporterFactory
 from tests.fixtures.simulator import FAST_DEFAULTS, SimulatorFactory
-from tests.helpers import wait_for
+from tests.helpers import Samples, metric_sum, metric_value, scrape, wait_for
 from tests.simulator.probe import Probe
 
 MARKETS = ("BTC-USD", "ETH-USD")
@@ -29,10 +31,10 @@ async def replay_factory() -> AsyncIterator[ReplayFactory]:
     """A simulator serving a capture, started paused (resume to start the replay); stopped at teardown."""
     started: list[Simulator] = []
 
-    async def make(path: Path, speed: float = 0.0, **overrides: Any) -> Simulator:
+    async def make(path: Path, speed: float = 0.0, retime: bool = False, **overrides: Any) -> Simulator:
         sim = Simulator(
             SimulatorConfig(**{**FAST_DEFAULTS, "paused": True, **overrides}),
-            source_factory=replay_source(path, speed=speed),
+            source_factory=replay_source(path, speed=speed, retime=retime),
         )
         started.append(sim)
         await sim.start()
@@ -130,3 +132,70 @@ async def test_replay_serves_recorded_contents_with_fresh_ids(
         assert {t: m["oraclePrice"] for t, m in markets.items()} == {t: truth["oracle"][t] for t in MARKETS}
         async with http.get("/v4/orderbooks/perpetualMarket/DOGE-USD") as resp:
             assert resp.status == 404
+
+
+@pytest.mark.timeout(60)
+async def test_a_reconnect_while_recording_is_resynchronised_on_replay(
+    simulator_factory: SimulatorFactory, replay_factory: ReplayFactory, tmp_path: Path
+) -> None:
+    """The recorder reconnects after a 1012 and re-subscribes; its fresh snapshots are recorded, and the
+    replay takes them as the truth from that point on, so it still ends where the live simulator ended
+    (although the updates lost during the reconnect are not in the file)."""
+    live = await simulator_factory(markets=MARKETS, block_time=0.1, paused=True)
+    recorded = await record_simulator(
+        live, tmp_path / "reconnect.jsonl.gz", seconds=1.0, markets=MARKETS, disconnect_midway=True
+    )
+    recorded_frames = frames(recorded.path)
+    assert len({f["connection_id"] for f in recorded_frames}) == 2
+    subscribed = [(f["channel"], f.get("id")) for f in recorded_frames if f["type"] == ch.T_SUBSCRIBED]
+    assert len(subscribed) == 2 * len(set(subscribed)) == 2 * len(subscriptions())
+
+    replay = await replay_factory(recorded.path, speed=0)
+    replay.resume()
+    source = replay.source
+    assert isinstance(source, ReplaySource)
+    await wait_for(lambda: source.finished, timeout=20, message="replay finished")
+    truth = recorded.truth
+    assert source.height()[0] == truth["height"]
+    for ticker in MARKETS:
+        book, real = source.rest_orderbook(ticker), truth["orderbooks"][ticker]
+        assert book is not None
+        assert book["bids"][:20] == real["bids"][:20] and book["asks"][:20] == real["asks"][:20]
+        assert source.rest_trades(ticker) == truth["trades"][ticker]
+
+
+@pytest.mark.timeout(60)
+async def test_the_exporter_on_a_retimed_replay_counts_what_was_recorded(
+    replay_factory: ReplayFactory, exporter_factory: ExporterFactory
+) -> None:
+    """The exporter, unmodified, consumes the shipped capture: every recorded trade and orderbook update
+    is counted, and with retime the block timestamps are current rather than the capture's age."""
+    expected = recorded_updates(SHIPPED)
+    trades = sum(
+        len(u["trades"]) for (channel, _), ups in expected.items() if channel == ch.TRADES for u in ups
+    )
+    book_updates = sum(len(ups) for (channel, _), ups in expected.items() if channel == ch.ORDERBOOK)
+    replay = await replay_factory(SHIPPED, speed=0, retime=True)
+    source = replay.source
+    assert isinstance(source, ReplaySource)
+    exporter = await exporter_factory(replay)
+    await wait_for(lambda: sum(replay.hub.counts().values()) >= 2 + 2 * len(source.tickers()), timeout=20)
+    replay.resume()
+    await wait_for(lambda: source.finished, timeout=20, message="replay finished")
+
+    async def counted() -> Samples:
+        samples = await scrape(exporter.metrics_url)
+        done = metric_sum(samples, "dydx_trades_total") >= trades
+        return (
+            samples
+            if done and metric_sum(samples, "dydx_updates_total", channel=ch.ORDERBOOK) >= book_updates
+            else {}
+        )
+
+    samples = await wait_for(counted, timeout=20, message="exporter counted the replay")
+    assert metric_sum(samples, "dydx_trades_total") == trades > 0
+    assert metric_sum(samples, "dydx_updates_total", channel=ch.ORDERBOOK) == book_updates
+    assert metric_value(samples, "dydx_block_height") == source.height()[0]
+    block_time = metric_value(samples, "dydx_block_timestamp_seconds")
+    assert block_time is not None and abs(block_time - time.time()) < 30
+    assert metric_sum(samples, "dydx_message_id_gaps_total") == 0

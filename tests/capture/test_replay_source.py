@@ -4,6 +4,7 @@ simulator by tests/data/make_capture.py, with the simulator's own REST views at 
 from __future__ import annotations
 
 import gzip
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,9 @@ from exporter.protocol import channels as ch
 from exporter.simulator import formats
 from exporter.simulator.capture import (
     CaptureError,
+    CaptureWriter,
     FrameRecord,
+    LinkEvent,
     ReplaySource,
     Trailer,
     read_header,
@@ -343,3 +346,24 @@ def stamps_of_last_trade(publisher: RecordingPublisher, ticker: str) -> str:
     last = [u for u in publisher.updates if u[0] == ch.TRADES and u[1] == ticker][-1]
     stamp: str = last[2]["trades"][-1]["createdAt"]
     return stamp
+
+
+async def test_a_killed_recorder_leaves_a_readable_file(tmp_path: Path) -> None:
+    """What was synced before a kill (every SYNC_INTERVAL_S in a recorder) reads back, without trailer."""
+    path = tmp_path / "killed.jsonl.gz"
+    writer = CaptureWriter(path, {"format": "dydx-capture", "version": 1, "source": "ws://x"})
+    await writer.open()
+    try:
+        writer.event(1.0, "conn-0", "opened")
+        writer.frame(1.5, "conn-0", b'{"type":"connected","connection_id":"c","message_id":0}')
+        writer.frame(1.6, "conn-0", b"\xff\xfe not utf-8")
+        await writer.flush(sync=True)
+        # The file is still open (as when the process dies now): what was synced is there.
+        assert list(read_records(path)) == [
+            LinkEvent(1.0, "conn-0", "opened"),
+            FrameRecord(1.5, "conn-0", b'{"type":"connected","connection_id":"c","message_id":0}'),
+            FrameRecord(1.6, "conn-0", b"\xff\xfe not utf-8"),
+        ]
+    finally:
+        await writer.close()
+    assert list(read_records(path))[-1] == Trailer(pytest.approx(time.time(), abs=5), 2)  # type: ignore[arg-type]

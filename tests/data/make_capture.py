@@ -42,10 +42,17 @@ def _data_frames_sent(sim: Simulator) -> int:
 
 
 async def record_simulator(
-    sim: Simulator, path: Path, *, seconds: float, markets: tuple[str, ...] = MARKETS
+    sim: Simulator,
+    path: Path,
+    *,
+    seconds: float,
+    markets: tuple[str, ...] = MARKETS,
+    disconnect_midway: bool = False,
 ) -> Recorded:
     """Record `seconds` of events from a simulator started paused; returns the file and the simulator's
-    REST views at the end (what a replay must arrive at)."""
+    REST views at the end (what a replay must arrive at). With `disconnect_midway`, the simulator closes
+    every connection (1012) half-way, and the recording goes on once the recorder has reconnected and
+    re-subscribed (getting fresh snapshots)."""
     recorder = Recorder(
         RecordConfig(
             output=path,
@@ -59,19 +66,37 @@ async def record_simulator(
         )
     )
     await recorder.start()
-    try:
-        wanted = 2 + 3 * len(markets)  # markets, block height; per market orderbook, trades, 1MIN candles
+    wanted = 2 + 3 * len(markets)  # markets, block height; per market orderbook, trades, 1MIN candles
+    # Frames the simulator sent and the recorder received before the current connection.
+    base_sent = base_received = 0
+
+    def received() -> int:
+        return sum(recorder.sink.data_frames.values())
+
+    async def run_for(duration: float) -> None:
         await wait_for(
             lambda: sum(sim.hub.counts().values()) >= wanted, timeout=10, message="recorder subscribed"
         )
         sim.resume()
-        await asyncio.sleep(seconds)  # the length of the recording, not a wait for a condition
+        await asyncio.sleep(duration)  # the length of the recording, not a wait for a condition
         sim.pause()
         await wait_for(
-            lambda: sum(recorder.sink.data_frames.values()) >= _data_frames_sent(sim),
+            lambda: received() - base_received >= _data_frames_sent(sim) - base_sent,
             timeout=10,
             message="recorder received every data frame sent",
         )
+
+    try:
+        if disconnect_midway:
+            await run_for(seconds / 2)
+            sim.apply_fault(
+                "disconnect", {"code": ch.CLOSE_SERVICE_RESTARTING, "abrupt": False, "reason": None}
+            )
+            await wait_for(lambda: recorder.sink.connections >= 2, timeout=10, message="recorder reconnected")
+            base_sent, base_received = _data_frames_sent(sim), received()
+            await run_for(seconds / 2)
+        else:
+            await run_for(seconds)
         source = sim.source
         truth = {
             "height": source.height()[0],

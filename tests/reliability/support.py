@@ -150,19 +150,26 @@ class ReadinessTrace:
 
     async def wait_green_after(self, since: float, timeout: float) -> float:
         """Waits for red-then-green after `since`; returns the time green came back."""
-        green: float = await wait_for(
-            lambda: self.green_after(since),
+
+        def green() -> float | None:
+            return self.green_after(since)
+
+        at: float | None = await wait_for(
+            green,
             timeout=timeout,
             interval=0.02,
             message=f"/readyz red then green again; changes: {self.describe()}",
         )
-        return green
+        assert at is not None
+        return at
 
     def describe(self) -> str:
         if not self.changes:
             return "none"
         t0 = self.changes[0][0]
-        return "; ".join(f"+{at - t0:.2f}s {status} {body.strip()[:120]!r}" for at, status, body in self.changes)
+        return "; ".join(
+            f"+{at - t0:.2f}s {status} {body.strip()[:120]!r}" for at, status, body in self.changes
+        )
 
 
 # --- the simulator's ground truth ---------------------------------------------------------------------
@@ -182,3 +189,15 @@ def handshakes(samples: Samples) -> float:
 
 def subscribes(samples: Samples) -> float:
     return metric_sum(samples, "dydx_simulator_client_messages_total", kind="subscribe")
+
+
+def sum_any(samples: Samples, name: str, **labels: str) -> float:
+    """metric_sum where a label value "a|b" matches either value (a bounded reason that may be split)."""
+    total = 0.0
+    for (sample, items), value in samples.items():
+        if sample != name:
+            continue
+        have = dict(items)
+        if all(have.get(k) in v.split("|") for k, v in labels.items()):
+            total += value
+    return total
