@@ -62,7 +62,7 @@ class RunResult:
     rss_end: int = 0
     rss_marks: dict[int, int] = field(default_factory=dict)
     latency_ns: list[int] = field(default_factory=list)
-    lag_events: list[tuple[float, float]] = field(default_factory=list)
+    lag_events: list[tuple[float, float, float]] = field(default_factory=list)
     lag_max_s: float = 0.0
     lag_ticks: int = 0
     metrics_updates: float | None = None
@@ -108,14 +108,15 @@ def subscribe_messages(workload: Workload) -> list[bytes]:
 
 
 async def _loop_lag(result: RunResult) -> None:
-    """Wake every LAG_TICK_S and record how late the loop was.
-
-    time.monotonic() is CLOCK_MONOTONIC, so these times compare with the scrape times the source records.
-    """
+    """Wake every LAG_TICK_S and record how late the loop was, and how much of that lateness the loop's
+    own thread spent on the CPU (thread_time): a stall our code caused is on-CPU, a neighbour process
+    taking the core is not. time.monotonic() is CLOCK_MONOTONIC, so these times compare with the scrape
+    times the source records."""
     expected = time.monotonic() + LAG_TICK_S
+    cpu_before = time.thread_time()
     while True:
         await asyncio.sleep(LAG_TICK_S)
-        now = time.monotonic()
+        now, cpu = time.monotonic(), time.thread_time()
         lag = now - expected
         # Snapshots are applied before the first data frame: only the streaming phase is measured.
         if result.data_started:
@@ -123,8 +124,10 @@ async def _loop_lag(result: RunResult) -> None:
             if lag > result.lag_max_s:
                 result.lag_max_s = lag
             if lag > LAG_RECORD_ABOVE_S:
-                result.lag_events.append((now, lag))
+                # On-CPU part of the stall: the loop thread's CPU time since the previous tick.
+                result.lag_events.append((now, lag, cpu - cpu_before))
         expected = now + LAG_TICK_S
+        cpu_before = cpu
 
 
 # -- bare ----------------------------------------------------------------------------------------------

@@ -77,6 +77,10 @@ def _cell(value: object) -> str:
     return str(value)
 
 
+def _wall_and_cpu(wall_ms: float, cpu_ms: float) -> str:
+    return f"{wall_ms:.1f} / {cpu_ms:.2f}"
+
+
 def targets(results: Mapping[str, Any]) -> list[tuple[str, str, bool | None]]:
     """(target, measured, met) for every target of issue 7 that this run measured."""
     out: list[tuple[str, str, bool | None]] = []
@@ -108,8 +112,15 @@ def targets(results: Mapping[str, Any]) -> list[tuple[str, str, bool | None]]:
         ws = latency["with_scrapes"]
         p99 = ws["latency_us"]["p99"]
         out.append(("p99 processing < 50 µs at 10k/s (267 markets, scraped 1/s)", f"{p99:.1f} µs", p99 < 50))
-        stall = ws["loop_lag_ms"]["max_during_scrape"]
-        out.append(("no scrape stalls the loop > 5 ms", f"{stall:.2f} ms", stall <= 5.0))
+        lag = ws["loop_lag_ms"]
+        stall = lag["max_on_cpu_during_scrape"]
+        out.append(
+            (
+                "no scrape stalls the loop > 5 ms (on-CPU; wall-clock in brackets)",
+                f"{stall:.2f} ms ({lag['max_during_scrape']:.1f} ms)",
+                stall <= 5.0,
+            )
+        )
     footprint = results.get("footprint")
     if footprint:
         steady = footprint["steady"]
@@ -197,9 +208,10 @@ def render(results: Mapping[str, Any]) -> str:
                     lat["p99"],
                     lat["p99.9"],
                     lat["max"],
-                    lag["max"],
-                    lag["max_during_scrape"],
+                    f"{lag['max_during_scrape']:.1f} / {lag['max_on_cpu_during_scrape']:.2f}",
+                    f"{lag['max_outside_scrapes']:.1f} / {lag['max_on_cpu_outside_scrapes']:.2f}",
                     scr["count"],
+                    scr["duration_ms_p50"],
                     scr["duration_ms_max"],
                     scr["wire_bytes"],
                 ]
@@ -212,9 +224,10 @@ def render(results: Mapping[str, Any]) -> str:
                     "p99 µs",
                     "p99.9 µs",
                     "max µs",
-                    "max loop lag ms",
-                    "max lag in a scrape ms",
+                    "stall in a scrape ms (wall / on-CPU)",
+                    "stall outside scrapes ms (wall / on-CPU)",
                     "scrapes",
+                    "scrape p50 ms",
                     "scrape max ms",
                     "scrape bytes (gzip)",
                 ],
@@ -234,7 +247,7 @@ def render(results: Mapping[str, Any]) -> str:
                 r["generate_latest_ms"],
                 r["http_plain_ms"],
                 r["http_gzip_openmetrics_ms"],
-                r["loop_lag_max_ms"],
+                f"{r['loop_lag_max_ms']:.1f} / {r['loop_lag_max_on_cpu_ms']:.2f}",
             ]
             for r in scrape["rows"]
         ]
@@ -249,7 +262,7 @@ def render(results: Mapping[str, Any]) -> str:
                     "generate_latest ms",
                     "GET plain ms",
                     "GET gzip+OM ms",
-                    "max loop lag ms",
+                    "loop stall ms (wall / on-CPU)",
                 ],
                 rows,
             )
@@ -276,7 +289,9 @@ def render(results: Mapping[str, Any]) -> str:
                 r["cpu_us_per_update"],
                 r["latency_us"]["p50"],
                 r["latency_us"]["p99"],
-                r["loop_lag_ms"]["max_during_scrape"],
+                _wall_and_cpu(
+                    r["loop_lag_ms"]["max_during_scrape"], r["loop_lag_ms"]["max_on_cpu_during_scrape"]
+                ),
                 r["scrapes"]["duration_ms_max"],
                 r["rss_mb"],
             ]
@@ -292,7 +307,7 @@ def render(results: Mapping[str, Any]) -> str:
                     "CPU µs/upd",
                     "p50 µs",
                     "p99 µs",
-                    "scrape stall ms",
+                    "scrape stall ms (wall / on-CPU)",
                     "scrape ms",
                     "RSS MB",
                 ],

@@ -28,8 +28,10 @@ NETWORKS: Mapping[str, tuple[str, str]] = {
     "testnet": ("wss://indexer.v4testnet.dydx.exchange/v4/ws", "https://indexer.v4testnet.dydx.exchange"),
 }
 DEFAULT_CHANNELS = (ch.MARKETS, ch.TRADES, ch.ORDERBOOK, ch.BLOCK_HEIGHT)
-#: Channels the exporter knows how to subscribe (subaccounts need addresses, which are not its business).
+#: Channels --channels accepts (v4_subaccounts comes with --subaccounts, which names the accounts).
 SUPPORTED_CHANNELS = (ch.MARKETS, ch.TRADES, ch.ORDERBOOK, ch.CANDLES, ch.BLOCK_HEIGHT)
+#: Channels keyed by an account, not a market; v4_subaccounts is enabled by --subaccounts.
+_ACCOUNT_CHANNELS = frozenset({ch.SUBACCOUNTS, ch.PARENT_SUBACCOUNTS})
 LOG_LEVELS = ("debug", "info", "warn", "error")
 LOG_FORMATS = ("json", "console", "auto")
 
@@ -188,6 +190,17 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "candles.resolutions", "", "candle resolutions to subscribe (enables v4_candles), e.g. 1MIN,5MINS"
     ),
+    Option(
+        "subaccounts",
+        "",
+        "comma-separated subaccounts ADDRESS/N (dydx1.../0) to subscribe on v4_subaccounts (off when empty)",
+    ),
+    Option(
+        "subaccounts.refresh-interval",
+        "1m",
+        "re-snapshot each subscribed subaccount this often (equity and free collateral come only in "
+        "snapshots); 0 = never",
+    ),
     Option("shard", "0/1", "I/N: this replica exports the markets whose crc32(ticker) %% N == I"),
     Option("feed.batched", False, "subscribe with batched: true (server flushes every 250 ms)", True),
     Option("feed.backoff-initial", "1s", "first reconnect/retry backoff (full jitter)"),
@@ -217,6 +230,16 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("discovery.interval", "5m", "period of the REST /v4/perpetualMarkets refresh"),
     Option("discovery.timeout", "10s", "timeout of one REST request"),
+    Option(
+        "orderbook.crossed-resync-after",
+        "30s",
+        "resubscribe a market's order book that stayed crossed (as delivered) this long; 0 = never",
+    ),
+    Option(
+        "orderbook.resync-interval",
+        "0",
+        "re-snapshot every order book this often (e.g. 1h), staggered and paced; 0 = never",
+    ),
     Option("data.stale-after", "30s", "data older than this makes /readyz fail"),
     Option("data.message-id-grace", "10s", "a message id still missing after this long counts as a gap"),
     Option("shutdown.timeout", "5s", "upper bound of a clean shutdown"),
@@ -272,6 +295,11 @@ class Settings:
     markets: tuple[str, ...] | None = None  # None: every market
     channels: tuple[str, ...] = DEFAULT_CHANNELS
     candle_resolutions: tuple[str, ...] = ()
+    #: "ADDRESS/N" ids for v4_subaccounts; when non-empty, channels carries v4_subaccounts too.
+    subaccounts: tuple[str, ...] = ()
+    subaccount_refresh_interval: float = 60.0
+    crossed_resync_after: float = 30.0
+    resync_interval: float = 0.0
     shard_index: int = 0
     shard_count: int = 1
     stale_after: float = 30.0
@@ -290,7 +318,9 @@ class Settings:
     @property
     def market_channels(self) -> tuple[str, ...]:
         """Channels subscribed once per market (with the ticker, or ticker/resolution, as id)."""
-        return tuple(c for c in self.channels if c not in ch.CHANNELS_WITHOUT_ID)
+        return tuple(
+            c for c in self.channels if c not in ch.CHANNELS_WITHOUT_ID and c not in _ACCOUNT_CHANNELS
+        )
 
     @classmethod
     def from_sources(cls, argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
@@ -344,7 +374,7 @@ class Settings:
             message_id_grace=1.0,
             log_format="json",
         )
-        settings = dataclasses.replace(settings, **overrides)
+        settings = _with_implied_channels(dataclasses.replace(settings, **overrides))
         _validate(settings, {})
         return settings
 
@@ -429,6 +459,7 @@ def _build(raw: Mapping[str, tuple[object, str]]) -> Settings:
     channels = list(get("channels", parse_list))
     if resolutions and ch.CANDLES not in channels:
         channels.append(ch.CANDLES)
+    subaccounts = get("subaccounts", parse_list)
     feed = FeedSettings(
         ws_url=get("dydx.ws-url", parse_str) or default_ws,
         rest_url=(get("dydx.rest-url", parse_str) or default_rest).rstrip("/"),
@@ -459,6 +490,10 @@ def _build(raw: Mapping[str, tuple[object, str]]) -> Settings:
         markets=None if markets in ((), ("all",)) else markets,
         channels=tuple(channels),
         candle_resolutions=resolutions,
+        subaccounts=subaccounts,
+        subaccount_refresh_interval=get("subaccounts.refresh-interval", parse_duration),
+        crossed_resync_after=get("orderbook.crossed-resync-after", parse_duration),
+        resync_interval=get("orderbook.resync-interval", parse_duration),
         shard_index=shard_index,
         shard_count=shard_count,
         stale_after=get("data.stale-after", parse_positive_duration),
@@ -468,8 +503,26 @@ def _build(raw: Mapping[str, tuple[object, str]]) -> Settings:
         log_format=get("log.format", parse_str).lower(),
         sources={flag: source for flag, (_, source) in raw.items()},
     )
+    settings = _with_implied_channels(settings)
     _validate(settings, raw)
     return settings
+
+
+def _with_implied_channels(s: Settings) -> Settings:
+    """--subaccounts implies v4_subaccounts (as --candles.resolutions implies v4_candles)."""
+    if s.subaccounts and ch.SUBACCOUNTS not in s.channels:
+        return dataclasses.replace(s, channels=(*s.channels, ch.SUBACCOUNTS))
+    return s
+
+
+def parse_subaccount(value: str) -> str:
+    """`ADDRESS/N` with a dydx1 bech32 address and 0 <= N < 128000; returns it unchanged."""
+    address, sep, number = value.rpartition("/")
+    if not sep or not ch.ADDRESS_RE.match(address):
+        raise ValueError(f"{value!r} is not ADDRESS/N with a dydx1... address, such as dydx1.../0")
+    if not number.isdigit() or int(number) >= ch.MAX_SUBACCOUNT_NUMBER:
+        raise ValueError(f"subaccount number of {value!r} must be 0..{ch.MAX_SUBACCOUNT_NUMBER - 1}")
+    return value
 
 
 def _validate(s: Settings, raw: Mapping[str, tuple[object, str]]) -> None:
@@ -492,8 +545,17 @@ def _validate(s: Settings, raw: Mapping[str, tuple[object, str]]) -> None:
     if not s.channels:
         fail("channels", "at least one channel is required")
     for channel in s.channels:
+        if channel == ch.SUBACCOUNTS and s.subaccounts:
+            continue
+        if channel == ch.SUBACCOUNTS:
+            fail("channels", f"{ch.SUBACCOUNTS} needs --subaccounts (the subaccounts to subscribe)")
         if channel not in SUPPORTED_CHANNELS:
             fail("channels", f"unknown channel {channel!r}; supported: {', '.join(SUPPORTED_CHANNELS)}")
+    for subaccount in s.subaccounts:
+        try:
+            parse_subaccount(subaccount)
+        except ValueError as exc:
+            fail("subaccounts", str(exc))
     for resolution in s.candle_resolutions:
         if resolution not in ch.CANDLE_RESOLUTIONS:
             fail(

@@ -43,5 +43,11 @@ def configure(level: str = "info", fmt: LogFormat = "auto") -> None:
 
 
 def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
-    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger().bind(logger=name)
+    """A lazy logger carrying `module=name`, safe to create at import time.
+
+    It is assembled on first use, so `configure()` called later (by the CLI) still applies. Binding on
+    structlog's proxy would assemble it at once, freezing whatever configuration was current then.
+    """
+    # Not `logger=`: that keyword is wrap_logger's own first parameter.
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(module=name)
     return logger

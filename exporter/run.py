@@ -16,7 +16,7 @@ from exporter import logs
 from exporter.config import ConfigError, Settings
 from exporter.logs import get_logger
 
-log = get_logger("exporter.run")
+log = get_logger(__name__)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

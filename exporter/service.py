@@ -26,7 +26,7 @@ from exporter.metrics.looplag import LoopLagProbe
 from exporter.state.processor import Processor
 from exporter.web.app import WebServer
 
-log = get_logger("exporter.service")
+log = get_logger(__name__)
 
 
 class Exporter:

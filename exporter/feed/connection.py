@@ -37,7 +37,7 @@ from exporter.feed.sink import (
 from exporter.logs import get_logger
 from exporter.protocol import channels as ch
 
-log = get_logger("exporter.feed.connection")
+log = get_logger(__name__)
 
 #: (channel, id); id is None for the channels subscribed without one (markets, block height).
 SubKey = tuple[str, str | None]

@@ -24,7 +24,7 @@ from exporter.feed.pool import Pool
 from exporter.feed.sink import FeedObserver, FrameSink, MarketsChanged
 from exporter.logs import get_logger
 
-log = get_logger("exporter.feed.discovery")
+log = get_logger(__name__)
 
 MARKETS_ENDPOINT = "/v4/perpetualMarkets"
 DELISTED_STATUSES = frozenset({"FINAL_SETTLEMENT"})

@@ -21,7 +21,7 @@ from exporter.feed.sink import FeedObserver, FrameSink, MarketsChanged
 from exporter.logs import get_logger
 from exporter.protocol import channels as ch
 
-log = get_logger("exporter.feed.pool")
+log = get_logger(__name__)
 
 
 def market_keys(settings: Settings, ticker: str) -> list[SubKey]:

@@ -268,8 +268,17 @@ BOOK_LEVELS = MetricSpec(
 BOOK_RESYNCS = MetricSpec(
     "dydx_orderbook_resyncs_total",
     "counter",
-    "Order book re-snapshots, by reason (reconnect: after the link dropped; resubscribe: on the same link).",
+    "Order book re-snapshots, by reason (reconnect: after the link dropped; resubscribe: on the same link; "
+    "crossed: the exporter resubscribed a book that stayed crossed past --orderbook.crossed-resync-after; "
+    "periodic: every --orderbook.resync-interval).",
     ("market", "reason"),
+)
+MARKET_LAST_UPDATE = MetricSpec(
+    "dydx_market_last_update_timestamp_seconds",
+    "gauge",
+    "Unix time of the last snapshot or update received for the market, by channel (v4_orderbook, "
+    "v4_trades, v4_candles, and v4_markets for its oracle price); absent before the first one.",
+    ("market", "channel"),
 )
 ORACLE_PRICE = MetricSpec(
     "dydx_oracle_price",
@@ -282,6 +291,40 @@ LAST_TRADE_PRICE = MetricSpec(
     "gauge",
     "Price of the latest live trade, by market; absent before the first one.",
     ("market",),
+)
+
+# --- Subaccounts (only those named by --subaccounts) ------------------------------------------------------
+SUBACCOUNT_EQUITY = MetricSpec(
+    "dydx_subaccount_equity",
+    "gauge",
+    "Equity of the subaccount in quote units (USDC) as of its latest v4_subaccounts snapshot; absent "
+    "until one arrives (or while the indexer does not know the subaccount).",
+    ("subaccount",),
+)
+SUBACCOUNT_FREE_COLLATERAL = MetricSpec(
+    "dydx_subaccount_free_collateral",
+    "gauge",
+    "Free collateral of the subaccount in quote units (USDC) as of its latest v4_subaccounts snapshot; "
+    "absent until one arrives.",
+    ("subaccount",),
+)
+SUBACCOUNT_OPEN_POSITIONS = MetricSpec(
+    "dydx_subaccount_open_positions",
+    "gauge",
+    "Open perpetual positions of the subaccount (snapshot, then perpetualPositions updates).",
+    ("subaccount",),
+)
+SUBACCOUNT_OPEN_ORDERS = MetricSpec(
+    "dydx_subaccount_open_orders",
+    "gauge",
+    "Open orders of the subaccount (OPEN, UNTRIGGERED, BEST_EFFORT_OPENED; snapshot, then orders updates).",
+    ("subaccount",),
+)
+SUBACCOUNT_FILLS = MetricSpec(
+    "dydx_subaccount_fills_total",
+    "counter",
+    "Fills of the subaccount received live (de-duplicated by id), by side (buy, sell).",
+    ("subaccount", "side"),
 )
 
 # --- The exporter itself --------------------------------------------------------------------------------
@@ -352,6 +395,12 @@ CATALOG: Final[tuple[MetricSpec, ...]] = (
     BOOK_SPREAD_RATIO,
     BOOK_LEVELS,
     BOOK_RESYNCS,
+    MARKET_LAST_UPDATE,
+    SUBACCOUNT_EQUITY,
+    SUBACCOUNT_FREE_COLLATERAL,
+    SUBACCOUNT_OPEN_POSITIONS,
+    SUBACCOUNT_OPEN_ORDERS,
+    SUBACCOUNT_FILLS,
     REST_REQUESTS,
     REST_DURATION,
     LOOP_LAG,
@@ -371,6 +420,7 @@ INVALID_REASONS: Final[tuple[str, ...]] = (
     "bad_number",
     "bad_message_id",
     "unknown_market",
+    "unknown_subaccount",
     "no_snapshot",
     "processing_error",
 )
@@ -396,7 +446,7 @@ SUBSCRIPTION_FAILURE_REASONS: Final[tuple[str, ...]] = (
     "other",
 )
 COMPONENTS: Final[tuple[str, ...]] = ("websocket", "rest", "processor")
-RESYNC_REASONS: Final[tuple[str, ...]] = ("reconnect", "resubscribe")
+RESYNC_REASONS: Final[tuple[str, ...]] = ("reconnect", "resubscribe", "crossed", "periodic")
 BOOK_SIDES: Final[tuple[str, str]] = ("bid", "ask")
 TRADE_SIDE_LABELS: Final[tuple[str, str]] = ("buy", "sell")
 

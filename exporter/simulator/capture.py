@@ -40,7 +40,6 @@ from typing import Any, Final
 
 import aiohttp
 import orjson
-import structlog
 
 from exporter import __version__, logs
 from exporter.config import (
@@ -59,11 +58,7 @@ from exporter.protocol import channels as ch
 from exporter.simulator import formats
 from exporter.simulator.source import Publisher
 
-
-def _log() -> structlog.typing.FilteringBoundLogger:
-    """A logger made when used, not at import: `logs.get_logger` binds eagerly, and a logger bound before
-    `logs.configure` runs would keep structlog's defaults (console on stdout)."""
-    return logs.get_logger(__name__)
+log = logs.get_logger(__name__)
 
 
 FORMAT: Final = "dydx-capture"
@@ -465,7 +460,7 @@ class Recorder:
         except BaseException:
             await self.stop()
             raise
-        _log().info(
+        log.info(
             "record_started",
             output=str(self.config.output),
             url=self.config.ws_url,
@@ -486,7 +481,7 @@ class Recorder:
             await self._session.close()
             self._session = None
         await self.writer.close()
-        _log().info(
+        log.info(
             "record_finished",
             output=str(self.config.output),
             frames=self.writer.frames,
@@ -622,7 +617,7 @@ async def record(config: RecordConfig, stop: asyncio.Event | None = None) -> int
     finally:
         await recorder.stop()
     if recorder.sink.connections == 0:
-        _log().warning("record_no_connection", url=config.ws_url)
+        log.warning("record_no_connection", url=config.ws_url)
     return recorder.frames
 
 
@@ -959,7 +954,7 @@ class ReplaySource:
         self.passes = 0
         self.skipped = 0
         self._restart()
-        _log().info(
+        log.info(
             "replay_loaded",
             path=str(self.path),
             source=self.header.get("source"),
@@ -1020,9 +1015,9 @@ class ReplaySource:
                     self.finished = True
                     if self._records is not None:
                         self._records.close()  # the file is not needed any more
-                    _log().info("replay_finished", path=str(self.path), published=self.published)
+                    log.info("replay_finished", path=str(self.path), published=self.published)
                     return
-                _log().info("replay_looped", path=str(self.path), passes=self.passes)
+                log.info("replay_looped", path=str(self.path), passes=self.passes)
                 self._restart()
                 return
             if not fast and record.t > self._position:

@@ -10,7 +10,6 @@ import asyncio
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from exporter import logs
 from exporter.protocol import channels as ch
@@ -52,6 +51,11 @@ def _positive(name: str, allow_zero: bool = False) -> Callable[[str], float]:
         return number
 
     return parse
+
+
+def _replay_speed(value: str) -> float:
+    """--speed: a number >= 0, or `max` (= 0, as fast as possible)."""
+    return 0.0 if value.strip().lower() == "max" else _positive("--speed", allow_zero=True)(value)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -145,12 +149,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--speed",
-        type=_positive("--speed", allow_zero=True),
+        type=_replay_speed,
         default=1.0,
-        help="replay pace multiplier (default 1; 0 = as fast as possible)",
+        help="replay pace multiplier (default 1; 0 or max = as fast as possible)",
     )
     p.add_argument(
         "--replay.loop", dest="replay_loop", action="store_true", help="start the capture over when it ends"
+    )
+    p.add_argument(
+        "--replay.retime",
+        dest="replay_retime",
+        action="store_true",
+        help="move exchange timestamps to the replay's clock (data as fresh as when recorded)",
     )
     p.add_argument("--log.level", dest="log_level", default="info", choices=sorted(logs.LEVELS))
     p.add_argument("--log.format", dest="log_format", default="auto", choices=("auto", "json", "console"))
@@ -183,16 +193,10 @@ def source_from_args(args: argparse.Namespace) -> SourceFactory | None:
     """The replay source when --replay is given; None means the synthetic market."""
     if args.replay is None:
         return None
-    from exporter.simulator.capture import ReplaySource
+    from exporter.simulator.capture import replay_source
 
-    path, speed, loop = args.replay, args.speed, args.replay_loop
-    ReplaySource(path, _NullPublisher(), speed=speed, loop=loop)  # fail now, naming the file, if unreadable
-    return lambda publisher: ReplaySource(path, publisher, speed=speed, loop=loop)
-
-
-class _NullPublisher:
-    def publish(self, channel: str, key: str | None, contents: Any, extra: bytes = b"") -> None:
-        pass
+    # Reads the header now: a file that is not a capture fails here, naming the file.
+    return replay_source(args.replay, speed=args.speed, loop=args.replay_loop, retime=args.replay_retime)
 
 
 async def serve(config: SimulatorConfig, source_factory: SourceFactory | None = None) -> None:

@@ -17,10 +17,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from exporter.logs import get_logger
 from exporter.protocol import channels as ch
 from exporter.simulator import rest
 from exporter.simulator.catalog import DEFAULT_MARKET_COUNT
@@ -32,7 +32,7 @@ from exporter.simulator.session import Session, SessionLimits
 from exporter.simulator.source import EventSource, Publisher
 from exporter.simulator.truth import Live, Stats, build_registry
 
-log = structlog.get_logger("exporter.simulator")
+log = get_logger(__name__)
 SourceFactory = Callable[[Publisher], EventSource]
 
 WS_PATH = "/v4/ws"

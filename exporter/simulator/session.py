@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-import structlog
 from aiohttp import WSMsgType, web
 
+from exporter.logs import get_logger
 from exporter.protocol import channels as ch
 from exporter.protocol import encode
 from exporter.simulator.hub import Hub
@@ -106,7 +106,7 @@ class Session:
         self._invalid_window = _Window()
         self._pong_at = 0.0
         self.close_code: int | None = None
-        self.log = structlog.get_logger("exporter.simulator").bind(connection_id=self.connection_id)
+        self.log = get_logger(__name__).bind(connection_id=self.connection_id)
 
     # ---- lifecycle ----
     async def run(self) -> None:

@@ -14,8 +14,6 @@ from bisect import bisect_left
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-import structlog
-
 from exporter.feed.sink import (
     Connected,
     Control,
@@ -24,6 +22,7 @@ from exporter.feed.sink import (
     Subscribed,
     Unsubscribed,
 )
+from exporter.logs import get_logger
 from exporter.metrics.collector import ChannelMetrics, Collector, Histogram, MarketMetrics
 from exporter.protocol import channels as ch
 from exporter.protocol.frames import JSONDecodeError, TimestampParser, integer, loads, non_negative, positive
@@ -33,7 +32,7 @@ from exporter.state.msgids import MessageIds
 from exporter.state.trades import RecentIds
 
 # exporter.logs.get_logger passes logger= twice to structlog (TypeError at import); bind the name instead.
-log = structlog.get_logger().bind(logger="exporter.processor")
+log = get_logger(__name__)
 
 #: Larger frames are refused unread. Real snapshots reach hundreds of KB (markets, 1000-row trades).
 DEFAULT_MAX_FRAME_BYTES: Final = 16 * 1024 * 1024

@@ -17,7 +17,6 @@ import time
 from collections.abc import Sequence
 from typing import Any, Final
 
-import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
@@ -25,8 +24,9 @@ from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPEN
 from prometheus_client.openmetrics.exposition import generate_latest as generate_latest_openmetrics
 
 from exporter.feed.sink import ReadinessSource
+from exporter.logs import get_logger
 
-log = structlog.get_logger().bind(logger="exporter.web")
+log = get_logger(__name__)
 
 MAX_REQUEST_BODY_BYTES: Final = 1024
 MAX_LINE_BYTES: Final = 8190

@@ -13,7 +13,9 @@ import orjson
 import pytest
 
 from exporter.protocol import channels as ch
-from tests.capture.expect import SHIPPED, first_snapshots, recorded_updates
+from exporter.simulator.capture import ReplaySource
+from exporter.simulator.cli import build_parser, source_from_args
+from tests.capture.expect import SHIPPED, RecordingPublisher, first_snapshots, recorded_updates
 from tests.helpers import wait_for
 from tests.simulator.probe import Probe
 
@@ -57,7 +59,7 @@ class SimulateProcess:
 async def simulate() -> AsyncIterator[SimulateProcess]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "exporter", "simulate", "--web.listen-address", "127.0.0.1:0",
-        "--replay", str(SHIPPED), "--speed", "0", "--paused", "--log.format", "json",
+        "--replay", str(SHIPPED), "--speed", "max", "--paused", "--log.format", "json",
         cwd=REPO, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
@@ -93,6 +95,8 @@ async def test_simulate_replay_serves_the_capture(simulate: SimulateProcess) -> 
 
         want = {key: expected[key] for key in keys}
         await wait_for(lambda: got() == want, timeout=20, message="replayed updates")
+        loaded = [e for e in simulate.events if e.get("event") == "replay_loaded"]
+        assert len(loaded) == 1 and loaded[0]["speed"] == 0.0 and loaded[0]["retime"] is False
         finished = await wait_for(lambda: [e for e in simulate.events if e.get("event") == "replay_finished"])
         assert finished[0]["published"] == sum(len(v) for v in expected.values())
     finally:
@@ -116,3 +120,28 @@ async def test_simulate_refuses_what_is_not_a_capture(tmp_path: Path) -> None:
             await proc.wait()
     assert proc.returncode == 2
     assert f"{bogus}: not a gzip-compressed capture" in stderr.decode()
+
+
+@pytest.mark.parametrize(
+    ("flags", "speed", "loop", "retime"),
+    [
+        ([], 1.0, False, False),
+        (["--speed", "max", "--replay.loop", "--replay.retime"], 0.0, True, True),
+        (["--speed", "2.5"], 2.5, False, False),
+    ],
+)
+def test_simulate_replay_flags_reach_the_source(
+    flags: list[str], speed: float, loop: bool, retime: bool
+) -> None:
+    args = build_parser().parse_args(["--replay", str(SHIPPED), *flags])
+    factory = source_from_args(args)
+    assert factory is not None
+    source = factory(RecordingPublisher())
+    assert isinstance(source, ReplaySource)
+    assert (source.speed, source.loop, source.retime) == (speed, loop, retime)
+
+
+def test_simulate_refuses_a_bad_speed(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--replay", str(SHIPPED), "--speed", "fast"])
+    assert "--speed must be a number" in capsys.readouterr().err

@@ -59,6 +59,8 @@ class Scenario:
     rate: float = 0.2
     #: Settings overrides of its exporter.
     exporter: dict[str, Any] = field(default_factory=dict)
+    #: Alerts its fault may raise besides `alerts`, as a true consequence.
+    side_effects: list[str] = field(default_factory=list)
 
 
 SCENARIOS = [
@@ -70,8 +72,19 @@ SCENARIOS = [
     ),
     Scenario("stall", [{"kind": "stall"}], ["DydxBlockHeightStalled", "DydxFeedStale"]),
     Scenario("lag", [{"kind": "lag", "seconds": 8}], ["DydxHighFeedLatency"]),
+    # A ghost bid above the best ask stays crossed until the asks move past it: on a quiet market (no
+    # order book activity) that is for good, which is when the alert must fire. Quiet also means no
+    # oracle updates on v4_markets, which the exporter would take for a dead link and re-snapshot (an
+    # uncrossed REST book) after its test silence timeout of 3 s: give it the production one. No trades
+    # and no book updates for longer than the scaled 1 m window is rightly DydxFeedStale.
     Scenario(
-        "cross", [{"kind": "cross", "market": "ETH-USD"}], ["DydxOrderbookCrossed"], {"market": "ETH-USD"}
+        "cross",
+        [{"kind": "cross", "market": "ETH-USD"}],
+        ["DydxOrderbookCrossed"],
+        {"market": "ETH-USD"},
+        rate=0.0,
+        exporter={"silence_timeout": 30.0},
+        side_effects=["DydxFeedStale"],
     ),
     Scenario("gap", [{"kind": "gap", "count": 5}], ["DydxMessageGaps"]),
 ]
@@ -97,10 +110,11 @@ async def firing_feed_alerts(prom: PrometheusServer) -> list[tuple[str, str]]:
 async def prometheus_view(prom: PrometheusServer, replica: str) -> str:
     """What Prometheus saw of one scenario's exporter, for a failure message."""
     alerts = await prom.query(f'ALERTS{{replica="{replica}"}}')
-    series = await prom.query(
-        f'{{replica="{replica}", __name__=~"up|dydx_ws_connected|dydx_block_height|dydx_orderbook_crossed.*|dydx_orderbook_levels|dydx_orderbook_resyncs_total'
-        f'|dydx_message_id_gaps_total|dydx_last_message_timestamp_seconds"}}'
+    names = (
+        "up|dydx_ws_connected|dydx_block_height|dydx_last_message_timestamp_seconds|dydx_message_id_gaps_total"
+        "|dydx_orderbook_crossed.*|dydx_orderbook_resyncs_total"
     )
+    series = await prom.query(f'{{replica="{replica}", __name__=~"{names}"}}')
     return (
         f"ALERTS: {[a['metric'] for a in alerts]}\nseries: {[(s['metric'], s['value'][1]) for s in series]}"
     )
@@ -202,11 +216,12 @@ async def test_faults_raise_their_alerts_in_alertmanager_and_resolve(
         (a["labels"]["alertname"], a["labels"].get("replica"))
         for note in webhook_receiver.notifications
         for a in note.alerts
-        if a["labels"]["alertname"] in {n for s in SCENARIOS for n in s.alerts}
+        if a["labels"]["alertname"].startswith("Dydx")
     }
     expected = {(alertname, s.name) for s in SCENARIOS for alertname in s.alerts}
     assert expected <= fired
-    assert fired - expected == set()
+    tolerated = {(alertname, s.name) for s in SCENARIOS for alertname in s.side_effects}
+    assert fired - expected - tolerated == set()
     # No alert fired before its (scaled) `for:` had run: a fault shorter than that would have been silent.
     for scenario in SCENARIOS:
         for alertname in scenario.alerts:

@@ -1,0 +1,525 @@
+"""Soak: the exporter against the simulator at a high rate, with seeded random faults, for a long time.
+
+    python -m tests.soak --seconds 1800          # `make soak` (SOAK_SECONDS)
+    python -m tests.soak --seconds 60 --seed 7 --markets 40 --rate 8
+
+The exporter runs in this process (so its asyncio tasks can be counted); the simulator runs as a separate
+`dydx-exporter simulate` process (so this process's RSS, fds and sockets are the exporter's, plus a small
+harness). The run alternates two phases until time is up:
+
+- a fault, drawn at random (seeded) from the simulator's fault kinds, then the time until /readyz is green
+  again, which must be within the fault's length + --feed.backoff-max + what the server asked to wait
+  (Retry-After, a handshake timeout) + a margin;
+- a fault-free window: the simulator is paused, the exporter settles, both sides' per-market trade counters
+  are read, the simulator resumes for a few seconds, is paused again, and the exporter must have counted
+  exactly the trades the simulator published in between (nothing lost while connected; trades published
+  while a link was down are legitimately missed and fall outside every window).
+
+Resources (RSS, tasks, fds, sockets) and reconnects are sampled every second; the quiescent samples taken
+at the start of each window (connected, subscribed, simulator paused) are the comparable ones: the last may
+not exceed the first by more than the slack. The report is printed; the exit status is 1 if any check
+failed. `run_soak(SoakConfig(...))` is the same run as a coroutine (the test suite runs a short one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+from exporter.config import Settings
+from exporter.service import Exporter
+from tests.helpers import Samples, metric_sum, scrape, wait_for
+from tests.reliability.support import ReadinessTrace, Resources, resources
+
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SoakConfig:
+    seconds: float = 1800.0
+    seed: int = 1
+    markets: int = 40
+    rate: float = 5.0
+    block_time: float = 0.2
+    #: Length of a fault-free window, seconds (drawn uniformly).
+    window: tuple[float, float] = (3.0, 8.0)
+    sample_interval: float = 1.0
+    backoff_max: float = 1.0
+    #: Scheduling noise on top of a documented recovery bound (shared CPUs).
+    margin: float = 3.0
+    #: Allowed growth between the first and the last quiescent sample.
+    rss_slack_bytes: int = 40 * MB
+    fd_slack: int = 4
+    task_slack: int = 4
+
+
+@dataclass(frozen=True)
+class Sample:
+    at: float  # seconds since start
+    res: Resources
+    reconnects: float
+    trades: float
+    quiescent: bool = False
+
+
+@dataclass(frozen=True)
+class Recovery:
+    kind: str
+    seconds: float  # from the end of the fault to /readyz green
+    bound: float
+
+    @property
+    def ok(self) -> bool:
+        return self.seconds <= self.bound
+
+
+@dataclass(frozen=True)
+class Window:
+    at: float
+    seconds: float
+    published: float
+    counted: float
+    lost_markets: tuple[str, ...]
+    reconnects: float
+
+    @property
+    def ok(self) -> bool:
+        return not self.lost_markets and self.published == self.counted and self.reconnects == 0
+
+
+@dataclass
+class SoakReport:
+    config: SoakConfig
+    samples: list[Sample] = field(default_factory=list)
+    recoveries: list[Recovery] = field(default_factory=list)
+    windows: list[Window] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    elapsed: float = 0.0
+
+    @property
+    def quiescent(self) -> list[Sample]:
+        return [s for s in self.samples if s.quiescent]
+
+    def problems(self) -> list[str]:
+        found = list(self.errors)
+        found += [
+            f"recovery after {r.kind} took {r.seconds:.2f}s > bound {r.bound:.2f}s"
+            for r in self.recoveries
+            if not r.ok
+        ]
+        for w in self.windows:
+            if not w.ok:
+                found.append(
+                    f"window at {w.at:.0f}s: published {w.published:.0f}, counted {w.counted:.0f}, "
+                    f"markets off {list(w.lost_markets)[:5]}, reconnects {w.reconnects:.0f}"
+                )
+        if not self.windows:
+            found.append("no fault-free window completed")
+        quiet = self.quiescent
+        if len(quiet) >= 2:
+            first, last = quiet[0].res, quiet[-1].res
+            c = self.config
+            if last.rss_bytes > first.rss_bytes + c.rss_slack_bytes:
+                found.append(f"RSS grew {(last.rss_bytes - first.rss_bytes) / MB:.1f} MB")
+            if last.fds > first.fds + c.fd_slack:
+                found.append(f"fds grew {first.fds} -> {last.fds}")
+            if last.sockets > first.sockets + c.fd_slack:
+                found.append(f"sockets grew {first.sockets} -> {last.sockets}")
+            if last.tasks > first.tasks + c.task_slack:
+                found.append(f"tasks grew {first.tasks} -> {last.tasks}")
+        return found
+
+    def rss_slope_mb_per_hour(self) -> float:
+        quiet = self.quiescent
+        if len(quiet) < 3:
+            return 0.0
+        xs = [s.at for s in quiet]
+        ys = [s.res.rss_bytes / MB for s in quiet]
+        slope = statistics.linear_regression(xs, ys).slope
+        return slope * 3600
+
+    def render(self) -> str:
+        c = self.config
+        lines = [
+            f"soak: {self.elapsed:.0f}s, seed {c.seed}, {c.markets} markets, rate {c.rate}, "
+            f"block time {c.block_time}s",
+            "",
+            "   time    RSS MB  tasks  fds  sockets  reconnects  trades",
+        ]
+        step = max(1, len(self.samples) // 20)
+        shown = self.samples[::step] + ([self.samples[-1]] if self.samples else [])
+        lines.extend(
+            f"{s.at:7.0f}s  {s.res.rss_bytes / MB:7.1f}  {s.res.tasks:5d}  {s.res.fds:3d}  "
+            f"{s.res.sockets:7d}  {s.reconnects:10.0f}  {s.trades:6.0f}{'  *' if s.quiescent else ''}"
+            for s in dict.fromkeys(shown)
+        )
+        lines.append("(* quiescent: connected, subscribed, simulator paused)")
+        lines.append(f"RSS trend over quiescent samples: {self.rss_slope_mb_per_hour():+.1f} MB/hour")
+        lines.append("")
+        lines.append("recoveries (seconds from the end of the fault to /readyz 200):")
+        kinds = sorted({r.kind for r in self.recoveries})
+        for kind in kinds:
+            times = [r.seconds for r in self.recoveries if r.kind == kind]
+            bound = max(r.bound for r in self.recoveries if r.kind == kind)
+            lines.append(
+                f"  {kind:<22} n={len(times):3d}  median {statistics.median(times):5.2f}  "
+                f"max {max(times):5.2f}  bound {bound:5.2f}"
+            )
+        published = sum(w.published for w in self.windows)
+        counted = sum(w.counted for w in self.windows)
+        lines.append("")
+        lines.append(
+            f"fault-free windows: {len(self.windows)}, {sum(w.seconds for w in self.windows):.0f}s, "
+            f"trades published {published:.0f}, counted {counted:.0f}"
+        )
+        problems = self.problems()
+        lines.append("")
+        lines.append("PASS" if not problems else "FAIL:\n  " + "\n  ".join(problems))
+        return "\n".join(lines)
+
+
+# --- the simulator as a process ------------------------------------------------------------------------
+
+
+class SimulatorProcess:
+    """`python -m exporter simulate` on an OS-assigned loopback port, its log in `workdir`."""
+
+    def __init__(self, workdir: Path, args: Sequence[str]) -> None:
+        self._log_path = workdir / "simulator.log"
+        self._args = list(args)
+        self._proc: asyncio.subprocess.Process | None = None
+        self.ws_url = ""
+        self.base_url = ""
+
+    async def start(self) -> None:
+        with self._log_path.open("wb") as log:
+            self._proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "exporter", "simulate", "--web.listen-address", "127.0.0.1:0",
+                "--log.format", "json", *self._args,
+                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
+            )  # fmt: skip
+        started = await wait_for(self._started, timeout=20, interval=0.1, message="simulator_started")
+        assert started is not None
+        self.ws_url = str(started["url"])
+        self.base_url = self.ws_url.replace("ws://", "http://", 1).removesuffix("/v4/ws")
+
+    def _started(self) -> dict[str, Any] | None:
+        assert self._proc is not None
+        if self._proc.returncode is not None:
+            raise RuntimeError(f"simulator exited with {self._proc.returncode}: {self._log_path.read_text()}")
+        for line in self._log_path.read_bytes().splitlines():
+            with contextlib.suppress(orjson.JSONDecodeError):
+                event = orjson.loads(line)
+                if isinstance(event, dict) and event.get("event") == "simulator_started":
+                    return event
+        return None
+
+    async def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.returncode is not None:
+            return
+        proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+# --- faults ----------------------------------------------------------------------------------------------
+
+DISCONNECT: dict[str, Any] = {"kind": "disconnect", "code": 1012}
+#: Detection timings of the soak's exporter (see run_soak): a stall must outlast them to break the feed.
+PING_TIMEOUT = 2.0
+SILENCE_TIMEOUT = 3.0
+HANDSHAKE_TIMEOUT = 1.0
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    requests: tuple[dict[str, Any], ...]  # POSTed in order to /control/faults
+    lasts: float = 0.0  # seconds in force
+    extra: float = 0.0  # a wait the exporter is told to make (Retry-After) or a detection timeout
+    breaks: bool = True  # /readyz must go red, then green; otherwise it must stay green
+
+
+def draw_fault(rng: random.Random, markets: Sequence[str]) -> Fault:
+    """A fault drawn at random; its parameters too."""
+    name = rng.choice(
+        ["disconnect", "abrupt", "heartbeat", "stall", "stall_channel", "malformed", "error", "gap",
+         "cross", "lag", "reject_429", "silent", "snapshot_errors", "slow_snapshots"]
+    )  # fmt: skip
+    seconds = round(rng.uniform(0.5, 2.5), 2)
+    if name == "disconnect":
+        return Fault(name, (DISCONNECT,))
+    if name == "abrupt":
+        return Fault(name, ({"kind": "disconnect", "abrupt": True},))
+    if name == "heartbeat":
+        return Fault(name, ({"kind": "disconnect", "code": 1011},))
+    if name == "stall":  # everything, pings included: the link is dead after PING_TIMEOUT
+        seconds += PING_TIMEOUT
+        return Fault(name, ({"kind": "stall", "seconds": seconds},), seconds)
+    if name == "stall_channel":  # block height only: dead after SILENCE_TIMEOUT
+        seconds += SILENCE_TIMEOUT
+        return Fault(name, ({"kind": "stall", "seconds": seconds, "channel": "v4_block_height"},), seconds)
+    if name == "malformed":
+        return Fault(name, ({"kind": "malformed", "count": rng.randint(1, 5)},), breaks=False)
+    if name == "error":
+        return Fault(name, ({"kind": "error"},), breaks=False)
+    if name == "gap":
+        return Fault(name, ({"kind": "gap", "count": rng.randint(1, 3)},), breaks=False)
+    if name == "cross":
+        market = rng.choice(markets)
+        return Fault(name, ({"kind": "cross", "market": market, "seconds": seconds},), seconds, breaks=False)
+    if name == "lag":
+        return Fault(name, ({"kind": "lag", "seconds": 1.0, "duration": seconds},), seconds, breaks=False)
+    if name == "reject_429":
+        return Fault(
+            name, ({"kind": "reject", "seconds": seconds, "retry_after": 1}, DISCONNECT), seconds, 1.0
+        )
+    if name == "silent":
+        return Fault(name, ({"kind": "silent", "seconds": seconds}, DISCONNECT), seconds, HANDSHAKE_TIMEOUT)
+    if name == "snapshot_errors":
+        return Fault(name, ({"kind": "rest_error", "seconds": seconds, "status": 500}, DISCONNECT), seconds)
+    return Fault(name, ({"kind": "rest_slow", "seconds": seconds, "delay": 0.5}, DISCONNECT), seconds)
+
+
+# --- the run ---------------------------------------------------------------------------------------------
+
+
+class _Soak:
+    def __init__(self, config: SoakConfig, sim: SimulatorProcess, exp: Exporter) -> None:
+        self.config = config
+        self.sim = sim
+        self.exp = exp
+        self.report = SoakReport(config)
+        self.began = time.monotonic()
+        self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+
+    async def close(self) -> None:
+        await self.http.close()
+
+    async def control(self, method: str, path: str, body: object = None) -> None:
+        data = orjson.dumps(body) if body is not None else None
+        async with self.http.request(method, self.sim.base_url + path, data=data) as resp:
+            if resp.status != 200:
+                raise RuntimeError(f"{method} {path} -> {resp.status}: {await resp.text()}")
+
+    async def ready(self) -> bool:
+        async with self.http.get(self.exp.url + "/readyz") as resp:
+            return resp.status == 200
+
+    async def exporter_samples(self) -> Samples:
+        return await scrape(self.exp.metrics_url, self.http)
+
+    async def truth(self) -> Samples:
+        return await scrape(self.sim.base_url + "/metrics", self.http)
+
+    async def sample(self, quiescent: bool = False) -> None:
+        s = await self.exporter_samples()
+        self.report.samples.append(
+            Sample(
+                at=time.monotonic() - self.began,
+                res=resources(),
+                reconnects=metric_sum(s, "dydx_ws_reconnects_total"),
+                trades=metric_sum(s, "dydx_trades_total"),
+                quiescent=quiescent,
+            )
+        )
+
+    async def sampler(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.sample_interval)
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                await self.sample()
+
+    async def run(self, deadline: float) -> None:
+        rng = random.Random(self.config.seed)
+        await wait_for(self.ready, timeout=30, interval=0.1, message="exporter ready at start")
+        markets = sorted(self.exp.pool.markets)
+        await self.window(rng)
+        while time.monotonic() < deadline:
+            await self.fault(rng, markets)
+            if time.monotonic() < deadline:
+                await self.window(rng)
+
+    async def fault(self, rng: random.Random, markets: Sequence[str]) -> None:
+        fault = draw_fault(rng, markets)
+        bound = fault.extra + self.config.backoff_max + self.config.margin
+        async with ReadinessTrace(self.exp.url) as trace:
+            began = time.monotonic()
+            for body in fault.requests:
+                await self.control("POST", "/control/faults", body)
+            ended = began + fault.lasts
+            await asyncio.sleep(fault.lasts)
+            if not fault.breaks:
+                await asyncio.sleep(0.2)  # a red phase it should not cause would show by now
+                red = trace.went_red_since(began)
+                if red is not None:
+                    self.report.errors.append(f"{fault.name} made /readyz red: {red[1].strip()[:200]}")
+                return
+            try:
+                green = await trace.wait_green_after(began, timeout=fault.lasts + bound + 10)
+            except AssertionError as exc:
+                self.report.errors.append(f"no recovery after {fault.name}: {exc}")
+                await self.control("DELETE", "/control/faults")
+                await wait_for(self.ready, timeout=30, interval=0.1, message=f"ready after {fault.name}")
+                return
+        self.report.recoveries.append(Recovery(fault.name, max(0.0, green - ended), bound))
+
+    async def window(self, rng: random.Random) -> None:
+        """A fault-free window, bracketed by pauses: the exporter must count exactly what was published."""
+        seconds = rng.uniform(*self.config.window)
+        await self.control("POST", "/control/pause")
+        try:
+            e0, _ = await self.settled()
+            t0 = await self.truth()
+            await self.sample(quiescent=True)
+        finally:
+            await self.control("POST", "/control/resume")
+        await asyncio.sleep(seconds)
+        await self.control("POST", "/control/pause")
+        try:
+            t1 = await self.truth()
+            published = _by_market(t1, "dydx_simulator_trades_published_total", "market")
+            published = {m: n - _by_market(t0, "dydx_simulator_trades_published_total", "market").get(m, 0)
+                         for m, n in published.items()}  # fmt: skip
+            e1 = e0
+
+            async def caught_up() -> bool:
+                nonlocal e1
+                e1 = await self.exporter_samples()
+                return _counted(e1, e0) == {m: n for m, n in published.items() if n}
+
+            with contextlib.suppress(AssertionError):
+                await wait_for(caught_up, timeout=5, interval=0.1)
+            counted = _counted(e1, e0)
+            lost = tuple(sorted(m for m in published if counted.get(m, 0) != published[m]))
+            reconnects = metric_sum(e1, "dydx_ws_reconnects_total") - metric_sum(
+                e0, "dydx_ws_reconnects_total"
+            )
+            self.report.windows.append(
+                Window(
+                    at=time.monotonic() - self.began,
+                    seconds=seconds,
+                    published=sum(published.values()),
+                    counted=sum(counted.values()),
+                    lost_markets=lost,
+                    reconnects=reconnects,
+                )
+            )
+        finally:
+            await self.control("POST", "/control/resume")
+
+    async def settled(self) -> tuple[Samples, float]:
+        """With the simulator paused: every subscription active and the trade count still for 0.3 s."""
+        last: list[float] = []
+
+        async def still() -> Samples | None:
+            s = await self.exporter_samples()
+            trades = metric_sum(s, "dydx_trades_total")
+            pending = metric_sum(s, "dydx_subscriptions", state="pending")
+            last.append(trades)
+            return s if pending == 0 and len(last) >= 4 and len(set(last[-4:])) == 1 else None
+
+        samples: Samples | None = await wait_for(still, timeout=10, interval=0.1, message="exporter settled")
+        assert samples is not None
+        return samples, last[-1]
+
+
+def _by_market(samples: Samples, name: str, label: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for (sample, labels), value in samples.items():
+        if sample == name:
+            market = dict(labels).get(label, "")
+            out[market] = out.get(market, 0.0) + value
+    return out
+
+
+def _counted(now: Samples, before: Samples) -> dict[str, float]:
+    a = _by_market(now, "dydx_trades_total", "market")
+    b = _by_market(before, "dydx_trades_total", "market")
+    return {m: n - b.get(m, 0.0) for m, n in a.items() if n - b.get(m, 0.0)}
+
+
+async def run_soak(config: SoakConfig) -> SoakReport:
+    """Runs one soak and returns its report (stops everything it started, whatever happens)."""
+    with tempfile.TemporaryDirectory(prefix="dydx-soak-") as tmp:
+        sim = SimulatorProcess(
+            Path(tmp),
+            [
+                "--seed", str(config.seed), "--markets", str(config.markets), "--rate", str(config.rate),
+                "--block-time", str(config.block_time), "--ping-interval", "0.5", "--pong-timeout", "3",
+                # keeps subscriptions pending for a while after each reconnect: a red /readyz to see
+                "--snapshot-delay", "0.2",
+            ],
+        )  # fmt: skip
+        exp: Exporter | None = None
+        soak: _Soak | None = None
+        sampler: asyncio.Task[None] | None = None
+        began = time.monotonic()
+        try:
+            await sim.start()
+            settings = Settings.for_simulator(
+                sim,
+                backoff_max=config.backoff_max,
+                ping_timeout=PING_TIMEOUT,
+                silence_timeout=SILENCE_TIMEOUT,
+                handshake_timeout=HANDSHAKE_TIMEOUT,
+                stale_after=5.0,
+            )
+            exp = Exporter(settings)
+            await exp.start()
+            soak = _Soak(config, sim, exp)
+            sampler = asyncio.create_task(soak.sampler(), name="soak-sampler")
+            await soak.run(began + config.seconds)
+            await soak.window(random.Random(config.seed + 1))  # the final quiescent sample and check
+            return soak.report
+        finally:
+            if sampler is not None:
+                sampler.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sampler
+            if soak is not None:
+                soak.report.elapsed = time.monotonic() - began
+                await soak.close()
+            if exp is not None:
+                await exp.stop()
+            await sim.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tests.soak", description=__doc__.split("\n\n")[0])
+    p.add_argument("--seconds", type=float, default=SoakConfig.seconds)
+    p.add_argument("--seed", type=int, default=SoakConfig.seed)
+    p.add_argument("--markets", type=int, default=SoakConfig.markets)
+    p.add_argument("--rate", type=float, default=SoakConfig.rate)
+    p.add_argument("--block-time", type=float, default=SoakConfig.block_time)
+    args = p.parse_args(argv)
+    from exporter import logs
+
+    logs.configure("warn", "json")
+    config = SoakConfig(
+        seconds=args.seconds, seed=args.seed, markets=args.markets, rate=args.rate, block_time=args.block_time
+    )
+    report = asyncio.run(run_soak(config))
+    print(report.render())
+    return 1 if report.problems() else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
