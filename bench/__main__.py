@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench.report import render
 from bench.runner import RESULTS_DIR, run
 from bench.scenarios import SCENARIOS
 
@@ -23,11 +25,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--repeat", type=int, default=None, help="repeats per ingest measurement (best of N)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where the JSON goes")
+    parser.add_argument(
+        "--render", type=Path, metavar="JSON", help="print the tables of an earlier run and exit"
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.render is not None:
+        print(render(json.loads(args.render.read_text())))
+        return 0
     started = time.monotonic()
 
     def log(line: str) -> None:

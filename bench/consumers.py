@@ -67,6 +67,8 @@ class RunResult:
     lag_ticks: int = 0
     metrics_updates: float | None = None
     data_started: float = 0.0
+    #: Garbage-collector pauses in the streaming phase: generation → [count, total ms, max ms].
+    gc_pauses: dict[int, list[float]] = field(default_factory=dict)
     metrics_url: str = ""
 
     def as_dict(self) -> dict[str, Any]:
@@ -128,6 +130,27 @@ async def _loop_lag(result: RunResult) -> None:
                 result.lag_events.append((now, lag, cpu - cpu_before))
         expected = now + LAG_TICK_S
         cpu_before = cpu
+
+
+class _GcPauses:
+    """Times every garbage collection (gc.callbacks) once data flows: a gen-2 pass over a large heap is a
+    loop stall of its own that no scrape caused."""
+
+    def __init__(self, result: RunResult) -> None:
+        self._result = result
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        if not self._result.data_started:
+            return
+        ms = (time.perf_counter() - self._started) * 1e3
+        entry = self._result.gc_pauses.setdefault(info["generation"], [0, 0.0, 0.0])
+        entry[0] += 1
+        entry[1] += ms
+        entry[2] = max(entry[2], ms)
 
 
 # -- bare ----------------------------------------------------------------------------------------------
@@ -337,8 +360,10 @@ async def _pipeline(spec: ConsumerSpec) -> RunResult:
     meter = _Meter(result, 1 + len(spec.workload.subscriptions), spec.rss_marks)
     tasks: list[asyncio.Task[None]] = []
     web_server: Any = None
+    gc_pauses = _GcPauses(result)
     if spec.measure_loop_lag:
         tasks.append(asyncio.create_task(_loop_lag(result)))
+        gc.callbacks.append(gc_pauses)
     try:
         if spec.scrape_interval > 0:
             from exporter.web.app import WebServer
@@ -362,6 +387,8 @@ async def _pipeline(spec: ConsumerSpec) -> RunResult:
                 await _pipeline_plain(ws, processor.handle, meter)
         meter.finish()
     finally:
+        if gc_pauses in gc.callbacks:
+            gc.callbacks.remove(gc_pauses)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -245,6 +245,10 @@ def _summarise_paced(run: dict[str, Any]) -> dict[str, Any]:
             "tick_ms": LAG_TICK_S * 1e3,
             "events_over_1ms": len(lag_events),
         },
+        "gc_pauses_ms": {
+            f"gen{gen}": {"count": int(n), "total": total, "max": longest}
+            for gen, (n, total, longest) in sorted(run.get("gc_pauses", {}).items())
+        },
         "scrapes": {
             "count": len(ok),
             "failed": len(scrapes) - len(ok),
@@ -308,6 +312,11 @@ async def _scrape_sizes(markets: int, repeat: int) -> dict[str, Any]:
     render_text = getattr(collector, "render_text", None)
     if callable(render_text):
         out["render_text_ms"] = best_of(render_text)
+    render_async = getattr(collector.registry, "render_async", None)
+    if callable(render_async):
+        out["render_async_ms"], out["render_async_longest_slice_ms"], out["render_async_slices"] = (
+            _render_slices(render_async, repeat)
+        )
 
     server = WebServer("127.0.0.1", 0, "/metrics", collector.registry, [processor])
     await server.start()
@@ -348,6 +357,28 @@ async def _scrape_sizes(markets: int, repeat: int) -> dict[str, Any]:
     out["loop_lag_max_on_cpu_ms"] = lag_max_cpu * 1e3
     out["rss_mb"] = rss_bytes() / 1e6
     return out
+
+
+def _render_slices(render_async: Callable[..., Any], repeat: int) -> tuple[float, float, int]:
+    """Steps the render coroutine by hand, timing each synchronous stretch between its yields: how long
+    the render holds the loop in one go, free of scheduling noise. Best of `repeat`."""
+    best: tuple[float, float, int] | None = None
+    for _ in range(max(repeat, 3)):
+        coro = render_async(False)
+        slices: list[float] = []
+        while True:
+            t0 = time.perf_counter()
+            try:
+                coro.send(None)
+            except StopIteration:
+                slices.append(time.perf_counter() - t0)
+                break
+            slices.append(time.perf_counter() - t0)
+        row = (sum(slices) * 1e3, max(slices) * 1e3, len(slices))
+        if best is None or row[1] < best[1]:
+            best = row
+    assert best is not None
+    return best
 
 
 def scrape_sizes(markets: int, repeat: int) -> dict[str, Any]:

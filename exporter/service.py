@@ -20,6 +20,7 @@ from exporter import __version__
 from exporter.config import Settings
 from exporter.feed.discovery import Discovery
 from exporter.feed.pool import Pool
+from exporter.feed.resync import Resyncer, ResyncPolicy
 from exporter.logs import get_logger
 from exporter.metrics.collector import Collector
 from exporter.metrics.looplag import LoopLagProbe
@@ -32,7 +33,9 @@ log = get_logger(__name__)
 class Exporter:
     def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
-        self.collector = Collector(version=__version__, channels=settings.channels)
+        self.collector = Collector(
+            version=__version__, channels=settings.channels, subaccounts=settings.subaccounts
+        )
         self.processor = Processor(
             self.collector,
             clock=clock,
@@ -45,6 +48,7 @@ class Exporter:
         self._session: aiohttp.ClientSession | None = None
         self._pool: Pool | None = None
         self._discovery: Discovery | None = None
+        self._resyncer: Resyncer | None = None
         self._web: WebServer | None = None
         self._ssl_context: ssl.SSLContext | None = None
         self._started = False
@@ -101,6 +105,14 @@ class Exporter:
         )
         self._pool = Pool(s, self._session, self.processor, self.collector)
         self._discovery = Discovery(s, self._session, self.processor, self.collector, self._pool)
+        policy = ResyncPolicy(
+            crossed_after=s.crossed_resync_after,
+            book_interval=s.resync_interval,
+            subaccount_interval=s.subaccount_refresh_interval if s.subaccounts else 0.0,
+            # A quarter of the subscribe budget at most: the pool's own subscribes come first.
+            max_per_second=max(1.0, s.feed.subscribe_rate / 4),
+        )
+        self._resyncer = Resyncer(policy, self._pool, self.processor)
         self._web = WebServer(
             s.listen_host,
             s.listen_port,
@@ -117,6 +129,7 @@ class Exporter:
             self.collector.component_up("rest", False)
             await self._pool.start()
             await self._discovery.start()
+            await self._resyncer.start()
         except BaseException:
             await self.stop()
             raise
@@ -137,6 +150,8 @@ class Exporter:
         budget = self.settings.shutdown_timeout
         try:
             async with asyncio.timeout(max(0.5, budget - 0.5)):
+                if self._resyncer is not None:
+                    await self._resyncer.stop()
                 if self._discovery is not None:
                     await self._discovery.stop()
                 if self._pool is not None:

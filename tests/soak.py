@@ -55,7 +55,7 @@ class SoakConfig:
     rate: float = 5.0
     block_time: float = 0.2
     #: Length of a fault-free window, seconds (drawn uniformly).
-    window: tuple[float, float] = (3.0, 8.0)
+    window: tuple[float, float] = (2.0, 5.0)
     sample_interval: float = 1.0
     backoff_max: float = 1.0
     #: Scheduling noise on top of a documented recovery bound (shared CPUs).
@@ -107,6 +107,7 @@ class SoakReport:
     recoveries: list[Recovery] = field(default_factory=list)
     windows: list[Window] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    faults: list[str] = field(default_factory=list)  # names, in the order injected
     elapsed: float = 0.0
 
     @property
@@ -169,6 +170,8 @@ class SoakReport:
         lines.append("(* quiescent: connected, subscribed, simulator paused)")
         lines.append(f"RSS trend over quiescent samples: {self.rss_slope_mb_per_hour():+.1f} MB/hour")
         lines.append("")
+        injected = {name: self.faults.count(name) for name in sorted(set(self.faults))}
+        lines.append(f"faults injected: {len(self.faults)} {injected}")
         lines.append("recoveries (seconds from the end of the fault to /readyz 200):")
         kinds = sorted({r.kind for r in self.recoveries})
         for kind in kinds:
@@ -359,6 +362,7 @@ class _Soak:
 
     async def fault(self, rng: random.Random, markets: Sequence[str]) -> None:
         fault = draw_fault(rng, markets)
+        self.report.faults.append(fault.name)
         bound = fault.extra + self.config.backoff_max + self.config.margin
         async with ReadinessTrace(self.exp.url) as trace:
             began = time.monotonic()

@@ -122,6 +122,8 @@ class _Sub:
     reason: str = ""
     active_since: float = 0.0  # wall-clock time the snapshot arrived
     backoff: Backoff | None = None
+    #: Resubscribed on purpose for a fresh snapshot (`resync`): pending, but not a reason to be unready.
+    refreshing: bool = False
 
 
 class _LinkDead(Exception):
@@ -204,6 +206,18 @@ class Link:
                 self._unsubscribe_queue.append(key)
         self._wake.set()
 
+    def resync(self, key: SubKey) -> bool:
+        """Unsubscribe and subscribe `key` again for a fresh snapshot. False (nothing done) unless it is
+        active on a connected link."""
+        sub = self._subs.get(key)
+        if sub is None or sub.state != ACTIVE or not self._ready:
+            return False
+        self._unsubscribe_queue.append(key)
+        sub.state, sub.sent_at, sub.retry_at, sub.refreshing = PENDING, None, 0.0, True
+        self._wake.set()
+        self._events.subscriptions_changed()
+        return True
+
     def retry_given_up(self) -> None:
         """Discovery refreshed: markets given up on get another round of attempts."""
         for sub in self._subs.values():
@@ -220,7 +234,11 @@ class Link:
             if self._retry_at is not None:
                 retry = f", retrying in {max(0.0, self._retry_at - time.monotonic()):.1f}s"
             return [f"{self.name}: not connected ({self._down_reason}{retry})"]
-        pending = sorted(f"{c}:{i}" if i else c for (c, i), s in self._subs.items() if s.state == PENDING)
+        pending = sorted(
+            f"{c}:{i}" if i else c
+            for (c, i), s in self._subs.items()
+            if s.state == PENDING and not s.refreshing
+        )
         if pending:
             shown = ", ".join(pending[:5]) + (" ..." if len(pending) > 5 else "")
             return [f"{self.name}: {len(pending)} subscription(s) pending ({shown})"]
@@ -316,7 +334,7 @@ class Link:
         self._last_attempt.clear()
         self._unsubscribe_queue.clear()
         for sub in self._subs.values():
-            sub.state, sub.sent_at, sub.retry_at = PENDING, None, 0.0
+            sub.state, sub.sent_at, sub.retry_at, sub.refreshing = PENDING, None, 0.0, False
         self._sink.link_opened(self.name)
         self._observer.link_up(self.name, True)
         if self._ever_up:
@@ -501,6 +519,7 @@ class Link:
                 self._wake.set()
             else:
                 sub.state, sub.sent_at, sub.rejections, sub.reason = ACTIVE, None, 0, ""
+                sub.refreshing = False
                 sub.active_since = time.time()
                 self._events.subscriptions_changed()
             if control.channel == ch.MARKETS:
@@ -534,7 +553,7 @@ class Link:
             return
         reason = error.reason
         if reason == "already_subscribed":
-            sub.state, sub.sent_at = ACTIVE, None
+            sub.state, sub.sent_at, sub.refreshing = ACTIVE, None, False
             sub.active_since = time.time()
             self._events.subscriptions_changed()
             return
@@ -568,11 +587,11 @@ class Link:
         return max(outstanding, key=lambda s: s.sent_at or 0.0, default=None)
 
     def _retry(self, sub: _Sub, reason: str, *, delay: float) -> None:
-        sub.state, sub.sent_at, sub.reason = PENDING, None, reason
+        sub.state, sub.sent_at, sub.reason, sub.refreshing = PENDING, None, reason, False
         sub.retry_at = time.monotonic() + delay
         log.warning("subscribe_failed", link=self.name, channel=sub.key[0], id=sub.key[1], reason=reason)
         self._wake.set()
 
     def _give_up(self, sub: _Sub, reason: str) -> None:
-        sub.state, sub.sent_at, sub.reason = FAILED, None, reason
+        sub.state, sub.sent_at, sub.reason, sub.refreshing = FAILED, None, reason, False
         log.warning("subscribe_given_up", link=self.name, channel=sub.key[0], id=sub.key[1], reason=reason)

@@ -39,6 +39,11 @@ def global_keys(settings: Settings) -> list[SubKey]:
     return [(c, None) for c in settings.channels if c in ch.CHANNELS_WITHOUT_ID]
 
 
+def account_keys(settings: Settings) -> list[SubKey]:
+    """The subaccounts of --subaccounts (v4_subaccounts, up to 256 per link)."""
+    return [(ch.SUBACCOUNTS, sub_id) for sub_id in settings.subaccounts]
+
+
 def links_needed(settings: Settings, market_count: int) -> int:
     """How many links `market_count` markets take (the planning rule the pool follows)."""
     # Each channel needs ceil(subs / cap) links; candles carry one subscription per resolution.
@@ -91,6 +96,9 @@ class Pool:
         first.want(global_keys(self._settings))
         for key in global_keys(self._settings):
             self._placement[key] = first
+        for key in account_keys(self._settings):
+            if key not in self._placement:
+                self._place(key)
         for link in self._links:
             link.launch()
         self.subscriptions_changed()
@@ -130,6 +138,19 @@ class Pool:
     def retry_given_up(self) -> None:
         for link in self._links:
             link.retry_given_up()
+
+    def active_keys(self, channel: str) -> list[SubKey]:
+        """Subscriptions of `channel` that are active now."""
+        return [
+            key
+            for key, link in self._placement.items()
+            if key[0] == channel and link.state_of(key) == "active"
+        ]
+
+    def resync(self, key: SubKey) -> bool:
+        """Resubscribe `key` on its link for a fresh snapshot; False when it is not active there."""
+        link = self._placement.get(key)
+        return link is not None and link.resync(key)
 
     # --- LinkEvents ----------------------------------------------------------------------------------
 
@@ -172,7 +193,9 @@ class Pool:
     # --- placement -----------------------------------------------------------------------------------
 
     def _cap(self, link: Link, channel: str) -> int:
-        cap = min(self._settings.feed.max_subscriptions, ch.SUBSCRIPTION_CAPS[channel])
+        cap = ch.SUBSCRIPTION_CAPS[channel]
+        if channel in self._settings.market_channels:  # --feed.max-subscriptions is about market channels
+            cap = min(self._settings.feed.max_subscriptions, cap)
         return min(cap, self._caps.get((link.name, channel), cap))
 
     def _place(self, key: SubKey) -> None:

@@ -96,14 +96,6 @@ class FrameSink(Protocol):
     def last_data_at(self, link: str, channel: str) -> float | None:
         """Wall-clock time of the last data frame for `channel` on `link` (None if none yet)."""
 
-    def crossed_books(self) -> Mapping[str, float]:
-        """Markets whose order book, as delivered, is crossed now → wall-clock time it has been crossed
-        since (the feed decides whether to re-snapshot them)."""
-
-    def expect_resync(self, channel: str, sub_id: str, reason: str) -> None:
-        """The feed is about to resubscribe (channel, sub_id) to get a fresh snapshot, for `reason`
-        (crossed, periodic): the next snapshot counts as that resync."""
-
 
 class FeedObserver(Protocol):
     """What the feed reports about itself. Label values are bounded; never put message text in one."""

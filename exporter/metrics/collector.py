@@ -48,6 +48,8 @@ class BookReadout(Protocol):
 
     crossed: bool
     crossed_total: int
+    #: Wall-clock time of the latest snapshot or update (0.0 before the first).
+    updated_at: float
 
     def crossed_seconds(self, now: float) -> float: ...
 
@@ -134,20 +136,24 @@ class ChannelMetrics:
 
 class MarketMetrics:
     """Everything exported per market. Groups of series appear as the market is listed (info, oracle),
-    subscribed to trades (`has_trades`) or to the order book (`book` set)."""
+    subscribed to trades (`has_trades`) or to the order book (`book` set). The `*_at` fields are the
+    wall-clock time of the market's latest frame per channel (0.0: none yet), stored on the hot path."""
 
     __slots__ = (
         "book",
+        "candles_at",
         "has_trades",
         "label",
         "last_trade_price",
         "listed",
         "notional",
+        "oracle_at",
         "oracle_price",
         "resyncs",
         "status",
         "ticker",
         "trades",
+        "trades_at",
         "volume",
     )
 
@@ -164,13 +170,36 @@ class MarketMetrics:
         self.last_trade_price: float | None = None
         self.book: BookReadout | None = None
         self.resyncs: dict[str, int] = dict.fromkeys(c.RESYNC_REASONS, 0)
+        self.trades_at = 0.0
+        self.oracle_at = 0.0
+        self.candles_at = 0.0
+
+
+class SubaccountMetrics:
+    """Everything exported per subaccount named by --subaccounts (the label value is that id)."""
+
+    __slots__ = ("equity", "fills", "free_collateral", "label", "open_orders", "open_positions", "sub_id")
+
+    def __init__(self, sub_id: str) -> None:
+        self.sub_id = sub_id
+        self.label = f'subaccount="{escape(sub_id)}"'
+        self.equity: float | None = None
+        self.free_collateral: float | None = None
+        self.open_positions = 0
+        self.open_orders = 0
+        self.fills = [0, 0]  # index 0 buy, 1 sell
 
 
 class Collector:
     """FeedObserver for the feed's own health, and the counters the Processor updates on the hot path."""
 
     def __init__(
-        self, *, version: str, channels: Sequence[str], clock: Callable[[], float] = time.time
+        self,
+        *,
+        version: str,
+        channels: Sequence[str],
+        subaccounts: Sequence[str] = (),
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.version = version
         self._clock = clock
@@ -180,6 +209,7 @@ class Collector:
         self._none_channel = self._add_channel(c.NO_CHANNEL, protocol_channel=False)
         self._unknown_channel = self._add_channel(c.UNKNOWN_CHANNEL, protocol_channel=False)
         self._markets: dict[str, MarketMetrics] = {}
+        self._subaccounts: dict[str, SubaccountMetrics] = {s: SubaccountMetrics(s) for s in subaccounts}
         # Hot-path globals, incremented by the Processor.
         self.received_bytes = 0
         self.message_id_gaps = 0
@@ -246,6 +276,10 @@ class Collector:
     def forget_market(self, ticker: str) -> None:
         """Remove every series of the market (delisted or unsubscribed)."""
         self._markets.pop(ticker, None)
+
+    def subaccount(self, sub_id: str) -> SubaccountMetrics | None:
+        """The metrics of a configured subaccount; None for any other id (the label stays bounded)."""
+        return self._subaccounts.get(sub_id)
 
     def market_tickers(self) -> list[str]:
         return list(self._markets)
@@ -450,6 +484,20 @@ class Collector:
                 if m.book is not None:
                     for reason, count in m.resyncs.items():
                         add(f'{name}{{{m.label},reason="{reason}"}} {count}\n')
+        elif spec is c.MARKET_LAST_UPDATE:
+            for m in markets:
+                label = m.label
+                book = m.book
+                for channel, at in (
+                    (ch.ORDERBOOK, 0.0 if book is None else book.updated_at),
+                    (ch.TRADES, m.trades_at),
+                    (ch.CANDLES, m.candles_at),
+                    (ch.MARKETS, m.oracle_at),
+                ):
+                    if at:
+                        add(f'{name}{{{label},channel="{channel}"}} {fmt(at)}\n')
+        elif spec in _SUBACCOUNT_SPECS:
+            self._subaccount_samples(spec, out)
         elif spec is c.REST_REQUESTS:
             _labelled(out, name, ("endpoint", "code"), self._rest_requests)
         elif spec is c.REST_DURATION:
@@ -463,6 +511,36 @@ class Collector:
             out.append(f"{name} {self._scrape_size}\n")
         else:  # pragma: no cover - a catalog entry without a renderer is a programming error
             raise AssertionError(f"no renderer for {spec.name}")
+
+    def _subaccount_samples(self, spec: c.MetricSpec, out: list[str]) -> None:
+        name = spec.name
+        add = out.append
+        for sub in sorted(self._subaccounts.values(), key=lambda s: s.sub_id):
+            if spec is c.SUBACCOUNT_EQUITY:
+                if sub.equity is not None:
+                    add(f"{name}{{{sub.label}}} {fmt(sub.equity)}\n")
+            elif spec is c.SUBACCOUNT_FREE_COLLATERAL:
+                if sub.free_collateral is not None:
+                    add(f"{name}{{{sub.label}}} {fmt(sub.free_collateral)}\n")
+            elif spec is c.SUBACCOUNT_OPEN_POSITIONS:
+                add(f"{name}{{{sub.label}}} {sub.open_positions}\n")
+            elif spec is c.SUBACCOUNT_OPEN_ORDERS:
+                add(f"{name}{{{sub.label}}} {sub.open_orders}\n")
+            else:
+                buy, sell = c.TRADE_SIDE_LABELS
+                add(f'{name}{{{sub.label},side="{buy}"}} {sub.fills[0]}\n')
+                add(f'{name}{{{sub.label},side="{sell}"}} {sub.fills[1]}\n')
+
+
+_SUBACCOUNT_SPECS = frozenset(
+    {
+        c.SUBACCOUNT_EQUITY,
+        c.SUBACCOUNT_FREE_COLLATERAL,
+        c.SUBACCOUNT_OPEN_POSITIONS,
+        c.SUBACCOUNT_OPEN_ORDERS,
+        c.SUBACCOUNT_FILLS,
+    }
+)
 
 
 def _header(spec: c.MetricSpec, openmetrics: bool) -> str:

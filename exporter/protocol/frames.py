@@ -118,6 +118,22 @@ def non_negative(value: object) -> float | None:
     return None
 
 
+def finite(value: object) -> float | None:
+    """A signed amount (equity can be negative): a decimal string (or JSON number) that is finite."""
+    if value.__class__ is str:
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+    elif value.__class__ is float or value.__class__ is int:
+        number = float(value)
+    else:
+        return None
+    if -math.inf < number < math.inf:
+        return number
+    return None
+
+
 def integer(value: object) -> int | None:
     """A non-negative integer sent as a string (heights) or a JSON int; bools and floats are refused."""
     if value.__class__ is int:

@@ -65,6 +65,7 @@ class Book:
         "has_snapshot",
         "link",
         "needs_resync",
+        "updated_at",
     )
 
     def __init__(self) -> None:
@@ -79,6 +80,8 @@ class Book:
         self.crossed_total = 0
         self._crossed_accrued = 0.0
         self._crossed_reported = 0.0
+        #: Wall-clock time of the latest snapshot or update, stamped by the processor.
+        self.updated_at = 0.0
 
     # --- feeding --------------------------------------------------------------------------------------
     def load_snapshot(

@@ -23,12 +23,21 @@ from exporter.feed.sink import (
     Unsubscribed,
 )
 from exporter.logs import get_logger
-from exporter.metrics.collector import ChannelMetrics, Collector, Histogram, MarketMetrics
+from exporter.metrics.collector import ChannelMetrics, Collector, Histogram, MarketMetrics, SubaccountMetrics
 from exporter.protocol import channels as ch
-from exporter.protocol.frames import JSONDecodeError, TimestampParser, integer, loads, non_negative, positive
+from exporter.protocol.frames import (
+    JSONDecodeError,
+    TimestampParser,
+    finite,
+    integer,
+    loads,
+    non_negative,
+    positive,
+)
 from exporter.state.book import Book
 from exporter.state.markets import DirectoryChange, MarketDirectory, valid_ticker
 from exporter.state.msgids import MessageIds
+from exporter.state.subaccounts import Subaccount
 from exporter.state.trades import RecentIds
 
 # exporter.logs.get_logger passes logger= twice to structlog (TypeError at import); bind the name instead.
@@ -118,6 +127,11 @@ class Processor:
         self._link = ""
         self._books: dict[str, Book] = {}
         self._tapes: dict[str, tuple[RecentIds, MarketMetrics]] = {}
+        #: candle subscription id ("BTC-USD/1MIN") → its market's metrics, for the freshness stamp.
+        self._candle_markets: dict[str, MarketMetrics] = {}
+        self._subaccounts: dict[str, tuple[Subaccount, SubaccountMetrics]] = {}
+        #: (channel, id) → reason of the resubscribe the feed asked for; its snapshot counts as that resync.
+        self._resync_reasons: dict[tuple[str, str], str] = {}
         self._directory = MarketDirectory()
         self._timestamp = TimestampParser()
         self._last_data_at = 0.0
@@ -131,7 +145,7 @@ class Processor:
             ch.MARKETS: self._markets_update,
             ch.CANDLES: self._candles_update,
             ch.BLOCK_HEIGHT: self._block_height_update,
-            ch.SUBACCOUNTS: self._ignored,
+            ch.SUBACCOUNTS: self._subaccount_update,
             ch.PARENT_SUBACCOUNTS: self._ignored,
         }
         self._snapshots: dict[str, SnapshotHandler] = {
@@ -140,7 +154,7 @@ class Processor:
             ch.MARKETS: self._markets_snapshot,
             ch.CANDLES: self._candles_snapshot,
             ch.BLOCK_HEIGHT: self._block_height_snapshot,
-            ch.SUBACCOUNTS: self._ignored_snapshot,
+            ch.SUBACCOUNTS: self._subaccount_snapshot,
             ch.PARENT_SUBACCOUNTS: self._ignored_snapshot,
         }
         collector.set_component_probe("processor", lambda now: not self.not_ready_reasons(now))
@@ -163,6 +177,7 @@ class Processor:
             book = self._books.get(ticker)
             if book is not None and book.link == link:
                 book.invalidate(now)
+            self._resync_reasons.pop((ch.ORDERBOOK, ticker), None)  # its next snapshot is a reconnect
         state.books.clear()
 
     def last_data_at(self, link: str, channel: str) -> float | None:
@@ -206,7 +221,16 @@ class Processor:
     def forget_market(self, ticker: str) -> None:
         self._books.pop(ticker, None)
         self._tapes.pop(ticker, None)
+        for resolution in ch.CANDLE_RESOLUTIONS:
+            self._candle_markets.pop(ch.candle_id(ticker, resolution), None)
+        self._resync_reasons.pop((ch.ORDERBOOK, ticker), None)
         self._collector.forget_market(ticker)
+
+    def crossed_books(self) -> Mapping[str, float]:
+        return {ticker: book.crossed_since for ticker, book in self._books.items() if book.crossed}
+
+    def expect_resync(self, channel: str, sub_id: str, reason: str) -> None:
+        self._resync_reasons[(channel, sub_id)] = reason
 
     # --- ReadinessSource --------------------------------------------------------------------------------
     def not_ready_reasons(self, now: float) -> list[str]:
@@ -335,7 +359,12 @@ class Processor:
             self._message_id(link, frame, cm, now)
             sub_id = frame.get("id")
             sub_id = sub_id if sub_id.__class__ is str else None
-            if cm.name == ch.ORDERBOOK and sub_id is not None:
+            # A refresh the feed asked for keeps the book readable until its new snapshot replaces it.
+            if (
+                cm.name == ch.ORDERBOOK
+                and sub_id is not None
+                and (cm.name, sub_id) not in self._resync_reasons
+            ):
                 book = self._books.get(sub_id)
                 if book is not None and book.link == link:
                     book.invalidate(now)
@@ -380,11 +409,14 @@ class Processor:
         if book is None:
             book = self._books[sub_id] = Book()
             self._collector.market(sub_id).book = book
-        reason = "resubscribe" if book.has_snapshot else "reconnect" if book.needs_resync else None
+        reason = self._resync_reasons.pop((ch.ORDERBOOK, sub_id), None)
+        if reason is None:
+            reason = "resubscribe" if book.has_snapshot else "reconnect" if book.needs_resync else None
         if reason is not None:
             self._collector.market(sub_id).resyncs[reason] += 1
             log.info("orderbook_resync", market=sub_id, reason=reason, link=link)
         book.load_snapshot(link, bids, asks, message_id, now)
+        book.updated_at = now
         self._links[link].books.add(sub_id)
 
     def _snapshot_levels(self, link: str, cm: ChannelMetrics, levels: Any) -> list[tuple[float, float]]:
@@ -421,6 +453,7 @@ class Processor:
         if bids is None and asks is None:
             self._invalid("", cm, "missing_field", contents)
             return
+        book.updated_at = now
         for levels, apply in ((bids, book.update_bid), (asks, book.update_ask)):
             if levels is None:
                 continue
@@ -476,6 +509,7 @@ class Processor:
             market.has_trades = True
             entry = self._tapes[sub_id] = (RecentIds(), market)
         tape = entry[0]
+        entry[1].trades_at = now
         rows = contents.get("trades") if contents.__class__ is dict else None
         if rows.__class__ is not list:
             self._invalid(link, cm, "wrong_type", contents)
@@ -500,6 +534,7 @@ class Processor:
             self._invalid("", cm, "missing_field" if contents.__class__ is dict else "wrong_type", contents)
             return
         tape, market = entry
+        market.trades_at = now
         newest: object = None
         for row in rows:
             if row.__class__ is not dict:
@@ -549,7 +584,7 @@ class Processor:
             self._invalid(link, cm, "wrong_type", contents)
             return
         change = self._directory.load(markets)
-        self._apply_prices(markets)
+        self._apply_prices(markets, now)
         self._apply_directory(change)
         if change:
             self._remember_change(change)
@@ -593,9 +628,12 @@ class Processor:
                     self._invalid("", cm, "unknown_market", ticker)
                 continue
             market.oracle_price = price
+            market.oracle_at = now
             self._observe_latency(cm, row.get("effectiveAt"), now)
 
-    def _apply_prices(self, markets: Mapping[str, object]) -> None:
+    def _apply_prices(self, markets: Mapping[str, object], received_at: float | None = None) -> None:
+        """Oracle prices of a full market list; `received_at` stamps freshness (a v4_markets snapshot, not
+        the REST list, which is not a frame of the feed)."""
         collector = self._collector
         for ticker, market in markets.items():
             if isinstance(market, Mapping):
@@ -603,6 +641,8 @@ class Processor:
                 tracked = collector.existing_market(ticker)
                 if price is not None and tracked is not None:
                     tracked.oracle_price = price
+                    if received_at is not None:
+                        tracked.oracle_at = received_at
 
     def _apply_directory(self, change: DirectoryChange) -> None:
         collector = self._collector
@@ -647,6 +687,11 @@ class Processor:
         candles = contents.get("candles") if contents.__class__ is dict else None
         if candles.__class__ is not list:
             self._invalid(link, cm, "wrong_type", contents)
+            return
+        ticker = sub_id.rpartition("/")[0] if sub_id.__class__ is str else None
+        if valid_ticker(ticker):
+            market = self._candle_markets[sub_id] = self._collector.market(ticker)  # type: ignore[arg-type]
+            market.candles_at = now
 
     def _candles_update(
         self, cm: ChannelMetrics, sub_id: Any, contents: Any, message_id: int, now: float
@@ -657,6 +702,9 @@ class Processor:
         if positive(contents.get("close")) is None or contents.get("startedAt").__class__ is not str:
             self._invalid("", cm, "bad_number" if "close" in contents else "missing_field", contents)
             return
+        market = self._candle_markets.get(sub_id) if sub_id.__class__ is str else None
+        if market is not None:
+            market.candles_at = now
         reference = self._newest_exchange_time
         if reference and now - self._newest_exchange_received <= CANDLE_REFERENCE_MAX_AGE_S:
             lag = now - reference
@@ -688,8 +736,111 @@ class Processor:
         self._collector.block_timestamp = stamp
         self._observe_latency(cm, stamp, now)
 
+    # --- subaccounts ----------------------------------------------------------------------------------
+    def _subaccount(
+        self, cm: ChannelMetrics, sub_id: Any, link: str
+    ) -> tuple[Subaccount, SubaccountMetrics] | None:
+        entry = self._subaccounts.get(sub_id) if sub_id.__class__ is str else None
+        if entry is None:
+            metrics = self._collector.subaccount(sub_id) if sub_id.__class__ is str else None
+            if metrics is None:  # only the configured subaccounts are tracked (bounded label)
+                self._invalid(link, cm, "unknown_subaccount", sub_id)
+                return None
+            entry = self._subaccounts[sub_id] = (Subaccount(), metrics)
+        return entry
+
+    def _subaccount_snapshot(
+        self, link: str, cm: ChannelMetrics, sub_id: Any, contents: Any, message_id: int, now: float
+    ) -> None:
+        entry = self._subaccount(cm, sub_id, link)
+        if entry is None:
+            return
+        if contents.__class__ is not dict:
+            self._invalid(link, cm, "wrong_type", contents)
+            return
+        state, metrics = entry
+        account = contents.get("subaccount")
+        if account is None:  # `{}`: the indexer does not know this subaccount
+            state.forget()
+            metrics.equity = metrics.free_collateral = None
+            metrics.open_positions = metrics.open_orders = 0
+            return
+        if account.__class__ is not dict:
+            self._invalid(link, cm, "wrong_type", account)
+            return
+        equity = finite(account.get("equity"))
+        free_collateral = finite(account.get("freeCollateral"))
+        if equity is None or free_collateral is None:
+            self._invalid(link, cm, "bad_number", account)
+        metrics.equity = equity
+        metrics.free_collateral = free_collateral
+        positions: dict[str, str] = {}
+        open_positions = account.get("openPerpetualPositions")
+        if open_positions.__class__ is dict:
+            for market, position in open_positions.items():
+                status = position.get("status", "OPEN") if position.__class__ is dict else None
+                if status.__class__ is str:
+                    positions[market] = status
+                else:
+                    self._invalid(link, cm, "wrong_type", position)
+        elif open_positions is not None:
+            self._invalid(link, cm, "wrong_type", open_positions)
+        orders: dict[str, str] = {}
+        rows = contents.get("orders")
+        for row in rows if rows.__class__ is list else ():
+            order_id = row.get("id") if row.__class__ is dict else None
+            status = row.get("status") if row.__class__ is dict else None
+            if order_id.__class__ is str and status.__class__ is str:
+                orders[order_id] = status
+            else:
+                self._invalid(link, cm, "wrong_type", row)
+        state.load_snapshot(positions, orders)
+        metrics.open_positions = len(state.positions)
+        metrics.open_orders = len(state.orders)
+
+    def _subaccount_update(
+        self, cm: ChannelMetrics, sub_id: Any, contents: Any, message_id: int, now: float
+    ) -> None:
+        entry = self._subaccount(cm, sub_id, "")
+        if entry is None:
+            return
+        if contents.__class__ is not dict:
+            self._invalid("", cm, "wrong_type", contents)
+            return
+        state, metrics = entry
+        positions = contents.get("perpetualPositions")
+        if positions is not None:
+            for row in positions if positions.__class__ is list else (positions,):
+                market = row.get("market") if row.__class__ is dict else None
+                status = row.get("status") if row.__class__ is dict else None
+                if market.__class__ is str and status.__class__ is str:
+                    state.apply_position(market, status, finite(row.get("size")))
+                else:
+                    self._invalid("", cm, "wrong_type", row)
+            metrics.open_positions = len(state.positions)
+        orders = contents.get("orders")
+        if orders is not None:
+            for row in orders if orders.__class__ is list else (orders,):
+                order_id = row.get("id") if row.__class__ is dict else None
+                status = row.get("status") if row.__class__ is dict else None
+                if order_id.__class__ is str and status.__class__ is str:
+                    state.apply_order(order_id, status)
+                else:
+                    self._invalid("", cm, "wrong_type", row)
+            metrics.open_orders = len(state.orders)
+        fills = contents.get("fills")
+        if fills is not None:
+            for row in fills if fills.__class__ is list else (fills,):
+                fill_id = row.get("id") if row.__class__ is dict else None
+                side = row.get("side") if row.__class__ is dict else None
+                index = _SIDE_INDEX.get(side) if side.__class__ is str else None
+                if fill_id.__class__ is not str or len(fill_id) > 64 or index is None:
+                    self._invalid("", cm, "wrong_type", row)
+                elif state.fills.add(fill_id):
+                    metrics.fills[index] += 1
+
     def _ignored(self, cm: ChannelMetrics, sub_id: Any, contents: Any, message_id: int, now: float) -> None:
-        """Subaccount channels are counted (messages, updates, processing) but carry no exporter state."""
+        """Parent subaccounts are counted (messages, updates, processing) but carry no exporter state."""
 
     def _ignored_snapshot(
         self, link: str, cm: ChannelMetrics, sub_id: Any, contents: Any, message_id: int, now: float

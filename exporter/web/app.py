@@ -32,6 +32,13 @@ MAX_REQUEST_BODY_BYTES: Final = 1024
 MAX_LINE_BYTES: Final = 8190
 MAX_HEADER_FIELD_BYTES: Final = 8190
 MAX_HEADERS: Final = 64
+#: A connection that has not sent a complete request this long after it opened, or that sits idle this
+#: long between requests, is closed (aiohttp's keep-alive timer also runs before the first request, so this
+#: is the header timeout too). Longer than the 15 s scrape interval, so Prometheus keeps its connection.
+IDLE_TIMEOUT_S: Final = 30.0
+#: A client that does not read its /metrics response within this long is cut off, so abandoned readers
+#: cannot hold a handler and a rendered body each.
+WRITE_TIMEOUT_S: Final = 30.0
 #: Smaller bodies are not worth a trip to the worker thread.
 GZIP_INLINE_LIMIT: Final = 16 * 1024
 GZIP_LEVEL: Final = 1
@@ -88,6 +95,8 @@ class WebServer:
         *,
         middlewares: Sequence[Any] = (),
         ssl_context: ssl.SSLContext | None = None,
+        idle_timeout: float = IDLE_TIMEOUT_S,
+        write_timeout: float = WRITE_TIMEOUT_S,
     ) -> None:
         if not telemetry_path.startswith("/"):
             raise ValueError(f"telemetry path must start with '/', not {telemetry_path!r}")
@@ -98,6 +107,8 @@ class WebServer:
         self._readiness = list(readiness)
         self._middlewares = list(middlewares)
         self._ssl_context = ssl_context
+        self._idle_timeout = idle_timeout
+        self._write_timeout = write_timeout
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
 
@@ -126,6 +137,7 @@ class WebServer:
             max_line_size=MAX_LINE_BYTES,
             max_field_size=MAX_HEADER_FIELD_BYTES,
             max_headers=MAX_HEADERS,
+            keepalive_timeout=self._idle_timeout,
         )
         await runner.setup()
         try:
@@ -167,7 +179,26 @@ class WebServer:
                 body = gzip.compress(body, GZIP_LEVEL)
             headers["Content-Encoding"] = "gzip"
         headers["Vary"] = "Accept, Accept-Encoding"
-        return web.Response(body=body, headers=headers)
+        if request.method != "GET":
+            return web.Response(body=body, headers=headers)
+        return await self._send(request, body, headers)
+
+    async def _send(self, request: web.Request, body: bytes, headers: dict[str, str]) -> web.StreamResponse:
+        """Writes `body`, cutting the connection off if the client does not take it within the timeout."""
+        response = web.StreamResponse(headers=headers)
+        response.content_length = len(body)
+        try:
+            async with asyncio.timeout(self._write_timeout):
+                await response.prepare(request)
+                await response.write(body)
+                await response.write_eof()
+        except TimeoutError:
+            log.warning(
+                "scrape_write_timeout", peer=request.remote, size=len(body), seconds=self._write_timeout
+            )
+            if request.transport is not None:
+                request.transport.abort()
+        return response
 
     async def _healthz(self, request: web.Request) -> web.StreamResponse:
         return web.Response(text="ok\n")

@@ -472,7 +472,9 @@ class BasicAuth:
         if credentials is None:
             raise unauthorized()
         user, password = credentials
-        fingerprint = hmac.new(self._cache_key, user + b"\0" + password, hashlib.sha256).digest()
+        # Length-prefixed so that no other (user, password) split of the same bytes can share an entry.
+        message = len(user).to_bytes(4, "big") + user + password
+        fingerprint = hmac.new(self._cache_key, message, hashlib.sha256).digest()
         if self._cached(fingerprint):
             return await handler(request)
         if self._pending >= self._settings.max_pending:

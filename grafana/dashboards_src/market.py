@@ -146,20 +146,19 @@ def _trades() -> list[PanelBuilder]:
 def _freshness() -> list[PanelBuilder]:
     return [
         graph(
-            "Book and oracle updates",
-            "Per-market staleness: how often the best price and the oracle price changed per interval. "
-            "A market at 0 on both is stale even though the link is up.",
-            "none",
+            "Data age",
+            "Seconds since the market's last snapshot or update, per channel (v4_orderbook, v4_trades, "
+            "v4_candles; v4_markets is its oracle price), freshest replica. A market that ages while the "
+            "link is up is stale; an illiquid one ages on the wire too, so compare with its usual level.",
+            "s",
             [
                 Q(
-                    f"max by (market) (changes({sel('dydx_orderbook_best_price', M)}[$__rate_interval]))",
-                    "{{market}} book",
-                ),
-                Q(
-                    f"max by (market) (changes({sel('dydx_oracle_price', M)}[$__rate_interval]))",
-                    "{{market}} oracle",
-                ),
+                    f"time() - max by (market, channel) "
+                    f"({sel('dydx_market_last_update_timestamp_seconds', M)})",
+                    "{{market}} {{channel}}",
+                )
             ],
+            min_value=0,
         ),
         listing(
             "Market status",

@@ -326,6 +326,51 @@ def _connections() -> list[PanelBuilder]:
     ]
 
 
+def _subaccounts() -> list[PanelBuilder]:
+    """Only the subaccounts named by --subaccounts (empty when the flag is not given)."""
+    sub = 'subaccount=~".+"'
+    return [
+        graph(
+            "Subaccount equity and free collateral",
+            "Equity and free collateral (USDC) of each subaccount of --subaccounts, as of its latest "
+            "snapshot (refreshed every --subaccounts.refresh-interval).",
+            "currencyUSD",
+            [
+                Q(f"{DEDUP} ({sel('dydx_subaccount_equity', sub)})", "{{subaccount}} equity"),
+                Q(
+                    f"{DEDUP} ({sel('dydx_subaccount_free_collateral', sub)})",
+                    "{{subaccount}} free collateral",
+                ),
+            ],
+            width=8,
+        ),
+        graph(
+            "Subaccount open positions and orders",
+            "Open perpetual positions and open orders of each subaccount of --subaccounts.",
+            "none",
+            [
+                Q(f"{DEDUP} ({sel('dydx_subaccount_open_positions', sub)})", "{{subaccount}} positions"),
+                Q(f"{DEDUP} ({sel('dydx_subaccount_open_orders', sub)})", "{{subaccount}} orders"),
+            ],
+            width=8,
+        ),
+        graph(
+            "Subaccount fills by side",
+            "Fills per interval of each subaccount of --subaccounts, by side.",
+            "none",
+            [
+                Q(
+                    f"sum by (subaccount, side) ({DEDUP} "
+                    f"({rate('dydx_subaccount_fills_total', sub, fn='increase')}))",
+                    "{{subaccount}} {{side}}",
+                )
+            ],
+            width=8,
+            bars=True,
+        ),
+    ]
+
+
 def build() -> Dashboard:
     dashboard = new_dashboard(
         OVERVIEW,
@@ -338,6 +383,7 @@ def build() -> Dashboard:
         ("Latency", _latency()),
         ("Errors", _errors()),
         ("Connections and subscriptions", _connections()),
+        ("Subaccounts", _subaccounts()),
     ]
     for title, panels in sections:
         dashboard = dashboard.with_row(row(title))
