@@ -50,6 +50,8 @@ class ConsumerSpec:
     measure_loop_lag: bool = False
     #: Data-frame counts at which to sample RSS.
     rss_marks: tuple[int, ...] = ()
+    #: Data frames the source will send (the `exporter` consumer stops its link after the last one).
+    expect_frames: int = 0
 
 
 @dataclass
@@ -162,7 +164,10 @@ async def _bare(spec: ConsumerSpec) -> RunResult:
     loads = orjson.loads
     text = aiohttp.WSMsgType.TEXT
     updates = 0
-    async with aiohttp.ClientSession() as session, session.ws_connect(spec.url, max_msg_size=0) as ws:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(spec.url, max_msg_size=0, decode_text=False) as ws,
+    ):
         for raw in subscribe_messages(spec.workload):
             await ws.send_bytes(raw)
         while True:
@@ -371,7 +376,11 @@ async def _pipeline(spec: ConsumerSpec) -> RunResult:
             web_server = WebServer("127.0.0.1", 0, "/metrics", collector.registry, [processor])
             await web_server.start()
             result.metrics_url = f"http://127.0.0.1:{web_server.port}/metrics"
-        async with aiohttp.ClientSession() as session, session.ws_connect(spec.url, max_msg_size=0) as ws:
+        async with (
+            aiohttp.ClientSession() as session,
+            # As the exporter's Link: frames as bytes, no UTF-8 decode before orjson.
+            session.ws_connect(spec.url, max_msg_size=0, decode_text=False) as ws,
+        ):
             if result.metrics_url:
                 control = {
                     "type": "bench_scrape",
@@ -399,7 +408,7 @@ async def _pipeline(spec: ConsumerSpec) -> RunResult:
 
 
 async def _pipeline_plain(
-    ws: aiohttp.ClientWebSocketResponse, handle: Callable[..., Any], meter: _Meter
+    ws: aiohttp.ClientWebSocketResponse[bool], handle: Callable[..., Any], meter: _Meter
 ) -> None:
     text = aiohttp.WSMsgType.TEXT
     now = time.time
@@ -412,7 +421,7 @@ async def _pipeline_plain(
 
 
 async def _pipeline_timed(
-    ws: aiohttp.ClientWebSocketResponse, handle: Callable[..., Any], meter: _Meter, result: RunResult
+    ws: aiohttp.ClientWebSocketResponse[bool], handle: Callable[..., Any], meter: _Meter, result: RunResult
 ) -> None:
     text = aiohttp.WSMsgType.TEXT
     now = time.time
@@ -430,11 +439,77 @@ async def _pipeline_timed(
     result.latency_ns = samples[meter._preamble :].tolist()
 
 
+# -- exporter: the pipeline behind the exporter's own supervised link ----------------------------------
+
+
+class _MeteredSink:
+    """The Processor, behind a pass-through that counts frames for the meter (one extra call per frame)."""
+
+    def __init__(self, processor: Any, meter: _Meter, expect: int, done: asyncio.Event) -> None:
+        self._processor = processor
+        self._handle = processor.handle
+        self._meter = meter
+        self._remaining = expect + meter._preamble
+        self._done = done
+
+    def handle(self, link: str, raw: str | bytes, received_at: float) -> Any:
+        control = self._handle(link, raw, received_at)
+        self._meter.frame()
+        self._remaining -= 1
+        if not self._remaining:
+            self._meter.finish()
+            self._done.set()
+        return control
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._processor, name)
+
+
+class _NoPool:
+    def markets_changed(self, change: Any) -> None:
+        pass
+
+    def subscriptions_changed(self) -> None:
+        pass
+
+    def limit_reached(self, link: Any, key: Any) -> None:
+        pass
+
+
+async def _exporter(spec: ConsumerSpec) -> RunResult:
+    """The pipeline fed by `exporter.feed.connection.Link`: the exporter's own connect, subscribe, read
+    loop (decode_text=False, control handling, pings) and close, on one connection."""
+    from exporter.config import FeedSettings
+    from exporter.feed.backoff import Pacer
+    from exporter.feed.connection import Link, sub_key
+
+    result = RunResult("exporter")
+    processor, collector = build_pipeline(spec.workload)
+    meter = _Meter(result, 1 + len(spec.workload.subscriptions), spec.rss_marks)
+    done = asyncio.Event()
+    sink = _MeteredSink(processor, meter, spec.expect_frames, done)
+    # No subscribe pacing (the source has no rate limit) and no reconnect before the link is stopped.
+    settings = FeedSettings(
+        ws_url=spec.url, rest_url="", batched=spec.workload.batched, backoff_initial=60.0, subscribe_rate=1e6
+    )
+    async with aiohttp.ClientSession() as session:
+        link = Link(LINK, settings, session, sink, collector, Pacer(1e6, burst=10_000), _NoPool())
+        link.want(sub_key(s.channel, s.sub_id) for s in spec.workload.subscriptions)
+        await link.start()
+        try:
+            await done.wait()
+        finally:
+            await link.stop()
+    result.metrics_updates = updates_counted(collector.registry)
+    return result
+
+
 _RUNNERS: Final[dict[str, Callable[[ConsumerSpec], Any]]] = {
     "null": _null,
     "bare": _bare,
     "naive": _naive,
     "pipeline": _pipeline,
+    "exporter": _exporter,
 }
 
 

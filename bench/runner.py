@@ -44,5 +44,5 @@ def run(
     results_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(started))
     path = results_dir / f"bench-{stamp}{'-quick' if quick else ''}.json"
-    path.write_text(json.dumps(results, indent=2, sort_keys=True, default=str) + "\n")
+    path.write_text(json.dumps(results, indent=2, default=str) + "\n")
     return results, path, render(results)

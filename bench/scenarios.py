@@ -138,6 +138,7 @@ def _best(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 # -- 1. ingest -----------------------------------------------------------------------------------------
 
 
+INGEST_CONSUMERS: Final = ("null", "bare", "naive", "pipeline", "exporter")
 INGEST_WORKLOADS: Final = (
     ("realistic, unbatched", "realistic", False),
     ("realistic, batched", "realistic", True),
@@ -149,20 +150,22 @@ def ingest(plan: Plan, log: Callable[[str], None]) -> dict[str, Any]:
     out: dict[str, Any] = {"markets": plan.ingest_markets, "workloads": {}}
     for label, mix, batched in INGEST_WORKLOADS:
         workload = Workload(markets=plan.ingest_markets, batched=batched, mix=mix)
-        runs: dict[str, list[dict[str, Any]]] = {"null": [], "bare": [], "naive": [], "pipeline": []}
+        runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in INGEST_CONSUMERS}
         for consumers, updates in (
-            (("null", "bare", "pipeline"), plan.ingest_updates),
+            (("null", "bare", "pipeline", "exporter"), plan.ingest_updates),
             (("naive",), plan.ingest_naive_updates),
         ):
             frames = frames_for_updates(workload, updates)
             with SourceProcess(SourceConfig(workload, frames=frames)) as src:
                 for _ in range(plan.repeat):
                     for kind in consumers:
-                        spec = ConsumerSpec(src.ws_url, workload)
+                        spec = ConsumerSpec(src.ws_url, workload, expect_frames=frames)
                         runs[kind].append(_run_consumer(src, kind, spec, timeout=300.0))
         summary: dict[str, Any] = {kind: _best(kind_runs) for kind, kind_runs in runs.items()}
-        bare, naive, pipe = summary["bare"], summary["naive"], summary["pipeline"]
+        bare, naive, pipe, link = summary["bare"], summary["naive"], summary["pipeline"], summary["exporter"]
         summary["ratios"] = {
+            "exporter_vs_bare_cpu": link["updates_per_cpu_s"] / bare["updates_per_cpu_s"],
+            "exporter_vs_naive_cpu": link["updates_per_cpu_s"] / naive["updates_per_cpu_s"],
             "pipeline_vs_bare_cpu": pipe["updates_per_cpu_s"] / bare["updates_per_cpu_s"],
             "pipeline_vs_naive_cpu": pipe["updates_per_cpu_s"] / naive["updates_per_cpu_s"],
             "pipeline_vs_bare_wall": pipe["updates_per_s"] / bare["updates_per_s"],

@@ -219,10 +219,24 @@ async def start_webhook(host: str, port: int) -> web.AppRunner:
 # --- process supervision ----------------------------------------------------------------------------------
 
 
+def _load_prctl() -> Callable[[int, int], int] | None:
+    if sys.platform != "linux":
+        return None
+    try:
+        prctl: Callable[[int, int], int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return prctl
+
+
+# Resolved once in the parent: between fork and exec the child only makes this one libc call.
+_PRCTL = _load_prctl()
+
+
 def _die_with_parent() -> None:
-    """In the child before exec: get SIGTERM if the demo itself is killed (SIGKILL leaves no handler)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    """In the child before exec: get SIGTERM if the demo itself dies, even by SIGKILL."""
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def spawn(child: Child, log_dir: Path) -> None:
@@ -237,7 +251,7 @@ def spawn(child: Child, log_dir: Path) -> None:
             env={**os.environ, **child.env},
             cwd=REPO,
             start_new_session=True,  # its own process group: a terminal's Ctrl-C reaches only the demo
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            preexec_fn=_die_with_parent if _PRCTL is not None else None,
         )
     finally:
         log_file.close()

@@ -444,14 +444,20 @@ class Link:
             if self._ready:
                 now = time.monotonic()
                 for key, sub in list(self._subs.items()):
-                    if sub.state != PENDING or sub.sent_at is not None:
+                    # A resync queued meanwhile: its unsubscribe must reach the server first.
+                    if sub.state != PENDING or sub.sent_at is not None or key in self._unsubscribe_queue:
                         continue
                     due = max(sub.retry_at, self._last_attempt.get(key, -1e9) + SAME_KEY_MIN_GAP_S)
                     if due > now:
                         next_due = due if next_due is None else min(next_due, due)
                         continue
                     await self._pacer.acquire()
-                    if self._subs.get(key) is not sub or sub.sent_at is not None or ws.closed:
+                    if (
+                        self._subs.get(key) is not sub
+                        or sub.sent_at is not None
+                        or ws.closed
+                        or key in self._unsubscribe_queue
+                    ):
                         continue
                     now = time.monotonic()
                     sub.sent_at = now

@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import gzip
 import html
+import logging
 import ssl
 import time
 from collections.abc import Sequence
 from typing import Any, Final
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_CONTENT_TYPE
@@ -84,6 +86,22 @@ def accepts_gzip(accept_encoding: str) -> bool:
     return False
 
 
+class _ServerLog(logging.Logger):
+    """aiohttp's server logger, turned into structlog events so stderr stays one JSON object per line.
+
+    A malformed request (what a port scanner sends: TLS on the plain port, oversized headers) is the
+    client's error: a debug event without a traceback. Anything else is an error event carrying its
+    traceback in one line.
+    """
+
+    def handle(self, record: logging.LogRecord) -> None:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError) or record.levelno < logging.WARNING:
+            log.debug("http_request_rejected", message=record.getMessage()[:200], error=repr(error)[:200])
+        else:
+            log.error("http_server_error", message=record.getMessage()[:200], exc_info=record.exc_info)
+
+
 class WebServer:
     def __init__(
         self,
@@ -138,6 +156,7 @@ class WebServer:
             max_field_size=MAX_HEADER_FIELD_BYTES,
             max_headers=MAX_HEADERS,
             keepalive_timeout=self._idle_timeout,
+            logger=_ServerLog("exporter.web.http"),
         )
         await runner.setup()
         try:

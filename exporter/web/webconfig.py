@@ -42,13 +42,13 @@ from pathlib import Path
 from typing import Any, Final
 
 import bcrypt
-import structlog
 import yaml
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-# exporter.logs.get_logger(name) passes `logger=` twice to structlog; bind the name as context instead.
-log: structlog.typing.FilteringBoundLogger = structlog.get_logger().bind(logger=__name__)
+from exporter.logs import get_logger
+
+log = get_logger(__name__)
 
 
 TLS_VERSIONS: Final[dict[str, ssl.TLSVersion]] = {
@@ -195,7 +195,8 @@ def load_web_config(path: str | Path | None) -> WebConfig:
     except OSError as exc:
         raise WebConfigError(f"web config {path}: cannot read: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
-        raise WebConfigError(f"web config {path}: not valid YAML: {exc}") from None
+        problem = yaml_error_without_content(exc)
+        raise WebConfigError(f"web config {path}: not valid YAML: {problem}") from None
     config = parse_web_config(raw, path)
     if config.tls is not None:
         build_ssl_context(config.tls, path)  # fail at start, not at the first handshake
@@ -208,6 +209,15 @@ def load_web_config(path: str | Path | None) -> WebConfig:
         headers=sorted(config.headers),
     )
     return config
+
+
+def yaml_error_without_content(exc: yaml.YAMLError) -> str:
+    """What and where, never the offending line: PyYAML quotes it, and it may hold a password or hash."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        return f"{exc.problem or exc.context or 'syntax error'}{where}"
+    return type(exc).__name__
 
 
 def parse_web_config(raw: object, path: Path) -> WebConfig:

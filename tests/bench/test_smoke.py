@@ -24,12 +24,12 @@ def test_quick_run_produces_every_scenario_with_consistent_counts(tmp_path: Path
 
     # Ingest: every consumer saw every frame the source sent, and counted every update.
     for label, workload in results["ingest"]["workloads"].items():
-        for kind in ("bare", "naive", "pipeline"):
+        for kind in ("bare", "naive", "pipeline", "exporter"):
             row = workload[kind]
             assert row["counts_consistent"], (label, kind)
             assert row["updates"] > 0 and row["updates_per_cpu_s"] > 0, (label, kind)
         assert workload["null"]["updates_per_s"] > 0
-        assert set(workload["ratios"]) >= {"pipeline_vs_bare_cpu", "pipeline_vs_naive_cpu"}
+        assert set(workload["ratios"]) >= {"exporter_vs_bare_cpu", "exporter_vs_naive_cpu"}
 
     # Latency: every data frame timed, the source scraped the exporter's /metrics at least once.
     scraped = results["latency"]["with_scrapes"]

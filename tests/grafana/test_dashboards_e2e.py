@@ -81,7 +81,11 @@ async def test_every_panel_query_returns_data_and_every_panel_renders(
 ):
     sim = await simulator_factory(markets=3, block_time=0.2, ping_interval=1.0)
     # An HA pair: two replicas of one shard, scraped with `replica` a and b, as in production.
-    replicas = [await exporter_factory(sim, discovery_interval=1.0) for _ in range(2)]
+    # The simulator's synthetic subaccount (it serves one by default), for the overview's subaccount row.
+    subaccount = next(f"{s.address}/{s.number}" for s in sim.source.subaccounts)
+    replicas = [
+        await exporter_factory(sim, discovery_interval=1.0, subaccounts=(subaccount,)) for _ in range(2)
+    ]
     job = scrape_config(JOB, [replicas[0].url.removeprefix("http://")], {"shard": "0/1", "replica": "a"})
     job["static_configs"].append(
         {"targets": [replicas[1].url.removeprefix("http://")], "labels": {"shard": "0/1", "replica": "b"}}

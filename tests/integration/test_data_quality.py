@@ -129,8 +129,8 @@ async def test_every_subscribed_market_reports_its_data_age(simulator_factory, e
 
 async def test_configured_subaccounts_are_followed_end_to_end(simulator_factory, exporter_factory):
     sim = await simulator_factory(markets=2, block_time=0.1, subaccounts=2)
-    known = [f"{s.address}/{s.number}" for s in sim.source.subaccounts]  # type: ignore[attr-defined]
-    equities = {f"{s.address}/{s.number}": s.equity for s in sim.source.subaccounts}  # type: ignore[attr-defined]
+    known = [f"{s.address}/{s.number}" for s in sim.source.subaccounts]
+    equities = {f"{s.address}/{s.number}": s.equity for s in sim.source.subaccounts}
     unknown = "dydx1" + "q" * 38 + "/3"
     exp = await exporter_factory(sim, subaccounts=(*known, unknown), subaccount_refresh_interval=0.5)
     await wait_ready(exp)

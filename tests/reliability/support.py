@@ -201,3 +201,14 @@ def sum_any(samples: Samples, name: str, **labels: str) -> float:
         if all(have.get(k) in v.split("|") for k, v in labels.items()):
             total += value
     return total
+
+
+async def wait_event(events: list[dict[str, Any]], name: str, timeout: float = 20.0) -> dict[str, Any]:
+    """Waits for the first log event called `name` in `events` (JSON log lines collected as they come)."""
+
+    def found() -> dict[str, Any] | None:
+        return next((e for e in events if e.get("event") == name), None)
+
+    event: dict[str, Any] | None = await wait_for(found, timeout=timeout, message=f"log event {name}")
+    assert event is not None
+    return event

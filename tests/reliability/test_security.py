@@ -15,7 +15,6 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import bcrypt
@@ -25,8 +24,8 @@ from aiohttp import web
 from exporter.simulator.cli import DEFAULT_LISTEN
 from exporter.simulator.control import ControlApi
 from exporter.simulator.server import SimulatorConfig
-from tests.helpers import wait_for
 from tests.integration.test_lifecycle import ExporterProcess
+from tests.reliability.support import wait_event
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -59,7 +58,7 @@ async def test_basic_auth_guards_every_path_and_no_secret_reaches_the_logs(simul
     )  # fmt: skip
     exporter = ExporterProcess(proc)
     try:
-        started = await wait_for(lambda: _event(exporter, "exporter_started"), timeout=20, message="started")
+        started = await wait_event(exporter.events, "exporter_started")
         base = str(started["url"])
         right = _basic(USER, PASSWORD)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
@@ -84,10 +83,6 @@ async def test_basic_auth_guards_every_path_and_no_secret_reaches_the_logs(simul
     token = right.split(" ", 1)[1]
     for secret in (PASSWORD, hashed, hashed[7:29], token, "hunter2"):
         assert secret not in logs, f"a secret reached the logs: {secret[:12]}..."
-
-
-def _event(exporter: ExporterProcess, name: str) -> dict[str, Any] | None:
-    return next((e for e in exporter.events if e.get("event") == name), None)
 
 
 async def test_control_api_refuses_a_peer_that_is_not_loopback(simulator_factory, tmp_path: Path):
@@ -139,7 +134,7 @@ async def test_scanner_requests_are_refused_and_the_logs_stay_json(simulator_fac
     )  # fmt: skip
     exporter = ExporterProcess(proc)
     try:
-        started = await wait_for(lambda: _event(exporter, "exporter_started"), timeout=20, message="started")
+        started = await wait_event(exporter.events, "exporter_started")
         host, port = str(started["url"]).removeprefix("http://").rsplit(":", 1)
         probes = [
             b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(32),  # TLS ClientHello start

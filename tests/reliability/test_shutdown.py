@@ -20,7 +20,7 @@ from exporter.protocol import channels as ch
 from tests.fixtures.simulator import control
 from tests.helpers import metric_sum, metric_value, scrape, wait_for
 from tests.integration.test_lifecycle import ExporterProcess
-from tests.reliability.support import truth
+from tests.reliability.support import truth, wait_event
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.slow]
 
@@ -36,10 +36,6 @@ async def _start(sim: Any, *extra: str) -> ExporterProcess:
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env,
     )  # fmt: skip
     return ExporterProcess(proc)
-
-
-def _event(exporter: ExporterProcess, name: str) -> dict[str, Any] | None:
-    return next((e for e in exporter.events if e.get("event") == name), None)
 
 
 async def _sigterm_exits_0_within_5s(exporter: ExporterProcess, sim: Any) -> float:
@@ -63,7 +59,7 @@ async def test_sigterm_under_a_high_message_rate(simulator_factory):
     sim = await simulator_factory(markets=30, block_time=0.05, rate=5.0)
     exporter = await _start(sim)
     try:
-        started = await wait_for(lambda: _event(exporter, "exporter_started"), timeout=20, message="started")
+        started = await wait_event(exporter.events, "exporter_started")
         metrics_url = str(started["url"]) + "/metrics"
 
         async def busy() -> bool:
@@ -91,7 +87,7 @@ async def test_sigterm_mid_reconnect(simulator_factory, faults):
     sim = await simulator_factory(markets=3, block_time=0.1)
     exporter = await _start(sim)
     try:
-        started = await wait_for(lambda: _event(exporter, "exporter_started"), timeout=20, message="started")
+        started = await wait_event(exporter.events, "exporter_started")
         metrics_url = str(started["url"]) + "/metrics"
 
         async def subscribed() -> bool:

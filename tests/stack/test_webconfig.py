@@ -321,6 +321,14 @@ def test_invalid_files_fail_naming_the_field_and_promtool_agrees(tmp_path, pki, 
     assert promtool_check(path).returncode != 0
 
 
+def test_a_yaml_syntax_error_names_the_line_but_does_not_quote_it(tmp_path):
+    path = tmp_path / "web.yml"
+    path.write_text('basic_auth_users:\n  prometheus: "hunter2\n', encoding="utf-8")
+    with pytest.raises(WebConfigError, match=r"line \d+, column \d+") as excinfo:
+        load_web_config(path)
+    assert "hunter2" not in str(excinfo.value)
+
+
 def test_modes_python_cannot_honour_are_refused(tmp_path, pki):
     server = pki["server"]
     assert isinstance(server, Issued)
