@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv tools lint typecheck check test test-fast demo run simulate bench soak dashboards dashboards-render clean
+.PHONY: help venv tools lint typecheck check test test-fast demo run simulate bench soak dashboards dashboards-render docs clean
 
 help:
 	@echo "make demo       simulator + exporter + Prometheus + Alertmanager (+ Grafana if installed), URLs printed"
@@ -17,6 +17,7 @@ help:
 	@echo "make bench      the benchmark suite (table + bench/results/*.json)"
 	@echo "make soak       the long soak test (SOAK_SECONDS, default 1800)"
 	@echo "make dashboards regenerate grafana/dashboards/*.json from code"
+	@echo "make docs       regenerate the metrics tables in README.md and docs/metrics.md"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,8 +64,14 @@ soak: venv
 dashboards: venv
 	$(BIN)/python -m grafana.build
 
-dashboards-render: venv tools
-	$(BIN)/python -m grafana.render
+# Draws every dashboard panel to PNG from a running Prometheus (for example the one `make demo` starts).
+PROMETHEUS_URL ?= http://127.0.0.1:9090
+dashboards-render: venv
+	$(BIN)/python -m grafana.render --prometheus $(PROMETHEUS_URL) --out docs/img
+
+# The metrics reference table in README.md and docs/metrics.md, from exporter/metrics/catalog.py.
+docs: venv
+	$(BIN)/python -m exporter.metrics.catalog --write README.md docs/metrics.md
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache bench/results

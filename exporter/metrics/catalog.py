@@ -7,7 +7,9 @@ tests/unit/test_metrics_doc.py fails when one is missing there (or from the READ
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final, Literal
 
 Kind = Literal["counter", "gauge", "histogram", "info"]
@@ -480,5 +482,38 @@ def markdown_table() -> str:
     return "\n".join(rows) + "\n"
 
 
+TABLE_START: Final = "<!-- metrics-table -->"
+TABLE_END: Final = "<!-- /metrics-table -->"
+
+
+def with_table(document: str, table: str) -> str:
+    """`document` with whatever stands between the table markers replaced by `table`."""
+    head, found, rest = document.partition(TABLE_START)
+    _, found_end, tail = rest.partition(TABLE_END)
+    if not (found and found_end):
+        raise ValueError(f"no {TABLE_START} ... {TABLE_END} markers")
+    return f"{head}{TABLE_START}\n{table}{TABLE_END}{tail}"
+
+
+def main(argv: list[str]) -> int:
+    """`python -m exporter.metrics.catalog` prints the table; `--write FILE...` puts it between the
+    markers of each file (README.md, docs/metrics.md: `make docs`)."""
+    if not argv:
+        print(markdown_table(), end="")
+        return 0
+    if argv[0] != "--write" or len(argv) < 2:
+        print("usage: python -m exporter.metrics.catalog [--write FILE...]", file=sys.stderr)
+        return 2
+    table = markdown_table()
+    for name in argv[1:]:
+        path = Path(name)
+        try:
+            path.write_text(with_table(path.read_text(encoding="utf-8"), table), encoding="utf-8")
+        except (OSError, ValueError) as error:
+            print(f"{name}: {error}", file=sys.stderr)
+            return 1
+    return 0
+
+
 if __name__ == "__main__":
-    print(markdown_table(), end="")
+    sys.exit(main(sys.argv[1:]))

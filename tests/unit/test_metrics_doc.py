@@ -1,8 +1,8 @@
 """The metrics reference table documents every metric the Collector exposes.
 
 It checks README.md once README carries the marker line `<!-- metrics-table -->` (the table follows it, up
-to `<!-- /metrics-table -->` when present), and docs/metrics.md always. Regenerate the table with
-`python -m exporter.metrics.catalog`.
+to `<!-- /metrics-table -->` when present), and docs/metrics.md always. Regenerate both tables with
+`make docs` (python -m exporter.metrics.catalog --write README.md docs/metrics.md).
 """
 
 from __future__ import annotations
