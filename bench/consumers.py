@@ -4,8 +4,13 @@
   client library.
 - `naive`: what people write first: the `websockets` client, stdlib `json`, a dict book whose best prices
   are recomputed with max()/min(), and prometheus_client `.labels()` on every update.
-- `pipeline`: the exporter's pipeline: aiohttp receive loop → `Processor.handle` (decode, validate, message
-  ids, books, trades, every metric through the real `Collector`).
+- `pipeline`: the exporter's pipeline: an aiohttp receive loop, the same code as the hot path of
+  `exporter.feed.connection.Link._read`, → `Processor.handle` (decode, validate, message ids, books, trades,
+  every metric through the real `Collector`). The latency, footprint and growth scenarios use this one,
+  with optional per-frame timing, a loop-lag ticker, a slow-callback recorder and a /metrics server.
+- `exporter`: the same pipeline behind the exporter's own supervised `Link` (connect, subscribe, read
+  loop, pings, close).
+- `null`: reads and discards bytes: what the source can deliver.
 
 Timing starts at the first data frame (after `connected` and every `subscribed`), so snapshots are not in
 the figures, and ends when the source closes. CPU is this process' `time.process_time()` (user + system,
@@ -31,10 +36,12 @@ from bench.workload import Workload
 from exporter.protocol import channels as ch
 
 LINK: Final = "conn-0"
-CONSUMERS: Final = ("bare", "naive", "pipeline")
+CONSUMERS: Final = ("null", "bare", "naive", "pipeline", "exporter")
 PIPELINE_CHANNELS: Final = (ch.MARKETS, ch.BLOCK_HEIGHT, ch.ORDERBOOK, ch.TRADES, ch.CANDLES)
 LAG_TICK_S: Final = 0.0005
 LAG_RECORD_ABOVE_S: Final = 0.001
+SLOW_CALLBACK_S: Final = 0.001
+MAX_SLOW_CALLBACKS: Final = 2_000
 NORMAL_CLOSE_FRAME: Final = b"\x88\x02\x03\xe8"
 
 
@@ -69,6 +76,8 @@ class RunResult:
     lag_ticks: int = 0
     metrics_updates: float | None = None
     data_started: float = 0.0
+    #: Event-loop callbacks that held the loop over SLOW_CALLBACK_S: (monotonic end, wall s, CPU s, name).
+    slow_callbacks: list[tuple[float, float, float, str]] = field(default_factory=list)
     #: Garbage-collector pauses in the streaming phase: generation → [count, total ms, max ms].
     gc_pauses: dict[int, list[float]] = field(default_factory=dict)
     metrics_url: str = ""
@@ -82,7 +91,7 @@ class _Meter:
 
     def __init__(self, result: RunResult, preamble: int, rss_marks: Sequence[int]) -> None:
         self.result = result
-        self._preamble = preamble
+        self.preamble = preamble
         self._seen = 0
         self._marks = sorted(rss_marks)
         self._t0 = 0.0
@@ -90,7 +99,7 @@ class _Meter:
 
     def frame(self) -> None:
         self._seen += 1
-        data_frames = self._seen - self._preamble
+        data_frames = self._seen - self.preamble
         if data_frames == 1:
             self._t0, self._cpu0 = time.perf_counter(), time.process_time()
             self.result.data_started = time.monotonic()
@@ -100,7 +109,7 @@ class _Meter:
 
     def finish(self) -> None:
         r = self.result
-        r.frames = max(0, self._seen - self._preamble)
+        r.frames = max(0, self._seen - self.preamble)
         if r.frames:
             r.wall_seconds = time.perf_counter() - self._t0
             r.cpu_seconds = time.process_time() - self._cpu0
@@ -132,6 +141,52 @@ async def _loop_lag(result: RunResult) -> None:
                 result.lag_events.append((now, lag, cpu - cpu_before))
         expected = now + LAG_TICK_S
         cpu_before = cpu
+
+
+def _callback_name(handle: asyncio.Handle) -> str:
+    """A readable name for what a loop callback runs: the coroutine of a task step, else the function."""
+    callback = getattr(handle, "_callback", None)
+    owner = getattr(callback, "__self__", None)
+    if isinstance(owner, asyncio.Task):
+        coro = owner.get_coro()
+        code = getattr(coro, "cr_code", None)
+        return f"task {getattr(code, 'co_qualname', repr(coro))}"
+    return str(getattr(callback, "__qualname__", repr(callback)))[:120]
+
+
+class _SlowCallbacks:
+    """Times every event-loop callback (asyncio.Handle._run) and keeps those that held the loop longer
+    than SLOW_CALLBACK_S, with the loop thread's CPU time over the same stretch: which code stalled the
+    loop, and for how long. Costs two clock reads per callback."""
+
+    def __init__(self, result: RunResult) -> None:
+        self._result = result
+        self._original: Callable[[asyncio.Handle], None] | None = None
+
+    def install(self) -> None:
+        original = asyncio.Handle._run
+        self._original = original
+        result = self._result
+        clock, cpu_clock, monotonic = time.perf_counter, time.thread_time, time.monotonic
+
+        def timed_run(handle: asyncio.Handle) -> None:
+            started, cpu_started = clock(), cpu_clock()
+            original(handle)
+            took = clock() - started
+            if (
+                took > SLOW_CALLBACK_S
+                and result.data_started
+                and len(result.slow_callbacks) < MAX_SLOW_CALLBACKS
+            ):
+                cpu = cpu_clock() - cpu_started
+                result.slow_callbacks.append((monotonic(), took, cpu, _callback_name(handle)))
+
+        asyncio.Handle._run = timed_run  # type: ignore[method-assign,assignment]
+
+    def uninstall(self) -> None:
+        if self._original is not None:
+            asyncio.Handle._run = self._original  # type: ignore[method-assign,assignment]
+            self._original = None
 
 
 class _GcPauses:
@@ -366,9 +421,11 @@ async def _pipeline(spec: ConsumerSpec) -> RunResult:
     tasks: list[asyncio.Task[None]] = []
     web_server: Any = None
     gc_pauses = _GcPauses(result)
+    slow_callbacks = _SlowCallbacks(result)
     if spec.measure_loop_lag:
         tasks.append(asyncio.create_task(_loop_lag(result)))
         gc.callbacks.append(gc_pauses)
+        slow_callbacks.install()
     try:
         if spec.scrape_interval > 0:
             from exporter.web.app import WebServer
@@ -396,6 +453,7 @@ async def _pipeline(spec: ConsumerSpec) -> RunResult:
                 await _pipeline_plain(ws, processor.handle, meter)
         meter.finish()
     finally:
+        slow_callbacks.uninstall()
         if gc_pauses in gc.callbacks:
             gc.callbacks.remove(gc_pauses)
         for task in tasks:
@@ -436,7 +494,7 @@ async def _pipeline_timed(
         samples.append(clock() - received)
         meter.frame()
     # Drop the preamble (connected + subscribed with snapshots): they are not data frames.
-    result.latency_ns = samples[meter._preamble :].tolist()
+    result.latency_ns = samples[meter.preamble :].tolist()
 
 
 # -- exporter: the pipeline behind the exporter's own supervised link ----------------------------------
@@ -449,7 +507,7 @@ class _MeteredSink:
         self._processor = processor
         self._handle = processor.handle
         self._meter = meter
-        self._remaining = expect + meter._preamble
+        self._remaining = expect + meter.preamble
         self._done = done
 
     def handle(self, link: str, raw: str | bytes, received_at: float) -> Any:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from bench.consumers import LAG_TICK_S, ConsumerSpec, build_pipeline, consume
+from bench.consumers import CONSUMERS, LAG_TICK_S, ConsumerSpec, build_pipeline, consume
 from bench.procs import rss_bytes, run_in_process
 from bench.source import PROMETHEUS_ACCEPT, SourceConfig, SourceProcess
 from bench.workload import Workload, decoded_cycle, frames_for_updates
@@ -138,7 +138,7 @@ def _best(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 # -- 1. ingest -----------------------------------------------------------------------------------------
 
 
-INGEST_CONSUMERS: Final = ("null", "bare", "naive", "pipeline", "exporter")
+INGEST_CONSUMERS: Final = CONSUMERS
 INGEST_WORKLOADS: Final = (
     ("realistic, unbatched", "realistic", False),
     ("realistic, batched", "realistic", True),
@@ -176,7 +176,8 @@ def ingest(plan: Plan, log: Callable[[str], None]) -> dict[str, Any]:
         out["workloads"][label] = summary
         log(
             f"ingest {label} (updates/CPU-s): bare {bare['updates_per_cpu_s']:,.0f},"
-            f" naive {naive['updates_per_cpu_s']:,.0f}, pipeline {pipe['updates_per_cpu_s']:,.0f}"
+            f" naive {naive['updates_per_cpu_s']:,.0f}, pipeline {pipe['updates_per_cpu_s']:,.0f},"
+            f" exporter {link['updates_per_cpu_s']:,.0f}"
         )
     return out
 
@@ -220,6 +221,15 @@ def _summarise_paced(run: dict[str, Any]) -> dict[str, Any]:
     ]
     durations = sorted(s["end"] - s["start"] for s in ok)
     wall = float(run["wall_seconds"])
+    slow_in_scrapes: dict[str, list[float]] = {}
+    slow_elsewhere: dict[str, list[float]] = {}
+    for ended, took, cpu, name in run.pop("slow_callbacks", []):
+        in_scrape = any(s["start"] <= ended and ended - took <= s["end"] for s in ok)
+        table = slow_in_scrapes if in_scrape else slow_elsewhere
+        entry = table.setdefault(name, [0, 0.0, 0.0])
+        entry[0] += 1
+        entry[1] = max(entry[1], took * 1e3)
+        entry[2] = max(entry[2], cpu * 1e3)
     return {
         "rate_target": None,
         "updates": run["updates"],
@@ -248,6 +258,11 @@ def _summarise_paced(run: dict[str, Any]) -> dict[str, Any]:
             "tick_ms": LAG_TICK_S * 1e3,
             "events_over_1ms": len(lag_events),
         },
+        "slow_callbacks": {
+            "threshold_ms": 1.0,
+            "during_scrapes": _slow_table(slow_in_scrapes),
+            "elsewhere": _slow_table(slow_elsewhere),
+        },
         "gc_pauses_ms": {
             f"gen{gen}": {"count": int(n), "total": total, "max": longest}
             for gen, (n, total, longest) in sorted(run.get("gc_pauses", {}).items())
@@ -263,6 +278,15 @@ def _summarise_paced(run: dict[str, Any]) -> dict[str, Any]:
         },
         "counts_consistent": run["counts_consistent"],
     }
+
+
+def _slow_table(table: Mapping[str, list[float]]) -> list[dict[str, Any]]:
+    """Slow loop callbacks by name, worst (on-CPU) first."""
+    rows: list[dict[str, Any]] = [
+        {"callback": name, "count": int(n), "max_wall_ms": wall, "max_cpu_ms": cpu}
+        for name, (n, wall, cpu) in table.items()
+    ]
+    return sorted(rows, key=lambda r: -r["max_cpu_ms"])[:10]
 
 
 def latency(plan: Plan, log: Callable[[str], None]) -> dict[str, Any]:

@@ -144,6 +144,7 @@ class SourceServer:
         await ws.prepare(request)
         stats = StreamStats()
         scraper: asyncio.Task[None] | None = None
+        stop_scraping = asyncio.Event()
         try:
             writer = _RawWriter(request)
             workload = self.config.workload
@@ -156,8 +157,9 @@ class SourceServer:
                     return ws
                 request_body = orjson.loads(msg.data)
                 if request_body.get("type") == "bench_scrape":
+                    interval = float(request_body.get("interval", 1.0))
                     scraper = asyncio.create_task(
-                        self._scrape(request_body["url"], float(request_body.get("interval", 1.0)), stats)
+                        self._scrape(request_body["url"], interval, stats, stop_scraping)
                     )
                     continue
                 if request_body.get("type") != "subscribe":
@@ -182,7 +184,8 @@ class SourceServer:
             stats.frames, stats.updates, stats.bytes = stream.frames, stream.updates, stream.bytes
             stats.complete = True
             if scraper is not None:
-                scraper.cancel()
+                # Let a scrape in flight finish: cutting it off would make the exporter log a write error.
+                stop_scraping.set()
                 await asyncio.gather(scraper, return_exceptions=True)
                 scraper = None
             await ws.close(code=1000)
@@ -206,12 +209,16 @@ class SourceServer:
                 await writer.write(b"".join(stream.next_frames(owed)))
             await asyncio.sleep(PACE_TICK_S)
 
-    async def _scrape(self, url: str, interval: float, stats: StreamStats) -> None:
+    async def _scrape(self, url: str, interval: float, stats: StreamStats, stop: asyncio.Event) -> None:
         assert self._session is not None
         headers = {"Accept": PROMETHEUS_ACCEPT, "Accept-Encoding": "gzip"}
         next_at = time.monotonic() + interval
         while True:
-            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, next_at - time.monotonic())):
+                    await stop.wait()
+            if stop.is_set():
+                return
             next_at += interval
             started = time.monotonic()
             try:

@@ -80,3 +80,28 @@ async def test_exporter_down_inhibits_the_feed_alerts_of_its_instance_only(
     await am.post_alerts([resolved])
     await webhook_receiver.wait_for_alert("DydxFeedStale", path="/warning", timeout=15, instance="a:9741")
     await webhook_receiver.wait_for_alert("DydxExporterDown", status="resolved", path="/critical", timeout=15)
+
+
+async def test_a_crossed_book_inhibits_its_own_resync_loop_only(
+    alertmanager_factory: AlertmanagerFactory, webhook_receiver: WebhookReceiver
+) -> None:
+    am = await alertmanager_factory(alertmanager_test_config(webhook_receiver.url))
+    await am.post_alerts(
+        [alert("DydxOrderbookCrossed", "warning", instance="a:9741", market="BTC-USD", **TARGET)]
+    )
+    await am.wait_for_alert("DydxOrderbookCrossed", timeout=10)
+    await am.post_alerts(
+        [
+            alert("DydxOrderbookResyncLoop", "warning", instance="a:9741", market="BTC-USD", **TARGET),
+            alert("DydxOrderbookResyncLoop", "warning", instance="a:9741", market="ETH-USD", **TARGET),
+        ]
+    )
+
+    # ETH-USD's loop is news; BTC-USD's is already told by its crossed-book alert.
+    await webhook_receiver.wait_for_alert(
+        "DydxOrderbookResyncLoop", path="/warning", timeout=15, market="ETH-USD"
+    )
+    [loop_btc] = await am.wait_for_alert("DydxOrderbookResyncLoop", timeout=10, market="BTC-USD")
+    assert loop_btc["status"]["state"] == "suppressed"
+    assert loop_btc["status"]["inhibitedBy"]
+    assert not webhook_receiver.received("DydxOrderbookResyncLoop", market="BTC-USD")
