@@ -273,6 +273,12 @@ class Collector:
     def existing_market(self, ticker: str) -> MarketMetrics | None:
         return self._markets.get(ticker)
 
+    @property
+    def markets(self) -> Mapping[str, MarketMetrics]:
+        """Every tracked market by ticker: a live read-only view for hot-path lookups (the same object for
+        the collector's lifetime)."""
+        return self._markets
+
     def forget_market(self, ticker: str) -> None:
         """Remove every series of the market (delisted or unsubscribed)."""
         self._markets.pop(ticker, None)

@@ -104,17 +104,46 @@ class Book:
         self._check_crossed(now)
 
     def update_bid(self, price: float, size: float, message_id: int, now: float) -> None:
-        self.bids.set(price, size, message_id, drop_low=True)
-        # The crossing test is inlined: this runs for every order book update.
-        bid_prices = self.bids.prices
+        # Runs for every order book update, so Side.set's common cases are inlined: a size change of an
+        # existing level moves no price (the crossing cannot change) and costs two dict writes.
+        side = self.bids
+        sizes = side.sizes
+        if price in sizes:
+            if size != 0.0:
+                sizes[price] = size
+                side.ids[price] = message_id
+                return
+            del sizes[price]
+            del side.ids[price]
+            prices = side.prices
+            del prices[bisect_left(prices, price)]
+        elif size == 0.0:
+            return
+        else:
+            side.set(price, size, message_id, drop_low=True)
+        bid_prices = side.prices
         ask_prices = self.asks.prices
         if (bool(bid_prices) and bool(ask_prices) and bid_prices[-1] >= ask_prices[0]) is not self.crossed:
             self._check_crossed(now)
 
     def update_ask(self, price: float, size: float, message_id: int, now: float) -> None:
-        self.asks.set(price, size, message_id, drop_low=False)
+        side = self.asks
+        sizes = side.sizes
+        if price in sizes:
+            if size != 0.0:
+                sizes[price] = size
+                side.ids[price] = message_id
+                return
+            del sizes[price]
+            del side.ids[price]
+            prices = side.prices
+            del prices[bisect_left(prices, price)]
+        elif size == 0.0:
+            return
+        else:
+            side.set(price, size, message_id, drop_low=False)
         bid_prices = self.bids.prices
-        ask_prices = self.asks.prices
+        ask_prices = side.prices
         if (bool(bid_prices) and bool(ask_prices) and bid_prices[-1] >= ask_prices[0]) is not self.crossed:
             self._check_crossed(now)
 

@@ -21,11 +21,15 @@ SWEEP_INTERVAL_S: Final = 1.0
 
 
 class MessageIds:
-    __slots__ = ("_fresh", "_grace", "_last_sweep", "_missing", "_next", "lost")
+    __slots__ = ("_fresh", "_grace", "_last_sweep", "_missing", "_next", "fast_next", "lost")
 
     def __init__(self, grace_seconds: float) -> None:
         self._grace = grace_seconds
         self._next = 0
+        #: The next id in order while there is nothing else to do (counting has started, no hole is open),
+        #: else None. The hot path may do `if mid == ids.fast_next: ids.fast_next = mid + 1` and call see()
+        #: only otherwise: the same bookkeeping without a call per frame.
+        self.fast_next: int | None = None
         self._fresh = True  # nothing seen since the connection (re)started
         self._missing: dict[int, float] = {}
         self._last_sweep = 0.0
@@ -35,12 +39,17 @@ class MessageIds:
         """A new connection: ids restart at 0; holes of the old one are forgotten, not counted (frames in
         flight when a link drops are lost by the disconnect, which is counted on its own)."""
         self._next = 0
+        self.fast_next = None
         self._fresh = True
         self._missing.clear()
 
     def see(self, message_id: int, now: float) -> bool:
         """Record `message_id`; False when it is implausibly far ahead (the frame should be refused)."""
-        expected = self._next
+        expected = self.fast_next
+        if expected is None:
+            expected = self._next
+        else:
+            self._next = expected
         if message_id == expected:
             self._next = expected + 1
             self._fresh = False
@@ -49,8 +58,10 @@ class MessageIds:
                 # Joined mid-stream (no `connected` frame seen): start counting from here.
                 self._next = message_id + 1
                 self._fresh = False
+                self.fast_next = self._next
                 return True
             if message_id - expected > MAX_TRACKED_HOLES:
+                self.fast_next = None if self._missing else expected
                 return False
             missing = self._missing
             for hole in range(expected, message_id):
@@ -61,6 +72,7 @@ class MessageIds:
             self._missing.pop(message_id, None)
         if self._missing and now - self._last_sweep >= SWEEP_INTERVAL_S:
             self.sweep(now)
+        self.fast_next = None if self._missing or self._fresh else self._next
         return True
 
     def sweep(self, now: float) -> None:

@@ -23,6 +23,7 @@ from exporter.feed.sink import (
     Unsubscribed,
 )
 from exporter.logs import get_logger
+from exporter.metrics.catalog import PROCESSING_BUCKETS
 from exporter.metrics.collector import ChannelMetrics, Collector, Histogram, MarketMetrics, SubaccountMetrics
 from exporter.protocol import channels as ch
 from exporter.protocol.frames import (
@@ -38,7 +39,7 @@ from exporter.state.book import Book
 from exporter.state.markets import DirectoryChange, MarketDirectory, valid_ticker
 from exporter.state.msgids import MessageIds
 from exporter.state.subaccounts import Subaccount
-from exporter.state.trades import RecentIds
+from exporter.state.trades import TradeIds
 
 # exporter.logs.get_logger passes logger= twice to structlog (TypeError at import); bind the name instead.
 log = get_logger(__name__)
@@ -53,9 +54,17 @@ LOG_INTERVAL_S: Final = 10.0
 CANDLE_REFERENCE_MAX_AGE_S: Final = 5.0
 _SIDE_INDEX: Final = {"BUY": 0, "SELL": 1}
 _INF: Final = math.inf
+_T_DATA: Final = ch.T_CHANNEL_DATA
+_T_BATCH: Final = ch.T_CHANNEL_BATCH_DATA
+_NAN: Final = math.nan
 
 DataHandler = Callable[[ChannelMetrics, Any, Any, int, float], None]
 SnapshotHandler = Callable[[str, ChannelMetrics, Any, Any, int, float], None]
+_Route = tuple[ChannelMetrics, DataHandler, bool]
+#: Channels whose update handler takes a frame's contents as a list (a batch, or one wrapped in a tuple):
+#: the per-frame lookups are then made once per batch.
+_LIST_HANDLERS: Final = frozenset({ch.ORDERBOOK})
+_PROCESSING_B0, _PROCESSING_B1, _PROCESSING_B2 = PROCESSING_BUCKETS[:3]
 
 
 class _LinkState:
@@ -121,12 +130,14 @@ class Processor:
         self._max_frame_bytes = max_frame_bytes
         self._links: dict[str, _LinkState] = {}
         self._channels: dict[str, ChannelMetrics] = {}
-        #: channel name → (its metrics, its update handler), filled as channels are first seen.
-        self._routes: dict[str, tuple[ChannelMetrics, DataHandler]] = {}
+        #: channel name → (its metrics, its update handler, whether the handler takes a list of contents),
+        #: filled as channels are first seen.
+        self._routes: dict[str, _Route] = {}
         #: The link of the frame being handled, for the invalid-frame log of the channel handlers.
         self._link = ""
         self._books: dict[str, Book] = {}
-        self._tapes: dict[str, tuple[RecentIds, MarketMetrics]] = {}
+        self._market_metrics = collector.markets
+        self._tapes: dict[str, tuple[TradeIds, MarketMetrics]] = {}
         #: candle subscription id ("BTC-USD/1MIN") → its market's metrics, for the freshness stamp.
         self._candle_markets: dict[str, MarketMetrics] = {}
         self._subaccounts: dict[str, tuple[Subaccount, SubaccountMetrics]] = {}
@@ -140,7 +151,7 @@ class Processor:
         self._pending_change: DirectoryChange | None = None
         self._log_invalid = _InvalidLog(LOG_INTERVAL_S)
         self._updates: dict[str, DataHandler] = {
-            ch.ORDERBOOK: self._orderbook_update,
+            ch.ORDERBOOK: self._orderbook_updates,  # takes the frame's list of contents (_LIST_HANDLERS)
             ch.TRADES: self._trades_update,
             ch.MARKETS: self._markets_update,
             ch.CANDLES: self._candles_update,
@@ -185,6 +196,8 @@ class Processor:
         return None if state is None else state.last_data.get(channel)
 
     def handle(self, link: str, raw: str | bytes, received_at: float) -> Control | None:
+        # The hot path. Data frames of a known channel with the next message id in order run straight
+        # through here (one call into the channel's handler); everything unusual takes the slow paths.
         collector = self._collector
         self._link = link
         size = len(raw)
@@ -202,9 +215,71 @@ class Processor:
             return None
         try:
             frame_type = frame.get("type")
-            if frame_type == ch.T_CHANNEL_DATA or frame_type == ch.T_CHANNEL_BATCH_DATA:
-                return self._data(link, frame, frame_type, received_at)
-            return self._control(link, frame, frame_type, received_at)
+            if frame_type == _T_DATA:
+                frame_type = _T_DATA  # the constant: its hash is cached for the counter below
+                batched = False
+            elif frame_type == _T_BATCH:
+                frame_type = _T_BATCH
+                batched = True
+            else:
+                return self._control(link, frame, frame_type, received_at)
+            name = frame.get("channel")
+            route = self._routes.get(name) if name.__class__ is str else None
+            if route is None:
+                route = self._route(link, frame)
+                if route is None:
+                    return None
+            cm, handler, takes_list = route
+            cm.messages[frame_type] += 1
+            message_id = frame.get("message_id")
+            state = self._links.get(link)
+            if state is None or message_id.__class__ is not int:
+                message_id = self._message_id(link, frame, cm, received_at)
+                if message_id is None:
+                    return None
+                state = self._links[link]
+            else:
+                ids = state.ids
+                if message_id == ids.fast_next:
+                    ids.fast_next = message_id + 1
+                elif not self._see(link, frame, cm, ids, message_id, received_at):
+                    return None
+            state.last_data[cm.name] = received_at
+            cm.last_message_at = received_at
+            self._last_data_at = received_at
+            contents = frame.get("contents")
+            if not batched:
+                cm.updates += 1
+                handler(cm, frame.get("id"), (contents,) if takes_list else contents, message_id, received_at)
+            elif contents.__class__ is list:
+                cm.updates += len(contents)
+                if takes_list:
+                    handler(cm, frame.get("id"), contents, message_id, received_at)
+                else:
+                    sub_id = frame.get("id")
+                    for item in contents:
+                        handler(cm, sub_id, item, message_id, received_at)
+            else:
+                self._invalid(link, cm, "wrong_type", frame)
+            # dydx_processing_seconds, every frame: the common buckets are tested inline (no bisect call).
+            processing = self._clock() - received_at
+            histogram: Histogram = cm.processing  # type: ignore[assignment]
+            if processing <= _PROCESSING_B0:
+                histogram.counts[0] += 1
+                if processing > 0.0:
+                    histogram.sum += processing
+            else:
+                if processing <= _PROCESSING_B1:
+                    histogram.counts[1] += 1
+                elif processing <= _PROCESSING_B2:
+                    histogram.counts[2] += 1
+                else:
+                    histogram.counts[bisect_left(histogram.bounds, processing)] += 1
+                histogram.sum += processing
+            if self._pending_change is not None:
+                change, self._pending_change = self._pending_change, None
+                return self._markets_changed(change)
+            return None
         except Exception as error:  # a bug here must not take the feed loop down with it
             self._invalid(link, collector.unknown_channel, "processing_error", raw[:200], error)
             return None
@@ -270,57 +345,31 @@ class Processor:
             ids.lost = 0
         return message_id
 
-    def _data(self, link: str, frame: dict[str, Any], frame_type: str, now: float) -> Control | None:
-        # The hot path: the common case is inlined (known channel, int id, known link).
-        name = frame.get("channel")
-        route = self._routes.get(name) if name.__class__ is str else None
-        if route is None:
-            cm = self._channel_of(link, frame)
-            if cm is None:
-                return None
-            route = self._routes[cm.name] = (cm, self._updates[cm.name])
-        cm, handler = route
-        cm.messages[frame_type] += 1
-        message_id = frame.get("message_id")
-        state = self._links.get(link)
-        if message_id.__class__ is int and message_id >= 0 and state is not None:
-            ids = state.ids
-            if not ids.see(message_id, now):
-                self._invalid(link, cm, "bad_message_id", frame)
-                return None
-            if ids.lost:
-                self._collector.message_id_gaps += ids.lost
-                ids.lost = 0
-        else:
-            message_id = self._message_id(link, frame, cm, now)
-            if message_id is None:
-                return None
-            state = self._links[link]
-        state.last_data[cm.name] = now
-        cm.last_message_at = now
-        self._last_data_at = now
-        contents = frame.get("contents")
-        sub_id = frame.get("id")
-        if frame_type == ch.T_CHANNEL_DATA:
-            cm.updates += 1
-            handler(cm, sub_id, contents, message_id, now)
-        elif contents.__class__ is list:
-            cm.updates += len(contents)
-            for item in contents:
-                handler(cm, sub_id, item, message_id, now)
-        else:
-            self._invalid(link, cm, "wrong_type", frame)
-        processing = self._clock() - now
-        histogram: Histogram = cm.processing  # type: ignore[assignment]
-        if processing > 0.0:
-            histogram.counts[bisect_left(histogram.bounds, processing)] += 1
-            histogram.sum += processing
-        else:
-            histogram.counts[0] += 1
-        if self._pending_change is not None:
-            change, self._pending_change = self._pending_change, None
-            return self._markets_changed(change)
-        return None
+    def _route(self, link: str, frame: dict[str, Any]) -> _Route | None:
+        cm = self._channel_of(link, frame)
+        if cm is None:
+            return None
+        name = cm.name
+        route = self._routes[name] = (cm, self._updates[name], name in _LIST_HANDLERS)
+        return route
+
+    def _see(
+        self,
+        link: str,
+        frame: dict[str, Any],
+        cm: ChannelMetrics,
+        ids: MessageIds,
+        message_id: int,
+        now: float,
+    ) -> bool:
+        """The message-id check off the in-order path (holes, late frames, a fresh connection)."""
+        if message_id < 0 or not ids.see(message_id, now):
+            self._invalid(link, cm, "bad_message_id", frame)
+            return False
+        if ids.lost:
+            self._collector.message_id_gaps += ids.lost
+            ids.lost = 0
+        return True
 
     def _control(self, link: str, frame: dict[str, Any], frame_type: object, now: float) -> Control | None:
         collector = self._collector
@@ -438,26 +487,34 @@ class Processor:
             parsed.append((price, size))
         return parsed
 
-    def _orderbook_update(
-        self, cm: ChannelMetrics, sub_id: Any, contents: Any, message_id: int, now: float
+    def _orderbook_updates(
+        self, cm: ChannelMetrics, sub_id: Any, items: Any, message_id: int, now: float
     ) -> None:
+        """The order book updates of one frame (one for channel_data, the batch for channel_batch_data)."""
         book = self._books.get(sub_id) if sub_id.__class__ is str else None
         if book is None or not book.has_snapshot:
-            self._invalid("", cm, "unknown_market" if book is None else "no_snapshot", sub_id)
+            reason = "unknown_market" if book is None else "no_snapshot"
+            for _ in items:
+                self._invalid("", cm, reason, sub_id)
             return
-        if contents.__class__ is not dict:
-            self._invalid("", cm, "wrong_type", contents)
-            return
-        bids = contents.get("bids")
-        asks = contents.get("asks")
-        if bids is None and asks is None:
-            self._invalid("", cm, "missing_field", contents)
-            return
-        book.updated_at = now
-        for levels, apply in ((bids, book.update_bid), (asks, book.update_ask)):
-            if levels is None:
+        for contents in items:
+            if contents.__class__ is not dict:
+                self._invalid("", cm, "wrong_type", contents)
                 continue
-            # The protocol sends exactly one [price, size] string pair per update: take it without detours.
+            # The protocol sends exactly one [price, size] string pair on one side per update: that case is
+            # taken without detours; anything else goes through _update_levels' checks.
+            levels = contents.get("bids")
+            if levels is not None:
+                is_bid = True
+                if len(contents) > 1 and contents.get("asks") is not None:
+                    levels = None  # both sides in one update: not the protocol's shape, but still valid
+            else:
+                levels = contents.get("asks")
+                if levels is None:
+                    self._invalid("", cm, "missing_field", contents)
+                    continue
+                is_bid = False
+            book.updated_at = now
             if levels.__class__ is list and len(levels) == 1:
                 level = levels[0]
                 if level.__class__ is list and len(level) == 2:
@@ -470,9 +527,17 @@ class Processor:
                             pass
                         else:
                             if 0.0 < price < _INF and 0.0 <= size < _INF:
-                                apply(price, size, message_id, now)
+                                if is_bid:
+                                    book.update_bid(price, size, message_id, now)
+                                else:
+                                    book.update_ask(price, size, message_id, now)
                                 continue
-            self._update_levels(cm, apply, levels, message_id, now)
+            bids = contents.get("bids")
+            asks = contents.get("asks")
+            if bids is not None:
+                self._update_levels(cm, book.update_bid, bids, message_id, now)
+            if asks is not None:
+                self._update_levels(cm, book.update_ask, asks, message_id, now)
 
     def _update_levels(
         self,
@@ -507,20 +572,21 @@ class Processor:
         if entry is None:
             market = self._collector.market(sub_id)
             market.has_trades = True
-            entry = self._tapes[sub_id] = (RecentIds(), market)
+            entry = self._tapes[sub_id] = (TradeIds(), market)
         tape = entry[0]
         entry[1].trades_at = now
         rows = contents.get("trades") if contents.__class__ is dict else None
         if rows.__class__ is not list:
             self._invalid(link, cm, "wrong_type", contents)
             return
-        # Newest first: remember them oldest first so the window keeps the newest when it overflows.
-        for row in reversed(rows):
+        snapshot_ids: list[str] = []
+        for row in rows:
             trade_id = row.get("id") if row.__class__ is dict else None
             if trade_id.__class__ is str and len(trade_id) <= 64:
-                tape.add(trade_id)
+                snapshot_ids.append(trade_id)
             else:
                 self._invalid(link, cm, "wrong_type", row)
+        tape.load_snapshot(snapshot_ids)
 
     def _trades_update(
         self, cm: ChannelMetrics, sub_id: Any, contents: Any, message_id: int, now: float
@@ -615,13 +681,23 @@ class Processor:
                     self._remember_change(change)
 
     def _oracle_prices(self, cm: ChannelMetrics, oracle: dict[str, Any], now: float) -> None:
-        collector = self._collector
+        # Tens to hundreds per second on the real feed: the price parse and the latency observation are
+        # inlined (see positive() and _observe_latency for the same checks spelled once).
+        markets = self._market_metrics
+        histogram: Histogram = cm.latency  # type: ignore[assignment]
         for ticker, row in oracle.items():
-            price = positive(row.get("oraclePrice")) if row.__class__ is dict else None
-            if price is None:
-                self._invalid("", cm, "bad_number" if row.__class__ is dict else "wrong_type", row)
-                continue
-            market = collector.existing_market(ticker)
+            price_text = row.get("oraclePrice") if row.__class__ is dict else None
+            try:
+                price = float(price_text) if price_text.__class__ is str else _NAN
+            except ValueError:
+                price = _NAN
+            if not 0.0 < price < _INF:
+                checked = positive(price_text)  # a JSON number; None for anything invalid
+                if checked is None:
+                    self._invalid("", cm, "bad_number" if row.__class__ is dict else "wrong_type", row)
+                    continue
+                price = checked
+            market = markets.get(ticker)
             if market is None:
                 # Markets outside --markets are listed but not tracked; only a ticker nobody listed is odd.
                 if ticker not in self._directory.statuses:
@@ -629,7 +705,19 @@ class Processor:
                 continue
             market.oracle_price = price
             market.oracle_at = now
-            self._observe_latency(cm, row.get("effectiveAt"), now)
+            stamp = self._timestamp(row.get("effectiveAt"))
+            if stamp is None:
+                self._invalid("", cm, "bad_number", row.get("effectiveAt"))
+                continue
+            if stamp > self._newest_exchange_time:
+                self._newest_exchange_time = stamp
+            self._newest_exchange_received = now
+            lag = now - stamp
+            if lag > 0.0:
+                histogram.counts[bisect_left(histogram.bounds, lag)] += 1
+                histogram.sum += lag
+            else:
+                histogram.counts[0] += 1
 
     def _apply_prices(self, markets: Mapping[str, object], received_at: float | None = None) -> None:
         """Oracle prices of a full market list; `received_at` stamps freshness (a v4_markets snapshot, not

@@ -1,19 +1,127 @@
-"""Trade de-duplication by event id, with bounded memory.
+"""Trade de-duplication by event id, in small constant memory.
 
-Trade ids are unique 24-hex event ids. Duplicates happen around subscribe time (a snapshot row delivered
-again as an update, a batched buffer replayed) and across a resubscribe, so each market remembers the ids
-of its most recent trades: a window a little larger than a full 1000-row snapshot.
+Duplicates happen around subscribe time (a snapshot row delivered again as an update, a batched buffer
+replayed) and across a resubscribe. A trade id is the 24-hex eventId: block height, txIndex + 2 and
+eventIndex, 8 hex digits each, so read as an integer (96 bits) ids order the way trades happen. That lets
+each market keep only a short window of recent ids plus a floor:
+
+- every id ever remembered is either still in the window or at or below `floor` (the highest id the window
+  has let go of), so a repeated id is always recognised, however old;
+- an id above the floor that is not in the window is new, even when it arrives out of order;
+- an id at or below the floor that is not in the window is taken as a duplicate. This is the only
+  approximation: a genuinely new trade arriving behind more than `capacity` newer ones (never seen on the
+  feed, which sends each block's fills in one message, oldest first) would be dropped as a duplicate.
+
+A snapshot (up to 1000 rows) only needs its newest `capacity` rows in the window: anything older is below
+the floor it leaves, which is what makes a replay of old snapshot rows a duplicate. Ids that are not 24 hex
+digits (no real indexer sends them) are remembered as strings in the same window, without the floor.
+
+`RecentIds` is the plain window for ids without an order (subaccount fill ids).
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from typing import Final
 
+#: Ids per market in the window: far more than one block's fills for a market arrive out of order, and
+#: small enough that 267 full windows cost ≈ 4 MB.
+TRADE_WINDOW: Final = 128
 RECENT_IDS_PER_MARKET: Final = 2048
+_EVENT_ID_LENGTH: Final = 24
+
+
+def trade_key(trade_id: str) -> int | str:
+    """The id as an ordered integer, or the string itself when it is not a 24-hex eventId."""
+    if len(trade_id) == _EVENT_ID_LENGTH:
+        try:
+            return int(trade_id, 16)
+        except ValueError:
+            pass
+    return trade_id
+
+
+class TradeIds:
+    """The trade ids of one market: a fixed ring of the newest `capacity` ids, its set, and a floor."""
+
+    __slots__ = ("_next", "_ring", "_seen", "floor")
+
+    def __init__(self, capacity: int = TRADE_WINDOW) -> None:
+        self._seen: set[int | str] = set()
+        self._ring: list[int | str | None] = [None] * capacity
+        self._next = 0
+        #: Every integer id at or below this is treated as already seen.
+        self.floor = -1
+
+    def add(self, trade_id: str) -> bool:
+        """Remember a live trade's id; False when it is a duplicate."""
+        # trade_key and _remember, inlined: this runs for every live trade.
+        key: int | str = trade_id
+        if len(trade_id) == _EVENT_ID_LENGTH:
+            try:
+                key = int(trade_id, 16)
+            except ValueError:
+                key = trade_id
+        seen = self._seen
+        if key in seen:
+            return False
+        floor = self.floor
+        if key.__class__ is int and key <= floor:
+            return False
+        ring = self._ring
+        slot = self._next
+        evicted = ring[slot]
+        if evicted is not None:
+            seen.discard(evicted)
+            if evicted.__class__ is int and evicted > floor:
+                self.floor = evicted
+        ring[slot] = key
+        seen.add(key)
+        slot += 1
+        self._next = 0 if slot == len(ring) else slot
+        return True
+
+    def load_snapshot(self, trade_ids: Iterable[str]) -> None:
+        """Remember a snapshot's ids (any order); its rows are never counted as trades."""
+        numbered: list[int] = []
+        for trade_id in trade_ids:
+            key = trade_key(trade_id)
+            if key.__class__ is int:
+                numbered.append(key)
+            elif key not in self._seen:
+                self._remember(key)
+        numbered.sort()
+        capacity = len(self._ring)
+        if len(numbered) > capacity:
+            older = numbered[-capacity - 1]
+            if older > self.floor:
+                self.floor = older
+            numbered = numbered[-capacity:]
+        for key in numbered:
+            if key > self.floor and key not in self._seen:
+                self._remember(key)
+
+    def _remember(self, key: int | str) -> None:
+        ring = self._ring
+        slot = self._next
+        evicted = ring[slot]
+        if evicted is not None:
+            self._seen.discard(evicted)
+            if evicted.__class__ is int and evicted > self.floor:
+                self.floor = evicted
+        ring[slot] = key
+        self._seen.add(key)
+        slot += 1
+        self._next = 0 if slot == len(ring) else slot
+
+    def __len__(self) -> int:
+        return len(self._seen)
 
 
 class RecentIds:
+    """The newest `capacity` ids, for ids that carry no order (subaccount fills)."""
+
     __slots__ = ("_order", "_seen")
 
     def __init__(self, capacity: int = RECENT_IDS_PER_MARKET) -> None:
