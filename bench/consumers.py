@@ -33,6 +33,8 @@ import orjson
 
 from bench.procs import rss_bytes
 from bench.workload import Workload
+from exporter.feed.connection import READ_CHECK_FRAMES, READ_SLICE_S
+from exporter.loop import let_io_in
 from exporter.protocol import channels as ch
 
 LINK: Final = "conn-0"
@@ -468,14 +470,24 @@ async def _pipeline(spec: ConsumerSpec) -> RunResult:
 async def _pipeline_plain(
     ws: aiohttp.ClientWebSocketResponse[bool], handle: Callable[..., Any], meter: _Meter
 ) -> None:
+    # Link._read's hot path, its yield after READ_SLICE_S of work included.
     text = aiohttp.WSMsgType.TEXT
     now = time.time
+    slice_start = now()
+    frames = 0
     while True:
         msg = await ws.receive()
         if msg.type is not text:
             break
-        handle(LINK, msg.data, now())
+        received_at = now()
+        handle(LINK, msg.data, received_at)
         meter.frame()
+        frames += 1
+        if frames == READ_CHECK_FRAMES:
+            frames = 0
+            if received_at - slice_start > READ_SLICE_S:
+                await let_io_in()
+                slice_start = now()
 
 
 async def _pipeline_timed(
@@ -485,14 +497,23 @@ async def _pipeline_timed(
     now = time.time
     clock = time.perf_counter_ns
     samples = array("q")
+    slice_start = now()
+    frames = 0
     while True:
         msg = await ws.receive()
         received = clock()
         if msg.type is not text:
             break
-        handle(LINK, msg.data, now())
+        received_at = now()
+        handle(LINK, msg.data, received_at)
         samples.append(clock() - received)
         meter.frame()
+        frames += 1
+        if frames == READ_CHECK_FRAMES:
+            frames = 0
+            if received_at - slice_start > READ_SLICE_S:
+                await let_io_in()
+                slice_start = now()
     # Drop the preamble (connected + subscribed with snapshots): they are not data frames.
     result.latency_ns = samples[meter.preamble :].tolist()
 

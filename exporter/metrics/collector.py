@@ -13,7 +13,6 @@ working; the web server uses the registry's faster `render_async`.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from bisect import bisect_left
@@ -26,6 +25,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector as PromCollector
 
+from exporter.loop import let_io_in
 from exporter.metrics import catalog as c
 from exporter.protocol import channels as ch
 
@@ -39,8 +39,9 @@ CHANNEL_FRAME_TYPES = (
 )
 #: Channels whose frames carry an exchange event time (feed latency is observed for these).
 TIMED_CHANNELS = frozenset({ch.TRADES, ch.MARKETS, ch.BLOCK_HEIGHT, ch.CANDLES})
-#: A render yields to the event loop after holding it this long.
-RENDER_SLICE_S = 0.001
+#: A render yields to the event loop after holding it this long (a family is never split, so a slice can
+#: run over by one family: the per-market ones take ≈ 0.2 ms at 267 markets).
+RENDER_SLICE_S = 0.0005
 
 
 class BookReadout(Protocol):
@@ -637,18 +638,22 @@ class ExporterRegistry(CollectorRegistry):
         return data
 
     async def render_async(self, openmetrics: bool = False) -> bytes:
-        """The whole exposition, yielding to the event loop whenever a slice has held it ~1 ms."""
+        """The whole exposition, yielding to the event loop whenever a slice has held it RENDER_SLICE_S.
+
+        Families are encoded as they are rendered, so no step at the end touches the whole body at once;
+        the yield lets due I/O and timers (and the tasks they wake, the feed's read loop) in before the
+        next slice (exporter.loop.let_io_in)."""
         started = time.perf_counter()
-        parts: list[str] = []
+        parts: list[bytes] = []
         slice_start = started
         for family in self._catalog.render_families(openmetrics):
-            parts.append(family)
+            parts.append(family.encode())
             if time.perf_counter() - slice_start > RENDER_SLICE_S:
-                await asyncio.sleep(0)
+                await let_io_in()
                 slice_start = time.perf_counter()
-        parts.append(self._others_text(openmetrics))
+        parts.append(self._others_text(openmetrics).encode())
         if openmetrics:
-            parts.append("# EOF\n")
-        data = "".join(parts).encode()
+            parts.append(b"# EOF\n")
+        data = b"".join(parts)
         self._catalog.record_scrape(time.perf_counter() - started, len(data))
         return data
