@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import yaml
 
+from exporter import logs
 from exporter.protocol import channels as ch
 
 ENV_PREFIX = "DYDX_EXPORTER_"
@@ -32,8 +33,8 @@ DEFAULT_CHANNELS = (ch.MARKETS, ch.TRADES, ch.ORDERBOOK, ch.BLOCK_HEIGHT)
 SUPPORTED_CHANNELS = (ch.MARKETS, ch.TRADES, ch.ORDERBOOK, ch.CANDLES, ch.BLOCK_HEIGHT)
 #: Channels keyed by an account, not a market; v4_subaccounts is enabled by --subaccounts.
 _ACCOUNT_CHANNELS = frozenset({ch.SUBACCOUNTS, ch.PARENT_SUBACCOUNTS})
-LOG_LEVELS = ("debug", "info", "warn", "error")
-LOG_FORMATS = ("json", "console", "auto")
+LOG_LEVELS = tuple(logs.LEVELS)
+LOG_FORMATS = logs.FORMATS
 
 
 class ConfigError(ValueError):
@@ -121,6 +122,20 @@ def parse_list(value: object) -> tuple[str, ...]:
         if item and item not in out:
             out.append(item)
     return tuple(out)
+
+
+def check_tickers(tickers: tuple[str, ...]) -> tuple[str, ...]:
+    """`tickers` unchanged when each is a ticker such as BTC-USD; ValueError naming those that are not."""
+    bad = [ticker for ticker in tickers if not ch.TICKER_RE.match(ticker)]
+    if bad:
+        raise ValueError(f"{', '.join(bad)} is not a ticker such as BTC-USD (or use 'all')")
+    return tickers
+
+
+def parse_markets(value: object) -> tuple[str, ...] | None:
+    """`all` (or nothing) → None, every market; otherwise the listed tickers, each one checked."""
+    markets = parse_list(value)
+    return None if markets in ((), ("all",)) else check_tickers(markets)
 
 
 def parse_str(value: object) -> str:
@@ -453,7 +468,7 @@ def _build(raw: Mapping[str, tuple[object, str]]) -> Settings:
         raise ConfigError(f"--dydx.network: must be one of {', '.join(NETWORKS)}, not {network!r}")
     default_ws, default_rest = NETWORKS[network]
     host, port = get("web.listen-address", parse_listen_address)
-    markets = get("markets", parse_list)
+    markets = get("markets", parse_markets)
     shard_index, shard_count = get("shard", parse_shard)
     resolutions = get("candles.resolutions", parse_list)
     channels = list(get("channels", parse_list))
@@ -487,7 +502,7 @@ def _build(raw: Mapping[str, tuple[object, str]]) -> Settings:
         telemetry_path=get("web.telemetry-path", parse_str),
         web_config_file=get("web.config.file", parse_str),
         network=network,
-        markets=None if markets in ((), ("all",)) else markets,
+        markets=markets,
         channels=tuple(channels),
         candle_resolutions=resolutions,
         subaccounts=subaccounts,
@@ -565,9 +580,10 @@ def _validate(s: Settings, raw: Mapping[str, tuple[object, str]]) -> None:
     if ch.CANDLES in s.channels and not s.candle_resolutions:
         fail("candles.resolutions", "v4_candles is in --channels, so name at least one resolution")
     if s.markets is not None:
-        for ticker in s.markets:
-            if not ch.TICKER_RE.match(ticker):
-                fail("markets", f"{ticker!r} is not a ticker such as BTC-USD (or use 'all')")
+        try:
+            check_tickers(s.markets)
+        except ValueError as exc:
+            fail("markets", str(exc))
     if not 0 <= s.shard_index < s.shard_count:
         fail("shard", f"index must be in 0..{s.shard_count - 1}, not {s.shard_index}")
     if s.feed.backoff_max < s.feed.backoff_initial:

@@ -5,14 +5,22 @@ Events are snake_case names with key-value context (`log.info("ws_connected", li
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
-from typing import Literal
+from typing import Final, Literal, get_args
 
 import structlog
 
 LogFormat = Literal["json", "console", "auto"]
+FORMATS: Final[tuple[str, ...]] = get_args(LogFormat)
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
+
+
+def add_flags(parser: argparse.ArgumentParser) -> None:
+    """--log.level and --log.format (dests log_level, log_format), for the subcommands' own parsers."""
+    parser.add_argument("--log.level", dest="log_level", default="info", choices=sorted(LEVELS))
+    parser.add_argument("--log.format", dest="log_format", default="auto", choices=FORMATS)
 
 
 def configure(level: str = "info", fmt: LogFormat = "auto") -> None:

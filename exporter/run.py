@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import sys
 from collections.abc import Sequence
 
 from exporter import logs
 from exporter.config import ConfigError, Settings
+from exporter.lifecycle import StopSignals
 from exporter.logs import get_logger
 
 log = get_logger(__name__)
@@ -37,17 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 async def serve(settings: Settings) -> int:
     from exporter.service import Exporter
 
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    received: list[str] = []
-
-    def on_signal(sig: signal.Signals) -> None:
-        received.append(sig.name)
-        stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal, sig)
-    try:
+    with StopSignals() as signals:
         try:
             exporter = Exporter(settings)
         except ValueError as exc:
@@ -61,10 +51,7 @@ async def serve(settings: Settings) -> int:
         except OSError as exc:
             log.error("exporter_start_failed", error=str(exc))
             return 1
-        await stop.wait()
-        log.info("shutdown_requested", signal=received[0] if received else "")
+        await signals.wait()
+        log.info("shutdown_requested", signal=signals.first)
         await exporter.stop()
         return 0
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)

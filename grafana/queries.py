@@ -135,3 +135,13 @@ def variable_query(variable: Mapping[str, Any]) -> str:
     if isinstance(query, Mapping):
         query = query.get("query", "")
     return str(query)
+
+
+def dashboard_exprs(model: Mapping[str, Any]) -> list[str]:
+    """Every PromQL expression a dashboard runs: its panels' queries, then its query variables' selectors."""
+    exprs = [q.expr for q in panel_queries(model)]
+    for variable in variable_definitions(model):
+        if variable["type"] == "query":
+            selector, _ = parse_label_values(variable_query(variable))
+            exprs += [selector] if selector else []
+    return exprs

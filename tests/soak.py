@@ -40,9 +40,10 @@ import aiohttp
 import orjson
 
 from exporter.config import Settings
+from exporter.lifecycle import cancel_and_wait
 from exporter.service import Exporter
-from tests.helpers import Samples, metric_sum, scrape, wait_for
-from tests.reliability.support import ReadinessTrace, Resources, resources
+from tests.helpers import Samples, metric_sum, scrape, stop_process, wait_for
+from tests.reliability.support import ReadinessTrace, Resources, Slack, resources
 
 MB = 1024 * 1024
 
@@ -135,12 +136,8 @@ class SoakReport:
             c = self.config
             if last.rss_bytes > first.rss_bytes + c.rss_slack_bytes:
                 found.append(f"RSS grew {(last.rss_bytes - first.rss_bytes) / MB:.1f} MB")
-            if last.fds > first.fds + c.fd_slack:
-                found.append(f"fds grew {first.fds} -> {last.fds}")
-            if last.sockets > first.sockets + c.fd_slack:
-                found.append(f"sockets grew {first.sockets} -> {last.sockets}")
-            if last.tasks > first.tasks + c.task_slack:
-                found.append(f"tasks grew {first.tasks} -> {last.tasks}")
+            slack = Slack(tasks=c.task_slack, fds=c.fd_slack, sockets=c.fd_slack)
+            found += [f"grew: {excess}" for excess in last.over(first, slack)]
         return found
 
     def rss_slope_mb_per_hour(self, last_half: bool = False) -> float:
@@ -205,7 +202,11 @@ class SoakReport:
 
 
 class SimulatorProcess:
-    """`python -m exporter simulate` on an OS-assigned loopback port, its log in `workdir`."""
+    """`python -m exporter simulate` on an OS-assigned loopback port, its log in `workdir`.
+
+    Not tests.helpers.LoggedProcess: that keeps every log event in this process, whose RSS the soak
+    measures over half an hour.
+    """
 
     def __init__(self, workdir: Path, args: Sequence[str]) -> None:
         self._log_path = workdir / "simulator.log"
@@ -239,14 +240,8 @@ class SimulatorProcess:
 
     async def stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is None or proc.returncode is not None:
-            return
-        proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), 10)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+        if proc is not None:
+            await stop_process(proc)
 
 
 # --- faults ----------------------------------------------------------------------------------------------
@@ -501,10 +496,7 @@ async def run_soak(config: SoakConfig) -> SoakReport:
             await soak.window(random.Random(config.seed + 1))  # the final quiescent sample and check
             return soak.report
         finally:
-            if sampler is not None:
-                sampler.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sampler
+            await cancel_and_wait(sampler)
             if soak is not None:
                 soak.report.elapsed = time.monotonic() - began
                 await soak.close()

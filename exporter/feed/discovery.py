@@ -22,6 +22,7 @@ from exporter.config import Settings
 from exporter.feed.backoff import Backoff, parse_retry_after
 from exporter.feed.pool import Pool
 from exporter.feed.sink import FeedObserver, FrameSink, MarketsChanged
+from exporter.lifecycle import cancel_and_wait
 from exporter.logs import get_logger
 
 log = get_logger(__name__)
@@ -62,11 +63,8 @@ class Discovery:
             self._task = asyncio.create_task(self._loop(), name="discovery")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
 
     def refresh_now(self) -> None:
         """Ask for a REST refresh without waiting for the interval."""

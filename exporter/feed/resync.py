@@ -18,7 +18,6 @@ belong to the feed:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from exporter.feed.connection import SubKey
+from exporter.lifecycle import cancel_and_wait
 from exporter.logs import get_logger
 from exporter.protocol import channels as ch
 
@@ -101,11 +101,8 @@ class Resyncer:
             self._task = asyncio.create_task(self._loop(), name="resync")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
 
     async def _loop(self) -> None:
         tick = self._policy.tick

@@ -5,9 +5,9 @@ burst of frames) shows up here, and with it a hole in the latency the exporter r
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 
+from exporter.lifecycle import cancel_and_wait
 from exporter.metrics.collector import Collector
 
 
@@ -23,10 +23,7 @@ class LoopLagProbe:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def _run(self) -> None:
         interval = self._interval

@@ -29,7 +29,6 @@ import base64
 import bisect
 import contextlib
 import gzip
-import signal
 import sys
 import time
 from collections import deque
@@ -50,13 +49,15 @@ from exporter.config import (
     Settings,
     parse_duration,
     parse_list,
+    parse_markets,
 )
 from exporter.feed.discovery import Discovery
 from exporter.feed.pool import Pool
 from exporter.feed.sink import Connected, Control, ServerError, Subscribed, Unsubscribed
+from exporter.lifecycle import StopSignals
 from exporter.protocol import channels as ch
 from exporter.simulator import formats
-from exporter.simulator.source import Publisher
+from exporter.simulator.source import Publisher, valid_market_subscription
 
 log = logs.get_logger(__name__)
 
@@ -541,8 +542,7 @@ def build_record_parser() -> argparse.ArgumentParser:
         default=40.0,
         help="subscribe messages per second across all connections (default 40, as the exporter)",
     )
-    p.add_argument("--log.level", dest="log_level", default="info", choices=sorted(logs.LEVELS))
-    p.add_argument("--log.format", dest="log_format", default="auto", choices=("auto", "json", "console"))
+    logs.add_flags(p)
     return p
 
 
@@ -555,14 +555,10 @@ def record_config_from_args(args: argparse.Namespace) -> RecordConfig:
     rest_url = (args.rest_url or (rest_url_for(ws_url) if args.ws_url else default_rest)).rstrip("/")
     if not rest_url.startswith(("http://", "https://")):
         raise ValueError(f"--dydx.rest-url must start with http:// or https://, not {rest_url!r}")
-    markets = parse_list(args.markets)
-    if markets in ((), ("all",)):
-        chosen: tuple[str, ...] | None = None
-    else:
-        bad = [t for t in markets if not ch.TICKER_RE.match(t)]
-        if bad:
-            raise ValueError(f"--markets: {', '.join(bad)} is not a ticker such as BTC-USD (or use 'all')")
-        chosen = markets
+    try:
+        markets = parse_markets(args.markets)
+    except ValueError as exc:
+        raise ValueError(f"--markets: {exc}") from None
     resolutions = parse_list(args.resolutions)
     channels = list(parse_list(args.channels))
     if resolutions and ch.CANDLES not in channels:
@@ -596,7 +592,7 @@ def record_config_from_args(args: argparse.Namespace) -> RecordConfig:
         ws_url=ws_url,
         rest_url=rest_url,
         network=args.network,
-        markets=chosen,
+        markets=markets,
         channels=tuple(channels),
         candle_resolutions=resolutions,
         duration=duration,
@@ -622,15 +618,8 @@ async def record(config: RecordConfig, stop: asyncio.Event | None = None) -> int
 
 
 async def _record_until_signalled(config: RecordConfig) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        return await record(config, stop)
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+    with StopSignals() as signals:
+        return await record(config, signals.stop)
 
 
 def record_main(argv: Sequence[str] | None = None) -> int:
@@ -1075,16 +1064,8 @@ class ReplaySource:
         return [t for t in tickers if t not in self._delisted]
 
     def valid(self, channel: str, key: str | None) -> bool:
-        if channel in (ch.MARKETS, ch.BLOCK_HEIGHT):
-            return True
-        if key is None:
-            return False
-        if channel in (ch.ORDERBOOK, ch.TRADES):
-            return key in self.tickers()
-        if channel == ch.CANDLES:
-            ticker, _, resolution = key.rpartition("/")
-            return ticker in self.tickers() and resolution in ch.CANDLE_RESOLUTION_SECONDS
-        return (channel, key) in self.state.subaccounts
+        verdict = valid_market_subscription(channel, key, self.tickers())
+        return (channel, key) in self.state.subaccounts if verdict is None else verdict
 
     def snapshot(self, channel: str, key: str | None) -> Any:
         if channel == ch.MARKETS:

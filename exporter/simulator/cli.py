@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 from collections.abc import Callable, Sequence
 
 from exporter import logs
+from exporter.config import parse_listen_address
+from exporter.lifecycle import StopSignals
 from exporter.protocol import channels as ch
 from exporter.simulator.catalog import DEFAULT_MARKET_COUNT
 from exporter.simulator.server import Simulator, SimulatorConfig, SourceFactory
@@ -19,11 +20,11 @@ from exporter.simulator.server import Simulator, SimulatorConfig, SourceFactory
 DEFAULT_LISTEN = "127.0.0.1:3003"
 
 
-def parse_listen_address(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise argparse.ArgumentTypeError(f"--web.listen-address must be HOST:PORT, not {value!r}")
-    return host.strip("[]"), int(port)
+def listen_address_arg(value: str) -> tuple[str, int]:
+    try:
+        return parse_listen_address(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--web.listen-address must be HOST:PORT, not {value!r}") from None
 
 
 def parse_markets(value: str) -> int | tuple[str, ...]:
@@ -68,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--web.listen-address",
         dest="listen",
         metavar="HOST:PORT",
-        type=parse_listen_address,
+        type=listen_address_arg,
         default=DEFAULT_LISTEN,
         help=f"HOST:PORT to serve on (default {DEFAULT_LISTEN})",
     )
@@ -162,8 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="move exchange timestamps to the replay's clock (data as fresh as when recorded)",
     )
-    p.add_argument("--log.level", dest="log_level", default="info", choices=sorted(logs.LEVELS))
-    p.add_argument("--log.format", dest="log_format", default="auto", choices=("auto", "json", "console"))
+    logs.add_flags(p)
     return p
 
 
@@ -201,16 +201,11 @@ def source_from_args(args: argparse.Namespace) -> SourceFactory | None:
 
 async def serve(config: SimulatorConfig, source_factory: SourceFactory | None = None) -> None:
     sim = Simulator(config, source_factory)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await sim.start()
-        await stop.wait()
+        with StopSignals() as signals:
+            await sim.start()
+            await signals.wait()
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
         await sim.stop()
 
 

@@ -21,7 +21,7 @@ from typing import Any, Final
 from exporter.protocol import channels as ch
 from exporter.simulator import formats
 from exporter.simulator.catalog import DEFAULT_MARKET_COUNT, REAL_MARKETS
-from exporter.simulator.source import Publisher
+from exporter.simulator.source import Publisher, valid_market_subscription
 
 #: Baseline activity at rate 1.0, across all markets.
 BOOK_UPDATES_PER_S: Final = 400.0
@@ -34,7 +34,7 @@ TRADE_HISTORY: Final = 1000
 CANDLE_HISTORY: Final = 500
 MAX_TICK_S: Final = 0.05
 BECH32: Final = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
-_TRADE_TYPES: Final = ("LIMIT", "LIQUIDATED", "DELEVERAGED", "TWAP_SUBORDER")
+#: Chance of each of ch.TRADE_TYPES, in its order.
 _TRADE_TYPE_WEIGHTS: Final = (0.97, 0.02, 0.005, 0.005)
 
 
@@ -361,7 +361,7 @@ class MarketModel:
             ticks = level if level is not None else m.mid_ticks()
             book_size = (m.asks if buy else m.bids).get(ticks, 0)
             steps = max(1, min(self._random_size(m) // 4 + 1, book_size or 1))
-            trade_type = rng.choices(_TRADE_TYPES, _TRADE_TYPE_WEIGHTS)[0]
+            trade_type = rng.choices(ch.TRADE_TYPES, _TRADE_TYPE_WEIGHTS)[0]
             trade = {
                 "id": f"{self.block_height:08x}{tx_index + 2:08x}{rng.randrange(8):08x}",
                 "size": m.fmt_size(steps),
@@ -521,20 +521,14 @@ class MarketModel:
         return self.block_height, self.block_at
 
     def valid(self, channel: str, key: str | None) -> bool:
-        if channel in (ch.MARKETS, ch.BLOCK_HEIGHT):
-            return True
+        verdict = valid_market_subscription(channel, key, self.markets)
+        if verdict is not None:
+            return verdict
         if key is None:
             return False
-        if channel in (ch.ORDERBOOK, ch.TRADES):
-            return key in self.markets
-        if channel == ch.CANDLES:
-            ticker, _, resolution = key.rpartition("/")
-            return ticker in self.markets and resolution in ch.CANDLE_RESOLUTION_SECONDS
-        if channel in (ch.SUBACCOUNTS, ch.PARENT_SUBACCOUNTS):
-            address, _, number = key.rpartition("/")
-            limit = ch.MAX_SUBACCOUNT_NUMBER if channel == ch.SUBACCOUNTS else ch.MAX_PARENT_SUBACCOUNT_NUMBER
-            return bool(ch.ADDRESS_RE.match(address)) and number.isdigit() and int(number) < limit
-        return False
+        address, _, number = key.rpartition("/")
+        limit = ch.MAX_SUBACCOUNT_NUMBER if channel == ch.SUBACCOUNTS else ch.MAX_PARENT_SUBACCOUNT_NUMBER
+        return bool(ch.ADDRESS_RE.match(address)) and number.isdigit() and int(number) < limit
 
     def snapshot(self, channel: str, key: str | None) -> Any:
         if channel == ch.MARKETS:

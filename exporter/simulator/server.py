@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from exporter.lifecycle import cancel_and_wait
 from exporter.logs import get_logger
 from exporter.protocol import channels as ch
 from exporter.simulator import rest
@@ -199,10 +200,8 @@ class Simulator:
 
     async def stop(self) -> None:
         self._stopping = True
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
+        tasks, self._tasks = self._tasks, []
+        await cancel_and_wait(*tasks)
         for session in list(self.sessions):
             session.close_soon(ch.CLOSE_SERVICE_RESTARTING, ch.SERVICE_RESTARTING_REASON, flush=False)
         with contextlib.suppress(TimeoutError):

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 from aiohttp import WSMsgType, web
 
+from exporter.lifecycle import cancel_and_wait
 from exporter.logs import get_logger
 from exporter.protocol import channels as ch
 from exporter.protocol import encode
@@ -144,10 +145,7 @@ class Session:
             self.log.debug("ws_client_closed", code=code)
 
     async def _cancel_tasks(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(*self._tasks)
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)

@@ -9,8 +9,10 @@ agree with the stream.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from typing import Any, Protocol
+
+from exporter.protocol import channels as ch
 
 
 class Publisher(Protocol):
@@ -59,3 +61,23 @@ class EventSource(Protocol):
     def start_cross(self, ticker: str) -> None: ...
 
     def end_cross(self, ticker: str) -> None: ...
+
+
+def valid_market_subscription(channel: str, key: str | None, tickers: Container[str]) -> bool | None:
+    """`EventSource.valid` for every channel but the account ones (None: each source has its own rule).
+
+    v4_markets and v4_block_height always; orderbook and trades for a listed ticker; candles for a listed
+    ticker at a known resolution; anything else never.
+    """
+    if channel in (ch.MARKETS, ch.BLOCK_HEIGHT):
+        return True
+    if channel in (ch.SUBACCOUNTS, ch.PARENT_SUBACCOUNTS):
+        return None
+    if key is None:
+        return False
+    if channel in (ch.ORDERBOOK, ch.TRADES):
+        return key in tickers
+    if channel == ch.CANDLES:
+        ticker, _, resolution = key.rpartition("/")
+        return ticker in tickers and resolution in ch.CANDLE_RESOLUTION_SECONDS
+    return False

@@ -223,7 +223,14 @@ class Processor:
                 batched = True
             else:
                 return self._control(link, frame, frame_type, received_at)
-            name = frame.get("channel")
+            try:  # subscripts are cheaper than .get(); a frame missing any of these takes the .get() path
+                name = frame["channel"]
+                message_id = frame["message_id"]
+                contents = frame["contents"]
+            except KeyError:
+                name = frame.get("channel")
+                message_id = frame.get("message_id")
+                contents = frame.get("contents")
             route = self._routes.get(name) if name.__class__ is str else None
             if route is None:
                 route = self._route(link, frame)
@@ -231,7 +238,6 @@ class Processor:
                     return None
             cm, handler, takes_list = route
             cm.messages[frame_type] += 1
-            message_id = frame.get("message_id")
             state = self._links.get(link)
             if state is None or message_id.__class__ is not int:
                 message_id = self._message_id(link, frame, cm, received_at)
@@ -247,7 +253,6 @@ class Processor:
             state.last_data[cm.name] = received_at
             cm.last_message_at = received_at
             self._last_data_at = received_at
-            contents = frame.get("contents")
             if not batched:
                 cm.updates += 1
                 handler(cm, frame.get("id"), (contents,) if takes_list else contents, message_id, received_at)

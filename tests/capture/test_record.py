@@ -18,7 +18,7 @@ from exporter.simulator.server import Simulator
 from tests.capture.expect import frames
 from tests.data.make_capture import record_simulator
 from tests.fixtures.simulator import SimulatorFactory
-from tests.helpers import wait_for
+from tests.helpers import kill_if_running, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -84,9 +84,7 @@ async def run_record(
         code = await asyncio.wait_for(proc.wait(), timeout)
         return code, stderr.decode()
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await kill_if_running(proc)
 
 
 @pytest.mark.timeout(60)

@@ -5,7 +5,7 @@ ids and valid per-connection message ids, and REST views that end where the firs
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +14,11 @@ import pytest
 
 from exporter.protocol import channels as ch
 from exporter.simulator.capture import ReplaySource, replay_source
-from exporter.simulator.server import Simulator, SimulatorConfig
+from exporter.simulator.server import Simulator
 from tests.capture.expect import SHIPPED, first_snapshots, frames, recorded_updates
 from tests.data.make_capture import record_simulator
 from tests.fixtures.exporter import ExporterFactory
-from tests.fixtures.simulator import FAST_DEFAULTS, SimulatorFactory
+from tests.fixtures.simulator import SimulatorFactory
 from tests.helpers import Samples, metric_sum, metric_value, scrape, wait_for
 from tests.simulator.probe import Probe
 
@@ -27,24 +27,14 @@ ReplayFactory = Callable[..., Awaitable[Simulator]]
 
 
 @pytest.fixture
-async def replay_factory() -> AsyncIterator[ReplayFactory]:
+def replay_factory(simulator_factory: SimulatorFactory) -> ReplayFactory:
     """A simulator serving a capture, started paused (resume to start the replay); stopped at teardown."""
-    started: list[Simulator] = []
 
     async def make(path: Path, speed: float = 0.0, retime: bool = False, **overrides: Any) -> Simulator:
-        sim = Simulator(
-            SimulatorConfig(**{**FAST_DEFAULTS, "paused": True, **overrides}),
-            source_factory=replay_source(path, speed=speed, retime=retime),
-        )
-        started.append(sim)
-        await sim.start()
-        return sim
+        source = replay_source(path, speed=speed, retime=retime)
+        return await simulator_factory(source, **{"paused": True, **overrides})
 
-    try:
-        yield make
-    finally:
-        for sim in reversed(started):
-            await sim.stop()
+    return make
 
 
 def subscriptions() -> list[tuple[str, str | None]]:

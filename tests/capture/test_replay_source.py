@@ -32,6 +32,7 @@ from tests.capture.expect import (
     recorded_updates,
     write_capture,
 )
+from tests.unit.pipeline_frames import data, subscribed
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -211,33 +212,6 @@ def test_delist_and_list_through_the_control_seam() -> None:
         source.list_market("NEW-USD", 1.0)
 
 
-def _sub(link: str, mid: int, channel: str, key: str | None, contents: Any) -> dict[str, Any]:
-    frame: dict[str, Any] = {
-        "type": "subscribed",
-        "connection_id": link,
-        "message_id": mid,
-        "channel": channel,
-    }
-    if key is not None:
-        frame["id"] = key
-    frame["contents"] = contents
-    return frame
-
-
-def _data(
-    link: str, mid: int, channel: str, key: str | None, contents: Any, batch: bool = False
-) -> dict[str, Any]:
-    frame: dict[str, Any] = {
-        "type": "channel_batch_data" if batch else "channel_data",
-        "connection_id": link,
-        "message_id": mid,
-    }
-    if key is not None:
-        frame["id"] = key
-    frame.update(channel=channel, version=ch.VERSIONS[channel], contents=contents)
-    return frame
-
-
 def test_batches_parents_duplicates_and_garbage(tmp_path: Path) -> None:
     parent = "dydx1" + "q" * 38 + "/0"
     path = write_capture(
@@ -248,28 +222,46 @@ def test_batches_parents_duplicates_and_garbage(tmp_path: Path) -> None:
             (
                 1.1,
                 "conn-0",
-                _sub("a", 1, ch.ORDERBOOK, "BTC-USD", {"bids": [{"price": "10", "size": "1"}], "asks": []}),
+                subscribed(
+                    ch.ORDERBOOK,
+                    "BTC-USD",
+                    1,
+                    {"bids": [{"price": "10", "size": "1"}], "asks": []},
+                    connection_id="a",
+                ),
             ),
-            (1.1, "conn-1", _sub("b", 1, ch.PARENT_SUBACCOUNTS, parent, {"subaccount": {}})),
+            (
+                1.1,
+                "conn-1",
+                subscribed(ch.PARENT_SUBACCOUNTS, parent, 1, {"subaccount": {}}, connection_id="b"),
+            ),
             (
                 1.2,
                 "conn-0",
-                _data(
-                    "a", 2, ch.ORDERBOOK, "BTC-USD", [{"bids": [["10", "0"]]}, {"asks": [["11", "2"]]}], True
+                data(
+                    ch.ORDERBOOK,
+                    "BTC-USD",
+                    2,
+                    [{"bids": [["10", "0"]]}, {"asks": [["11", "2"]]}],
+                    connection_id="a",
+                    batched=True,
                 ),
             ),
             (
                 1.3,
                 "conn-1",
-                _data("b", 2, ch.ORDERBOOK, "BTC-USD", {"asks": [["12", "9"]]}),
+                data(ch.ORDERBOOK, "BTC-USD", 2, {"asks": [["12", "9"]]}, connection_id="b"),
             ),  # recorded twice
             (1.4, "conn-0", "<html>502 Bad Gateway</html>"),
             (
                 1.5,
                 "conn-1",
-                {**_data("b", 3, ch.PARENT_SUBACCOUNTS, parent, {"orders": []}), "subaccountNumber": 128},
+                {
+                    **data(ch.PARENT_SUBACCOUNTS, parent, 3, {"orders": []}, connection_id="b"),
+                    "subaccountNumber": 128,
+                },
             ),
-            (1.6, "conn-0", _data("a", 3, ch.TRADES, "BTC-USD", {"no": "trades"})),
+            (1.6, "conn-0", data(ch.TRADES, "BTC-USD", 3, {"no": "trades"}, connection_id="a")),
         ],
         trailer=False,
     )

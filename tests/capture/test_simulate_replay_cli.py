@@ -3,76 +3,36 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import orjson
 import pytest
 
 from exporter.protocol import channels as ch
 from exporter.simulator.capture import ReplaySource
 from exporter.simulator.cli import build_parser, source_from_args
 from tests.capture.expect import SHIPPED, RecordingPublisher, first_snapshots, recorded_updates
-from tests.helpers import wait_for
+from tests.fixtures.simulator import simulator_ws_url, start_simulator_process
+from tests.helpers import LoggedProcess, kill_if_running, wait_for
 from tests.simulator.probe import Probe
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-class SimulateProcess:
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-        self.events: list[dict[str, object]] = []
-        self._drain = asyncio.get_running_loop().create_task(self._read())
-
-    async def _read(self) -> None:
-        assert self.proc.stderr is not None
-        async for line in self.proc.stderr:
-            try:
-                self.events.append(orjson.loads(line))
-            except orjson.JSONDecodeError:
-                self.events.append({"event": "text", "line": line.decode(errors="replace")})
-
-    async def ws_url(self) -> str:
-        started = await wait_for(
-            lambda: [e for e in self.events if e.get("event") == "simulator_started"], timeout=20
-        )
-        return str(started[0]["url"])
-
-    async def stop(self) -> int:
-        if self.proc.returncode is None:
-            self.proc.terminate()
-        try:
-            code = await asyncio.wait_for(self.proc.wait(), 10)
-        finally:
-            if self.proc.returncode is None:
-                self.proc.kill()
-                await self.proc.wait()
-            await asyncio.gather(self._drain, return_exceptions=True)
-        return code
-
-
 @pytest.fixture
-async def simulate() -> AsyncIterator[SimulateProcess]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "exporter", "simulate", "--web.listen-address", "127.0.0.1:0",
-        "--replay", str(SHIPPED), "--speed", "max", "--paused", "--log.format", "json",
-        cwd=REPO, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
-    process = SimulateProcess(proc)
+async def simulate() -> AsyncIterator[LoggedProcess]:
+    process = await start_simulator_process("--replay", str(SHIPPED), "--speed", "max", "--paused")
     try:
         yield process
     finally:
-        await process.stop()
+        await process.close()
 
 
 @pytest.mark.timeout(60)
-async def test_simulate_replay_serves_the_capture(simulate: SimulateProcess) -> None:
-    ws_url = await simulate.ws_url()
+async def test_simulate_replay_serves_the_capture(simulate: LoggedProcess) -> None:
+    ws_url = await simulator_ws_url(simulate)
     base_url = ws_url.replace("ws://", "http://").removesuffix("/v4/ws")
     expected = recorded_updates(SHIPPED)
     keys = [(ch.TRADES, "BTC-USD"), (ch.ORDERBOOK, "ETH-USD"), (ch.BLOCK_HEIGHT, ch.BLOCK_HEIGHT_ID)]
@@ -97,8 +57,8 @@ async def test_simulate_replay_serves_the_capture(simulate: SimulateProcess) -> 
         await wait_for(lambda: got() == want, timeout=20, message="replayed updates")
         loaded = [e for e in simulate.events if e.get("event") == "replay_loaded"]
         assert len(loaded) == 1 and loaded[0]["speed"] == 0.0 and loaded[0]["retime"] is False
-        finished = await wait_for(lambda: [e for e in simulate.events if e.get("event") == "replay_finished"])
-        assert finished[0]["published"] == sum(len(v) for v in expected.values())
+        finished = await simulate.wait_event("replay_finished")
+        assert finished["published"] == sum(len(v) for v in expected.values())
     finally:
         await probe.close()
     assert await simulate.stop() == 0
@@ -115,9 +75,7 @@ async def test_simulate_refuses_what_is_not_a_capture(tmp_path: Path) -> None:
     try:
         _, stderr = await asyncio.wait_for(proc.communicate(), 20)
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await kill_if_running(proc)
     assert proc.returncode == 2
     assert f"{bogus}: not a gzip-compressed capture" in stderr.decode()
 

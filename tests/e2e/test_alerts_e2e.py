@@ -16,7 +16,6 @@ that its scenario does not explain.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
+from exporter.lifecycle import cancel_and_wait
 from exporter.service import Exporter
 from exporter.simulator.server import Simulator
 from tests.fixtures.exporter import ExporterFactory
@@ -37,10 +37,10 @@ from tests.fixtures.prom import (
     alertmanager_test_config,
     parse_duration,
     scrape_config,
-    wait_until,
     write_scaled_rules,
 )
 from tests.fixtures.simulator import SimulatorFactory, control
+from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(150)]
 
@@ -208,7 +208,7 @@ async def run_scenario(
             async def proven() -> bool:
                 return bool(await prom.query(proof))
 
-            await wait_until(proven, FIRE_TIMEOUT, f"{scenario.name}: {proof}", interval=0.5)
+            await wait_for(proven, FIRE_TIMEOUT, interval=0.5, message=f"{scenario.name}: {proof}")
             timings[scenario.name]["proof"] = round(time.monotonic() - started, 1)
         for alertname in scenario.alerts:
             # One alert per instance, or per channel (DydxFeedStale) or market: all the same severity.
@@ -223,10 +223,7 @@ async def run_scenario(
                 alertname, path=SEVERITY_PATH[severity], timeout=FIRE_TIMEOUT, **labels
             )
     finally:
-        if injector is not None:
-            injector.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await injector
+        await cancel_and_wait(injector)
     if not scenario.alerts:
         return  # the fault stays; the test's end checks that it raised nothing
 
@@ -291,7 +288,7 @@ async def test_faults_raise_their_alerts_in_alertmanager_and_resolve(
         rates = await prom.query("instance:dydx_ws_messages:rate5m > 0")
         return len(moving) == len(rates) == len(pairs)
 
-    await wait_until(all_flowing, 30, "every exporter's data in Prometheus", interval=0.5)
+    await wait_for(all_flowing, 30, interval=0.5, message="every exporter's data in Prometheus")
     tolerated = {(alertname, s.name) for s in SCENARIOS for alertname in s.side_effects}
     assert [a for a in await firing_feed_alerts(prom) if a not in tolerated] == []
 

@@ -9,7 +9,10 @@ import json
 from exporter.metrics.catalog import CATALOG
 from grafana.build import DASHBOARDS_DIR
 from grafana.lint import selectors
-from grafana.queries import panel_queries, parse_label_values, variable_definitions, variable_query
+from grafana.queries import (
+    dashboard_exprs,
+    panel_queries,
+)
 
 #: Series that come from elsewhere than the exporter's catalog.
 FROM_PROMETHEUS = {"up", "scrape_duration_seconds", "scrape_samples_scraped", "ALERTS"}
@@ -35,11 +38,7 @@ def test_dashboards_query_only_metrics_that_exist():
     used: dict[str, set[str]] = {}
     for path in sorted(DASHBOARDS_DIR.glob("*.json")):
         model = json.loads(path.read_text(encoding="utf-8"))
-        exprs = [q.expr for q in panel_queries(model)]
-        for variable in variable_definitions(model):
-            if variable["type"] == "query":
-                selector, _ = parse_label_values(variable_query(variable))
-                exprs += [selector] if selector else []
+        exprs = dashboard_exprs(model)
         for expr in exprs:
             for found in selectors(expr):
                 used.setdefault(found.name, set()).add(model["uid"])

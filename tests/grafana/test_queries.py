@@ -12,13 +12,11 @@ import yaml
 from grafana.build import DASHBOARDS_DIR
 from grafana.queries import (
     TimeContext,
+    dashboard_exprs,
     format_value,
-    panel_queries,
     parse_label_values,
     rate_interval,
     substitute,
-    variable_definitions,
-    variable_query,
 )
 from tests.helpers import find_binary
 
@@ -58,11 +56,7 @@ def test_every_query_is_valid_promql_once_substituted(tmp_path: Path):
     rules = []
     for path in sorted(DASHBOARDS_DIR.glob("*.json")):
         model = json.loads(path.read_text(encoding="utf-8"))
-        exprs = [q.expr for q in panel_queries(model)]
-        for variable in variable_definitions(model):
-            if variable["type"] == "query":
-                selector, _ = parse_label_values(variable_query(variable))
-                exprs += [selector] if selector else []
+        exprs = dashboard_exprs(model)
         rules += [
             {
                 "record": f"check:{model['uid'].replace('-', '_')}:{i}",

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 from grafana import render
 from grafana.render import Series, format_value, legend_text
+from tests.helpers import free_port
 
 
 def test_units_render_like_grafana():
@@ -32,9 +32,7 @@ def test_stacking_adds_series_on_shared_timestamps():
 
 
 def test_unreachable_prometheus_is_an_error_not_a_traceback(tmp_path: Path, capsys):
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # nobody listens on it
     code = render.main(["--prometheus", f"http://127.0.0.1:{port}", "--out", str(tmp_path)])
     assert code == 2
     assert "cannot render" in capsys.readouterr().err

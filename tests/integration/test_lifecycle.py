@@ -3,65 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import orjson
 import pytest
 
-from tests.helpers import metric_sum, metric_value, scrape, wait_for
+from tests.fixtures.exporter import start_exporter_process
+from tests.helpers import LoggedProcess, metric_sum, metric_value, scrape, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
 
-class ExporterProcess:
-    """`python -m exporter` pointed at a simulator, with its JSON log events collected as they come."""
-
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-        self.events: list[dict[str, Any]] = []
-        self._reader = asyncio.create_task(self._read_logs())
-
-    async def _read_logs(self) -> None:
-        assert self.proc.stderr is not None
-        async for line in self.proc.stderr:
-            try:
-                self.events.append(orjson.loads(line))
-            except orjson.JSONDecodeError:
-                self.events.append({"event": "raw", "line": line.decode(errors="replace")})
-
-    async def close(self) -> None:
-        if self.proc.returncode is None:
-            self.proc.kill()
-            await self.proc.wait()
-        await asyncio.gather(self._reader, return_exceptions=True)
-
-
 @pytest.fixture
-async def exporter_process() -> AsyncIterator[Callable[..., Awaitable[ExporterProcess]]]:
-    started: list[ExporterProcess] = []
+async def exporter_process() -> AsyncIterator[Callable[..., Awaitable[LoggedProcess]]]:
+    started: list[LoggedProcess] = []
 
-    async def start(sim: Any, *extra: str) -> ExporterProcess:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DYDX_EXPORTER_")}
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "exporter",
-            "--web.listen-address=127.0.0.1:0",
-            f"--dydx.ws-url={sim.ws_url}",
-            f"--dydx.rest-url={sim.base_url}",
-            "--log.format=json",
-            "--feed.backoff-max=1s",
-            *extra,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-            env=env,
-        )
-        started.append(ExporterProcess(proc))
+    async def start(sim: Any, *extra: str) -> LoggedProcess:
+        started.append(await start_exporter_process(sim, "--feed.backoff-max=1s", *extra))
         return started[-1]
 
     try:
@@ -71,20 +31,13 @@ async def exporter_process() -> AsyncIterator[Callable[..., Awaitable[ExporterPr
             await process.close()
 
 
-def _event(events: list[dict[str, Any]], name: str) -> dict[str, Any] | None:
-    return next((e for e in events if e.get("event") == name), None)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 async def test_signal_unsubscribes_and_exits_0_within_5s(simulator_factory, exporter_process, sig):
     sim = await simulator_factory(markets=3, block_time=0.1)
     exporter = await exporter_process(sim)
     proc, events = exporter.proc, exporter.events
-    started = await wait_for(
-        lambda: _event(events, "exporter_started"), timeout=20, message="exporter_started"
-    )
-    assert started is not None
+    started = await exporter.wait_event("exporter_started")
     metrics_url = started["url"] + "/metrics"
 
     async def subscribed() -> Any:
@@ -98,7 +51,7 @@ async def test_signal_unsubscribes_and_exits_0_within_5s(simulator_factory, expo
     took = time.monotonic() - began
     assert code == 0, f"exit status {code}; last logs: {events[-5:]}"
     assert took < 5.0
-    assert _event(events, "exporter_stopped") is not None
+    await exporter.wait_event("exporter_stopped", timeout=5)
     ground_truth = await scrape(sim.base_url + "/metrics")
     # Unsubscribed before closing: the server answered an unsubscribe for every trades subscription.
     assert (

@@ -8,7 +8,6 @@ record what the link reports, which is what the pipeline would turn into metrics
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import time
 from collections import Counter
@@ -25,6 +24,7 @@ from exporter.config import FeedSettings
 from exporter.feed.backoff import Pacer
 from exporter.feed.connection import ACTIVE, Link, SubKey
 from exporter.feed.sink import Connected, Control, MarketsChanged, ServerError, Subscribed
+from exporter.lifecycle import cancel_and_wait
 from exporter.protocol import channels as ch
 from tests.helpers import wait_for
 
@@ -204,10 +204,7 @@ async def scripted() -> AsyncIterator[tuple[Script, str]]:
                     code, script.close_after_subscribe = script.close_after_subscribe, None
                     await ws.close(code=code, message=b"bye")
         finally:
-            if pinger is not None:
-                pinger.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pinger
+            await cancel_and_wait(pinger)
         return ws
 
     app = web.Application()

@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 
+from exporter.lifecycle import cancel_and_wait
 from tests.helpers import ConditionTimeout, Samples, metric_sum, scrape, wait_for
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -108,11 +109,8 @@ class ReadinessTrace:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
 
     async def _poll(self) -> None:
         timeout = aiohttp.ClientTimeout(total=5)
@@ -201,14 +199,3 @@ def sum_any(samples: Samples, name: str, **labels: str) -> float:
         if all(have.get(k) in v.split("|") for k, v in labels.items()):
             total += value
     return total
-
-
-async def wait_event(events: list[dict[str, Any]], name: str, timeout: float = 20.0) -> dict[str, Any]:
-    """Waits for the first log event called `name` in `events` (JSON log lines collected as they come)."""
-
-    def found() -> dict[str, Any] | None:
-        return next((e for e in events if e.get("event") == name), None)
-
-    event: dict[str, Any] | None = await wait_for(found, timeout=timeout, message=f"log event {name}")
-    assert event is not None
-    return event

@@ -11,9 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import os
 import signal
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -24,8 +22,7 @@ from aiohttp import web
 from exporter.simulator.cli import DEFAULT_LISTEN
 from exporter.simulator.control import ControlApi
 from exporter.simulator.server import SimulatorConfig
-from tests.integration.test_lifecycle import ExporterProcess
-from tests.reliability.support import wait_event
+from tests.fixtures.exporter import start_exporter_process
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -49,16 +46,10 @@ async def test_basic_auth_guards_every_path_and_no_secret_reaches_the_logs(simul
     web_config = tmp_path / "web.yml"
     web_config.write_text(f"basic_auth_users:\n  {USER}: '{hashed}'\n")
     sim = await simulator_factory(markets=2, block_time=0.1)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DYDX_EXPORTER_")}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "exporter", "--web.listen-address=127.0.0.1:0", f"--dydx.ws-url={sim.ws_url}",
-        f"--dydx.rest-url={sim.base_url}", "--log.format=json", "--log.level=debug",
-        f"--web.config.file={web_config}",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env,
-    )  # fmt: skip
-    exporter = ExporterProcess(proc)
+    exporter = await start_exporter_process(sim, "--log.level=debug", f"--web.config.file={web_config}")
+    proc = exporter.proc
     try:
-        started = await wait_event(exporter.events, "exporter_started")
+        started = await exporter.wait_event("exporter_started")
         base = str(started["url"])
         right = _basic(USER, PASSWORD)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
@@ -126,15 +117,10 @@ async def test_scanner_requests_are_refused_and_the_logs_stay_json(simulator_fac
     """What a port scanner sends (a TLS hello on the plain port, garbage, an oversized header) gets a 400
     or a closed connection, and the exporter's stderr stays one JSON object per line: no tracebacks."""
     sim = await simulator_factory(markets=1, block_time=0.2)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DYDX_EXPORTER_")}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "exporter", "--web.listen-address=127.0.0.1:0", f"--dydx.ws-url={sim.ws_url}",
-        f"--dydx.rest-url={sim.base_url}", "--log.format=json",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env,
-    )  # fmt: skip
-    exporter = ExporterProcess(proc)
+    exporter = await start_exporter_process(sim)
+    proc = exporter.proc
     try:
-        started = await wait_event(exporter.events, "exporter_started")
+        started = await exporter.wait_event("exporter_started")
         host, port = str(started["url"]).removeprefix("http://").rsplit(":", 1)
         probes = [
             b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(32),  # TLS ClientHello start

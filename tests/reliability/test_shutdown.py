@@ -8,37 +8,28 @@ tests/integration/test_lifecycle.py covers a quiet feed (SIGTERM and SIGINT, uns
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 import time
 from typing import Any
 
 import pytest
 
 from exporter.protocol import channels as ch
+from tests.fixtures.exporter import start_exporter_process
 from tests.fixtures.simulator import control
-from tests.helpers import metric_sum, metric_value, scrape, wait_for
-from tests.integration.test_lifecycle import ExporterProcess
-from tests.reliability.support import truth, wait_event
+from tests.helpers import LoggedProcess, metric_sum, metric_value, scrape, wait_for
+from tests.reliability.support import truth
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.slow]
 
 DISCONNECT = {"kind": "disconnect", "code": 1012}
 
 
-async def _start(sim: Any, *extra: str) -> ExporterProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DYDX_EXPORTER_")}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "exporter", "--web.listen-address=127.0.0.1:0", f"--dydx.ws-url={sim.ws_url}",
-        f"--dydx.rest-url={sim.base_url}", "--log.format=json", "--feed.backoff-max=1s",
-        "--feed.handshake-timeout=30s", *extra,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env,
-    )  # fmt: skip
-    return ExporterProcess(proc)
+async def _start(sim: Any, *extra: str) -> LoggedProcess:
+    return await start_exporter_process(sim, "--feed.backoff-max=1s", "--feed.handshake-timeout=30s", *extra)
 
 
-async def _sigterm_exits_0_within_5s(exporter: ExporterProcess, sim: Any) -> float:
+async def _sigterm_exits_0_within_5s(exporter: LoggedProcess, sim: Any) -> float:
     began = time.monotonic()
     exporter.proc.send_signal(signal.SIGTERM)
     code = await asyncio.wait_for(exporter.proc.wait(), timeout=5.0)
@@ -59,7 +50,7 @@ async def test_sigterm_under_a_high_message_rate(simulator_factory):
     sim = await simulator_factory(markets=30, block_time=0.05, rate=5.0)
     exporter = await _start(sim)
     try:
-        started = await wait_event(exporter.events, "exporter_started")
+        started = await exporter.wait_event("exporter_started")
         metrics_url = str(started["url"]) + "/metrics"
 
         async def busy() -> bool:
@@ -87,7 +78,7 @@ async def test_sigterm_mid_reconnect(simulator_factory, faults):
     sim = await simulator_factory(markets=3, block_time=0.1)
     exporter = await _start(sim)
     try:
-        started = await wait_event(exporter.events, "exporter_started")
+        started = await exporter.wait_event("exporter_started")
         metrics_url = str(started["url"]) + "/metrics"
 
         async def subscribed() -> bool:

@@ -7,11 +7,11 @@ import signal
 import subprocess
 import sys
 
-import orjson
 import pytest
 
 from exporter.protocol import channels as ch
 from exporter.simulator.cli import build_parser, config_from_args
+from tests.fixtures.simulator import simulator_ws_url, start_simulator_process
 from tests.simulator.probe import Probe
 
 pytestmark = pytest.mark.timeout(30)
@@ -47,31 +47,16 @@ def test_bad_flags_fail_naming_the_flag(flags: list[str], fragment: str) -> None
 
 
 async def test_sigterm_closes_clients_with_1012_and_exits_0() -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "exporter", "simulate", "--web.listen-address", "127.0.0.1:0", "--markets", "3",
-        "--block-time", "0.1", "--log.format", "json",
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    process = await start_simulator_process("--markets", "3", "--block-time", "0.1")
     probe = None
     try:
-        assert process.stderr is not None
-        url = None
-        async with asyncio.timeout(15):
-            while url is None:
-                line = await process.stderr.readline()
-                assert line, "simulator exited before starting"
-                event = orjson.loads(line)
-                if event["event"] == "simulator_started":
-                    url = event["url"]
-        probe = await Probe.open(url)
+        probe = await Probe.open(await simulator_ws_url(process, timeout=15))
         await probe.subscribe(ch.BLOCK_HEIGHT)
         await probe.next_type("channel_data")
-        process.send_signal(signal.SIGTERM)
+        process.proc.send_signal(signal.SIGTERM)
         assert await probe.wait_closed() == ch.CLOSE_SERVICE_RESTARTING
-        assert await asyncio.wait_for(process.wait(), 5) == 0
+        assert await asyncio.wait_for(process.proc.wait(), 5) == 0
     finally:
         if probe is not None:
             await probe.close()
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        await process.close()

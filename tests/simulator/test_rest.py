@@ -8,6 +8,7 @@ import aiohttp
 import orjson
 import pytest
 
+from exporter.protocol import channels as ch
 from exporter.simulator.server import Simulator
 from tests.fixtures.simulator import SimulatorFactory
 
@@ -35,14 +36,7 @@ async def test_perpetual_markets(sim: Simulator) -> None:
     assert list(body["markets"]) == ["BTC-USD", "ETH-USD", "SOL-USD", "DOGE-USD"]
     btc = body["markets"]["BTC-USD"]
     assert list(btc)[:4] == ["clobPairId", "ticker", "status", "oraclePrice"]
-    assert btc["status"] in (
-        "ACTIVE",
-        "PAUSED",
-        "CANCEL_ONLY",
-        "POST_ONLY",
-        "INITIALIZING",
-        "FINAL_SETTLEMENT",
-    )
+    assert btc["status"] in ch.MARKET_STATUSES
     assert isinstance(btc["trades24H"], int) and isinstance(btc["atomicResolution"], int)
     assert btc["tickSize"] == "1" and btc["stepSize"] == "0.0001"
     status, body, _ = await get(sim, "/v4/perpetualMarkets?ticker=ETH-USD")

@@ -11,7 +11,7 @@ import pytest
 from exporter.protocol import channels as ch
 from exporter.simulator.server import Simulator
 from tests.fixtures.simulator import control
-from tests.helpers import find_binary, metric_sum, metric_value, parse_metrics, wait_for
+from tests.helpers import find_binary, kill_if_running, metric_sum, metric_value, parse_metrics, wait_for
 from tests.simulator.conftest import ProbeFactory
 
 pytestmark = pytest.mark.timeout(30)
@@ -37,9 +37,7 @@ async def test_promtool_accepts_the_ground_truth(simulator: Simulator, probes: P
     try:
         output, _ = await asyncio.wait_for(promtool.communicate(text.encode()), 20)
     finally:
-        if promtool.returncode is None:
-            promtool.kill()
-            await promtool.wait()
+        await kill_if_running(promtool)
     assert promtool.returncode == 0, output.decode()
     assert output.decode().strip() == "", output.decode()
 

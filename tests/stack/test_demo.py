@@ -22,21 +22,10 @@ import pytest
 import yaml
 
 from scripts.demo import Demo, DemoConfig, Ports, alertmanager_config, grafana_provisioning, prometheus_config
-from tests.helpers import find_binary, wait_for
+from tests.helpers import find_binary, free_ports, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 CHILDREN = ("simulator", "exporter", "alertmanager", "prometheus")
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def demo_config(ports: list[int]) -> DemoConfig:

@@ -13,9 +13,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.helpers import parse_metrics, wait_for
+from tests.helpers import free_port, kill_if_running, parse_metrics, wait_for
 from tests.stack.certs import CertificateAuthority
-from tests.stack.test_demo import free_ports
 from tests.stack.test_webconfig import PASSWORD, basic, bcrypt_hash, client_context, get, write_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,7 +50,7 @@ async def test_exporter_serves_metrics_over_https_to_the_right_password_only(tmp
             "basic_auth_users": {"prometheus": hashed},
         },
     )
-    (port,) = free_ports(1)
+    port = free_port()
     log_path = tmp_path / "exporter.log"
     with log_path.open("wb") as log:
         proc = await asyncio.create_subprocess_exec(
@@ -89,7 +88,7 @@ async def test_exporter_serves_metrics_over_https_to_the_right_password_only(tmp
 @pytest.mark.timeout(30)
 async def test_exporter_refuses_to_start_with_a_bad_web_config_naming_the_field(tmp_path):
     web_config = write_config(tmp_path, {"basic_auth_users": {"prometheus": "my-plaintext-password"}})
-    (port,) = free_ports(1)
+    port = free_port()
     proc = await asyncio.create_subprocess_exec(
         *exporter_argv(port, web_config),
         cwd=REPO,
@@ -99,9 +98,7 @@ async def test_exporter_refuses_to_start_with_a_bad_web_config_naming_the_field(
     try:
         stdout, stderr = await asyncio.wait_for(proc.communicate(), 20)
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await kill_if_running(proc)
     assert proc.returncode == 2
     text = (stdout + stderr).decode()
     assert "basic_auth_users.prometheus" in text and "bcrypt" in text

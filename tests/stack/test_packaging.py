@@ -20,7 +20,7 @@ import yaml
 from aiohttp import web
 
 from exporter.config import OPTIONS
-from tests.helpers import find_binary
+from tests.helpers import find_binary, kill_if_running
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
@@ -258,9 +258,7 @@ async def test_the_image_healthcheck_probe_tells_healthy_from_not(unused_tcp_por
         try:
             return await asyncio.wait_for(proc.wait(), 20)
         finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+            await kill_if_running(proc)
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)

@@ -1,5 +1,9 @@
 """Frames in the exact shapes of the protocol reference (shared/dydx-v4-ws-protocol.md §3), for the
-pipeline's unit tests, and a small harness that feeds them to a real Processor + Collector."""
+pipeline's unit tests (and the capture tests' hand-made captures), and a small harness that feeds them to a
+real Processor + Collector.
+
+Written out by hand, not with exporter.protocol.encode: the tests check the code against the reference,
+so the expected shapes must not come from the code under test."""
 
 from __future__ import annotations
 
@@ -28,10 +32,12 @@ def connected(message_id: int = 0) -> dict[str, Any]:
     return {"type": "connected", "connection_id": CONN, "message_id": message_id}
 
 
-def subscribed(channel: str, sub_id: str | None, message_id: int, contents: Any) -> dict[str, Any]:
+def subscribed(
+    channel: str, sub_id: str | None, message_id: int, contents: Any, *, connection_id: str = CONN
+) -> dict[str, Any]:
     frame: dict[str, Any] = {
         "type": "subscribed",
-        "connection_id": CONN,
+        "connection_id": connection_id,
         "message_id": message_id,
         "channel": channel,
     }
@@ -42,11 +48,17 @@ def subscribed(channel: str, sub_id: str | None, message_id: int, contents: Any)
 
 
 def data(
-    channel: str, sub_id: str | None, message_id: int, contents: Any, *, batched: bool = False
+    channel: str,
+    sub_id: str | None,
+    message_id: int,
+    contents: Any,
+    *,
+    batched: bool = False,
+    connection_id: str = CONN,
 ) -> dict[str, Any]:
     frame: dict[str, Any] = {
         "type": "channel_batch_data" if batched else "channel_data",
-        "connection_id": CONN,
+        "connection_id": connection_id,
         "message_id": message_id,
     }
     if sub_id is not None:
