@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from exporter.feed.sink import (
@@ -35,6 +35,15 @@ from exporter.protocol.frames import (
     non_negative,
     positive,
 )
+from exporter.protocol.typed import (
+    Levels,
+    OraclePriceRow,
+    TypedDecodeError,
+    envelope_decoder,
+    levels_decoder,
+    markets_decoder,
+    to_builtins,
+)
 from exporter.state.book import Book
 from exporter.state.markets import DirectoryChange, MarketDirectory, valid_ticker
 from exporter.state.msgids import MessageIds
@@ -43,6 +52,7 @@ from exporter.state.trades import TradeIds
 
 # exporter.logs.get_logger passes logger= twice to structlog (TypeError at import); bind the name instead.
 log = get_logger(__name__)
+_CONTENTS_DECODE_ERRORS: Final = (*TypedDecodeError, JSONDecodeError)
 
 #: Larger frames are refused unread. Real snapshots reach hundreds of KB (markets, 1000-row trades).
 DEFAULT_MAX_FRAME_BYTES: Final = 16 * 1024 * 1024
@@ -57,6 +67,8 @@ _INF: Final = math.inf
 _T_DATA: Final = ch.T_CHANNEL_DATA
 _T_BATCH: Final = ch.T_CHANNEL_BATCH_DATA
 _NAN: Final = math.nan
+_ORDERBOOK: Final = ch.ORDERBOOK
+_MARKETS: Final = ch.MARKETS
 
 DataHandler = Callable[[ChannelMetrics, Any, Any, int, float], None]
 SnapshotHandler = Callable[[str, ChannelMetrics, Any, Any, int, float], None]
@@ -150,6 +162,9 @@ class Processor:
         self._newest_exchange_received = 0.0
         self._pending_change: DirectoryChange | None = None
         self._log_invalid = _InvalidLog(LOG_INTERVAL_S)
+        self._decode_typed = envelope_decoder().decode
+        self._decode_levels = levels_decoder().decode
+        self._decode_markets = markets_decoder().decode
         self._updates: dict[str, DataHandler] = {
             ch.ORDERBOOK: self._orderbook_updates,  # takes the frame's list of contents (_LIST_HANDLERS)
             ch.TRADES: self._trades_update,
@@ -196,8 +211,10 @@ class Processor:
         return None if state is None else state.last_data.get(channel)
 
     def handle(self, link: str, raw: str | bytes, received_at: float) -> Control | None:
-        # The hot path. Data frames of a known channel with the next message id in order run straight
-        # through here (one call into the channel's handler); everything unusual takes the slow paths.
+        # The hot path. A data frame in the protocol's exact shape is decoded typed (msgspec, its shape
+        # checked in C) and, for a known channel with the next message id in order, runs straight through
+        # here. Everything else (control frames, a wrong shape, an id out of order, a channel's first frame)
+        # goes to _handle_dict before any state changes, so every check and count stays in one place.
         collector = self._collector
         self._link = link
         size = len(raw)
@@ -205,6 +222,118 @@ class Processor:
         if size > self._max_frame_bytes:
             self._invalid(link, collector.unknown_channel, "oversized", raw[:200])
             return None
+        try:
+            frame = self._decode_typed(raw)
+        except TypedDecodeError:
+            return self._handle_dict(link, raw, received_at)
+        try:
+            route = self._routes.get(frame.channel)
+            state = self._links.get(link)
+            message_id = frame.message_id
+            if route is None or state is None or message_id != state.ids.fast_next:
+                return self._handle_dict(link, raw, received_at)
+            cm, handler, _ = route
+            channel = cm.name  # the interned constant: compared by identity below
+            contents: Any
+            try:
+                if channel is _ORDERBOOK:
+                    contents = self._decode_levels(frame.contents)
+                elif channel is _MARKETS:
+                    contents = self._decode_markets(frame.contents)
+                    for item in contents if contents.__class__ is list else (contents,):
+                        if item.oraclePrices is None or item.trading is not None:
+                            return self._handle_dict(link, raw, received_at)
+                else:
+                    contents = loads(memoryview(frame.contents))
+            except _CONTENTS_DECODE_ERRORS:
+                return self._handle_dict(link, raw, received_at)
+            frame_type = frame.type
+            if frame_type == _T_DATA:
+                frame_type = _T_DATA  # the constant: its hash is cached for the counter below
+                batched = False
+            else:
+                frame_type = _T_BATCH
+                batched = True
+            if (contents.__class__ is list) is not batched:
+                return self._handle_dict(link, raw, received_at)
+            cm.messages[frame_type] += 1
+            state.ids.fast_next = message_id + 1
+            state.last_data[cm.name] = received_at
+            cm.last_message_at = received_at
+            self._last_data_at = received_at
+            if channel is _ORDERBOOK:
+                if batched:
+                    cm.updates += len(contents)
+                    self._typed_orderbook(cm, frame.id, contents, message_id, received_at)
+                else:
+                    # Four in five frames of the feed: one level on one side of a book that has its
+                    # snapshot. Applied inline; anything else takes _typed_orderbook's checks.
+                    cm.updates += 1
+                    sub_id = frame.id
+                    book = self._books.get(sub_id)  # type: ignore[arg-type]
+                    bids = contents.bids
+                    asks = contents.asks
+                    level = bids if asks is None else asks if bids is None else None
+                    if level is not None and book is not None and book.has_snapshot:
+                        price, amount = level[0]
+                        book.updated_at = received_at
+                        if price < _INF and amount < _INF:
+                            # Book.update_bid/ask's commonest case inline: a new size for a level it
+                            # holds (no price moves, so the crossing cannot change).
+                            side = book.bids if asks is None else book.asks
+                            sizes = side.sizes
+                            if amount != 0.0 and price in sizes:
+                                sizes[price] = amount
+                                side.ids[price] = message_id
+                            elif asks is None:
+                                book.update_bid(price, amount, message_id, received_at)
+                            else:
+                                book.update_ask(price, amount, message_id, received_at)
+                        else:
+                            self._invalid("", cm, "bad_number", list(level[0]))
+                    else:
+                        self._typed_orderbook(cm, sub_id, (contents,), message_id, received_at)
+            elif channel is _MARKETS:
+                if batched:
+                    cm.updates += len(contents)
+                    for item in contents:
+                        self._oracle_prices_typed(cm, item.oraclePrices, received_at)
+                else:
+                    cm.updates += 1
+                    self._oracle_prices_typed(cm, contents.oraclePrices, received_at)
+            elif not batched:
+                cm.updates += 1
+                handler(cm, frame.id, contents, message_id, received_at)
+            else:
+                cm.updates += len(contents)
+                sub_id = frame.id
+                for item in contents:
+                    handler(cm, sub_id, item, message_id, received_at)
+            processing = self._clock() - received_at
+            histogram: Histogram = cm.processing  # type: ignore[assignment]
+            if processing <= _PROCESSING_B0:
+                histogram.counts[0] += 1
+                if processing > 0.0:
+                    histogram.sum += processing
+            else:
+                if processing <= _PROCESSING_B1:
+                    histogram.counts[1] += 1
+                elif processing <= _PROCESSING_B2:
+                    histogram.counts[2] += 1
+                else:
+                    histogram.counts[bisect_left(histogram.bounds, processing)] += 1
+                histogram.sum += processing
+            if self._pending_change is not None:
+                change, self._pending_change = self._pending_change, None
+                return self._markets_changed(change)
+            return None
+        except Exception as error:  # a bug here must not take the feed loop down with it
+            self._invalid(link, collector.unknown_channel, "processing_error", raw[:200], error)
+            return None
+
+    def _handle_dict(self, link: str, raw: str | bytes, received_at: float) -> Control | None:
+        """Every frame the typed decoder refuses: control frames and anything off the protocol's shape."""
+        collector = self._collector
         try:
             frame = loads(raw)
         except JSONDecodeError:
@@ -543,6 +672,70 @@ class Processor:
                 self._update_levels(cm, book.update_bid, bids, message_id, now)
             if asks is not None:
                 self._update_levels(cm, book.update_ask, asks, message_id, now)
+
+    def _typed_orderbook(
+        self, cm: ChannelMetrics, sub_id: str | None, items: Sequence[Levels], message_id: int, now: float
+    ) -> None:
+        """_orderbook_updates for typed updates: each holds one [price, size] pair of strings on a side."""
+        book = self._books.get(sub_id) if sub_id is not None else None
+        if book is None or not book.has_snapshot:
+            reason = "unknown_market" if book is None else "no_snapshot"
+            for _ in items:
+                self._invalid("", cm, reason, sub_id)
+            return
+        for contents in items:
+            bids = contents.bids
+            asks = contents.asks
+            if bids is None and asks is None:
+                self._invalid("", cm, "missing_field", to_builtins(contents))
+                continue
+            book.updated_at = now
+            # Decoded prices and sizes are > 0 and >= 0; only infinity is left to refuse.
+            if bids is not None:
+                price, amount = bids[0]
+                if price < _INF and amount < _INF:
+                    book.update_bid(price, amount, message_id, now)
+                else:
+                    self._invalid("", cm, "bad_number", list(bids[0]))
+            if asks is not None:
+                price, amount = asks[0]
+                if price < _INF and amount < _INF:
+                    book.update_ask(price, amount, message_id, now)
+                else:
+                    self._invalid("", cm, "bad_number", list(asks[0]))
+
+    def _oracle_prices_typed(self, cm: ChannelMetrics, oracle: dict[str, OraclePriceRow], now: float) -> None:
+        """_oracle_prices for typed rows (each has a string oraclePrice and effectiveAt)."""
+        markets = self._market_metrics
+        histogram: Histogram = cm.latency  # type: ignore[assignment]
+        for ticker, row in oracle.items():
+            try:
+                price = float(row.oraclePrice)
+            except ValueError:
+                price = _NAN
+            if not 0.0 < price < _INF:
+                self._invalid("", cm, "bad_number", to_builtins(row))
+                continue
+            market = markets.get(ticker)
+            if market is None:
+                if ticker not in self._directory.statuses:
+                    self._invalid("", cm, "unknown_market", ticker)
+                continue
+            market.oracle_price = price
+            market.oracle_at = now
+            stamp = self._timestamp(row.effectiveAt)
+            if stamp is None:
+                self._invalid("", cm, "bad_number", row.effectiveAt)
+                continue
+            if stamp > self._newest_exchange_time:
+                self._newest_exchange_time = stamp
+            self._newest_exchange_received = now
+            lag = now - stamp
+            if lag > 0.0:
+                histogram.counts[bisect_left(histogram.bounds, lag)] += 1
+                histogram.sum += lag
+            else:
+                histogram.counts[0] += 1
 
     def _update_levels(
         self,
