@@ -309,27 +309,32 @@ class Processor:
                 sub_id = frame.id
                 for item in contents:
                     handler(cm, sub_id, item, message_id, received_at)
-            processing = self._clock() - received_at
-            histogram: Histogram = cm.processing  # type: ignore[assignment]
-            if processing <= _PROCESSING_B0:
-                histogram.counts[0] += 1
-                if processing > 0.0:
-                    histogram.sum += processing
-            else:
-                if processing <= _PROCESSING_B1:
-                    histogram.counts[1] += 1
-                elif processing <= _PROCESSING_B2:
-                    histogram.counts[2] += 1
-                else:
-                    histogram.counts[bisect_left(histogram.bounds, processing)] += 1
-                histogram.sum += processing
-            if self._pending_change is not None:
-                change, self._pending_change = self._pending_change, None
-                return self._markets_changed(change)
-            return None
+            return self._data_done(cm, received_at)
         except Exception as error:  # a bug here must not take the feed loop down with it
             self._invalid(link, collector.unknown_channel, "processing_error", raw[:200], error)
             return None
+
+    def _data_done(self, cm: ChannelMetrics, received_at: float) -> Control | None:
+        """The end of every data frame, on either decode path: observe dydx_processing_seconds (the common
+        buckets tested inline, no bisect call) and hand over a market change the frame revealed."""
+        processing = self._clock() - received_at
+        histogram: Histogram = cm.processing  # type: ignore[assignment]
+        if processing <= _PROCESSING_B0:
+            histogram.counts[0] += 1
+            if processing > 0.0:
+                histogram.sum += processing
+        else:
+            if processing <= _PROCESSING_B1:
+                histogram.counts[1] += 1
+            elif processing <= _PROCESSING_B2:
+                histogram.counts[2] += 1
+            else:
+                histogram.counts[bisect_left(histogram.bounds, processing)] += 1
+            histogram.sum += processing
+        if self._pending_change is not None:
+            change, self._pending_change = self._pending_change, None
+            return self._markets_changed(change)
+        return None
 
     def _handle_dict(self, link: str, raw: str | bytes, received_at: float) -> Control | None:
         """Every frame the typed decoder refuses: control frames and anything off the protocol's shape."""
@@ -395,25 +400,7 @@ class Processor:
                         handler(cm, sub_id, item, message_id, received_at)
             else:
                 self._invalid(link, cm, "wrong_type", frame)
-            # dydx_processing_seconds, every frame: the common buckets are tested inline (no bisect call).
-            processing = self._clock() - received_at
-            histogram: Histogram = cm.processing  # type: ignore[assignment]
-            if processing <= _PROCESSING_B0:
-                histogram.counts[0] += 1
-                if processing > 0.0:
-                    histogram.sum += processing
-            else:
-                if processing <= _PROCESSING_B1:
-                    histogram.counts[1] += 1
-                elif processing <= _PROCESSING_B2:
-                    histogram.counts[2] += 1
-                else:
-                    histogram.counts[bisect_left(histogram.bounds, processing)] += 1
-                histogram.sum += processing
-            if self._pending_change is not None:
-                change, self._pending_change = self._pending_change, None
-                return self._markets_changed(change)
-            return None
+            return self._data_done(cm, received_at)
         except Exception as error:  # a bug here must not take the feed loop down with it
             self._invalid(link, collector.unknown_channel, "processing_error", raw[:200], error)
             return None
