@@ -233,12 +233,15 @@ class Processor:
             if route is None or state is None or message_id != state.ids.fast_next:
                 return self._handle_dict(link, raw, received_at)
             cm, handler, _ = route
-            channel = cm.name  # the interned constant: compared by identity below
+            # Compared by equality, never identity: the name comes from the frame or from parsing
+            # --channels at run time, and is not the constant object (an `is` here once sent every
+            # one-level book update down the general path, which rejected it).
+            channel = cm.name
             contents: Any
             try:
-                if channel is _ORDERBOOK:
+                if channel == _ORDERBOOK:
                     contents = self._decode_levels(frame.contents)
-                elif channel is _MARKETS:
+                elif channel == _MARKETS:
                     contents = self._decode_markets(frame.contents)
                     for item in contents if contents.__class__ is list else (contents,):
                         if item.oraclePrices is None or item.trading is not None:
@@ -261,7 +264,7 @@ class Processor:
             state.last_data[cm.name] = received_at
             cm.last_message_at = received_at
             self._last_data_at = received_at
-            if channel is _ORDERBOOK:
+            if channel == _ORDERBOOK:
                 if batched:
                     cm.updates += len(contents)
                     self._typed_orderbook(cm, frame.id, contents, message_id, received_at)
@@ -293,7 +296,7 @@ class Processor:
                             self._invalid("", cm, "bad_number", list(level[0]))
                     else:
                         self._typed_orderbook(cm, sub_id, (contents,), message_id, received_at)
-            elif channel is _MARKETS:
+            elif channel == _MARKETS:
                 if batched:
                     cm.updates += len(contents)
                     for item in contents:
