@@ -50,9 +50,17 @@ def test_orderbook_and_oracle_updates_route_with_channel_names_from_argv() -> No
             ch.MARKETS,
             None,
             7,
-            {"oraclePrices": {"BTC-USD": {"oraclePrice": "100.5", "effectiveAt": "2026-03-04T19:21:07.100Z",
-                                          "effectiveAtHeight": "1", "marketId": 0}}},
-        ),  # fmt: skip
+            {
+                "oraclePrices": {
+                    "BTC-USD": {
+                        "oraclePrice": "100.5",
+                        "effectiveAt": "2026-03-04T19:21:07.100Z",
+                        "effectiveAtHeight": "1",
+                        "marketId": 0,
+                    }
+                }
+            },
+        ),
     ]
     for frame in updates:
         feed(frame)
