@@ -9,6 +9,8 @@ command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || 
   && command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 # Validates docker-compose.yml (`docker-compose config -q`) on machines without a Docker engine.
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+# `dydx-exporter top` is tested the way a user sees it: in a terminal (tests/top/ read a tmux pane).
+command -v tmux >/dev/null 2>&1 || need+=(tmux)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "ensure-tools: missing ${need[*]}; install them (Debian: apt-get install ${need[*]}) or put them on PATH" >&2
