@@ -25,6 +25,7 @@ import orjson
 from exporter import __version__
 from exporter.config import FeedSettings
 from exporter.feed.backoff import Backoff, Pacer, parse_retry_after
+from exporter.feed.errors import describe
 from exporter.feed.sink import (
     Connected,
     Control,
@@ -317,7 +318,7 @@ class Link:
                     link=self.name,
                     url=self._settings.ws_url,
                     reason=reason,
-                    error=str(exc)[:200],
+                    error=describe(exc),
                     retry_in=round(delay, 3),
                 )
                 await self._sleep_before_retry(delay)

@@ -20,6 +20,7 @@ import orjson
 
 from exporter.config import Settings
 from exporter.feed.backoff import Backoff, parse_retry_after
+from exporter.feed.errors import describe, shorten
 from exporter.feed.pool import Pool
 from exporter.feed.sink import FeedObserver, FrameSink, MarketsChanged
 from exporter.lifecycle import cancel_and_wait
@@ -32,6 +33,8 @@ DELISTED_STATUSES = frozenset({"FINAL_SETTLEMENT"})
 
 
 class RestFailed(Exception):
+    """`code` is the bounded label of dydx_rest_requests_total; `detail` a sentence for the log."""
+
     def __init__(self, code: str, retry_after: float = 0.0, detail: str = "") -> None:
         super().__init__(code)
         self.code = code
@@ -99,7 +102,8 @@ class Discovery:
                     "rest_discovery_failed",
                     endpoint=MARKETS_ENDPOINT,
                     code=failure.code,
-                    error=failure.detail[:200],
+                    url=self._settings.feed.rest_url + MARKETS_ENDPOINT,
+                    error=failure.detail,
                     retry_in=round(delay, 3),
                 )
                 await self._wait(delay)
@@ -130,24 +134,29 @@ class Discovery:
                     code = str(resp.status)
                     if resp.status == 429:
                         retry = parse_retry_after(resp.headers.get("Retry-After"), milliseconds=True)
-                        raise RestFailed(code, retry, "too many requests")
+                        raise RestFailed(code, retry, f"HTTP 429 Too Many Requests (retry after {retry:g}s)")
                     body = await resp.read()
                     if resp.status != 200:
-                        raise RestFailed(code, 0.0, body[:200].decode(errors="replace"))
+                        text = shorten(body.decode(errors="replace"), 200) or "no body"
+                        status = f"HTTP {resp.status} {resp.reason or ''}".strip()
+                        raise RestFailed(code, 0.0, f"{status}: {text}")
             try:
                 data = orjson.loads(body)
+                if not isinstance(data, dict) or "markets" not in data:
+                    raise TypeError("no markets object")
                 markets = data["markets"]
                 if not isinstance(markets, dict) or not all(isinstance(m, dict) for m in markets.values()):
                     raise TypeError("markets is not a mapping of objects")
-            except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            except (orjson.JSONDecodeError, TypeError) as exc:
                 code = "invalid_body"
-                raise RestFailed(code, 0.0, repr(exc)) from None
+                raise RestFailed(code, 0.0, f"the answer is not a market list ({describe(exc)})") from None
             return markets
         except TimeoutError:
             code = "timeout"
-            raise RestFailed(code, 0.0, "timed out") from None
+            timeout = self._settings.feed.discovery_timeout
+            raise RestFailed(code, 0.0, f"no answer within {timeout:g}s") from None
         except aiohttp.ClientError as exc:
             code = "connection_error"
-            raise RestFailed(code, 0.0, repr(exc)) from None
+            raise RestFailed(code, 0.0, describe(exc)) from None
         finally:
             self._observer.rest_request(MARKETS_ENDPOINT, code, time.monotonic() - started)
