@@ -33,7 +33,7 @@ def shorten(text: str, limit: int = MAX_TEXT) -> str:
 
 def _words(name: str) -> str:
     """`ServerDisconnectedError` → `server disconnected error`."""
-    out = []
+    out: list[str] = []
     for char in name:
         if char.isupper() and out:
             out.append(" ")
