@@ -216,7 +216,7 @@ OPTIONS: tuple[Option, ...] = (
         "re-snapshot each subscribed subaccount this often (equity and free collateral come only in "
         "snapshots); 0 = never",
     ),
-    Option("shard", "0/1", "I/N: this replica exports the markets whose crc32(ticker) %% N == I"),
+    Option("shard", "0/1", "I/N: this replica exports the markets whose crc32(ticker) % N == I"),
     Option("feed.batched", False, "subscribe with batched: true (server flushes every 250 ms)", True),
     Option("feed.backoff-initial", "1s", "first reconnect/retry backoff (full jitter)"),
     Option("feed.backoff-max", "60s", "reconnect/retry backoff cap"),
@@ -402,6 +402,11 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(message)
 
 
+def _argparse_escape(text: str) -> str:
+    """Option help is plain text (the README table shows it as is); argparse formats help with %."""
+    return text.replace("%", "%%")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from exporter import __version__
 
@@ -418,7 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
                 dest=opt.flag,
                 action=argparse.BooleanOptionalAction,
                 default=argparse.SUPPRESS,
-                help=f"{opt.help} (env {opt.env})",
+                help=f"{_argparse_escape(opt.help)} (env {opt.env})",
             )
         else:
             parser.add_argument(
@@ -426,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
                 dest=opt.flag,
                 default=argparse.SUPPRESS,
                 metavar="VALUE",
-                help=f"{opt.help} (default {opt.default!r}; env {opt.env})",
+                help=f"{_argparse_escape(opt.help)} (default {opt.default!r}; env {opt.env})",
             )
     parser.add_argument("--version", action="version", version=f"dydx-exporter {__version__}")
     return parser

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -85,6 +86,15 @@ def test_generated_grafana_provisioning_uses_the_demo_prometheus_and_repo_dashbo
         for p in yaml.safe_load(f.read_text())["providers"]
     ]
     assert [p["options"]["path"] for p in providers] == [str(REPO / "grafana" / "dashboards")]
+
+
+def test_the_first_install_gets_no_license_deprecation_warning():
+    """`make demo` starts with `pip install -e .`: setuptools >= 77 warns (15 lines, three times) about a
+    `project.license` TOML table and rejects the SPDX string below 77, so both must hold together."""
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    assert pyproject["project"]["license"] == "Apache-2.0"
+    assert "setuptools>=77" in pyproject["build-system"]["requires"]
+    assert not any(c.startswith("License ::") for c in pyproject["project"].get("classifiers", []))
 
 
 def test_missing_prometheus_is_reported_with_what_to_do(tmp_path):

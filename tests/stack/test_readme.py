@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -31,13 +32,17 @@ def test_first_screen_keeps_the_two_commands():
 
 def test_configuration_table_lists_every_option_with_its_env_and_default():
     rows = {
-        m.group(1): (m.group(2), m.group(3))
-        for m in re.finditer(r"^\| `--([\w.-]+)` \| `?([A-Z_]*)`? \| ([^|]*) \|", README, re.MULTILINE)
+        m.group(1): (m.group(2), m.group(3), m.group(4))
+        for m in re.finditer(
+            r"^\| `--([\w.-]+)` \| `?([A-Z_]*)`? \| ([^|]*) \| (.*) \|$", README, re.MULTILINE
+        )
     }
     for option in OPTIONS:
         assert option.flag in rows, f"--{option.flag} missing from the README's configuration table"
-        env, default = rows[option.flag]
+        env, default, what = rows[option.flag]
         assert env == option.env
+        # The help text as users read it (an argparse `%%` escape once leaked into this column).
+        assert what.startswith(option.help), f"--{option.flag}: README says {what!r}, help {option.help!r}"
         if option.default not in ("", None):
             shown = str(option.default).lower() if isinstance(option.default, bool) else str(option.default)
             assert f"`{shown}`" in default, f"--{option.flag}: README says {default.strip()}, code {shown}"
@@ -78,3 +83,25 @@ def test_documented_dashboards_exist():
     for title in ("dYdX feed overview", "dYdX market drilldown", "dYdX exporter internals"):
         assert title in README
         assert any(title in path.read_text() for path in (REPO / "grafana" / "dashboards").glob("*.json"))
+
+
+def _repo_files() -> set[Path]:
+    files: set[Path] = set()
+    for root, dirs, names in os.walk(REPO):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in ("node_modules", "__pycache__")]
+        files.update(Path(root, name).relative_to(REPO) for name in names)
+    return files
+
+
+def test_every_file_the_readme_names_is_in_the_repository():
+    """A name in backticks is a promise the reader can open it (the README once cited a file the repo
+    does not have). Bare names may live in a folder the sentence names, so any path ending in them counts."""
+    named = set(re.findall(r"`([\w./-]+\.(?:md|yml|yaml|py|sh|json|toml))`", README))
+    assert named
+    files = _repo_files()
+    missing = [
+        name
+        for name in sorted(named)
+        if not any(f == Path(name) or f.as_posix().endswith("/" + name) for f in files)
+    ]
+    assert not missing, f"the README names files the repository does not have: {missing}"
