@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the real Prometheus and Alertmanager (and docker-compose, to validate the compose file) from
+# Installs the real Prometheus and Alertmanager (and docker-compose, to validate the compose file, and
+# VictoriaMetrics with vmagent and vmalert, for the scaling-out test) from
 # Debian when they are missing.
 # Debian names the Alertmanager binary `prometheus-alertmanager`; tests look for both names.
 set -euo pipefail
@@ -9,6 +10,9 @@ command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || 
   && command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 # Validates docker-compose.yml (`docker-compose config -q`) on machines without a Docker engine.
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+# VictoriaMetrics single node, vmagent and vmalert: the scaling-out end-to-end test (tests/scaling/).
+{ command -v victoria-metrics && command -v vmagent && command -v vmalert; } >/dev/null 2>&1 \
+  || need+=(victoria-metrics)
 # `dydx-exporter top` is tested the way a user sees it: in a terminal (tests/top/ read a tmux pane).
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
 [ ${#need[@]} -eq 0 ] && exit 0
