@@ -55,6 +55,7 @@ class ControlApi:
             web.delete("/control/faults", self.clear_faults),
             web.post("/control/markets", self.markets),
             web.get("/control/status", self.status),
+            web.get("/control/truth", self.truth),
         ]
 
     @web.middleware
@@ -148,3 +149,15 @@ class ControlApi:
 
     async def status(self, request: web.Request) -> web.Response:
         return web.json_response(self._sim.status())
+
+    async def truth(self, request: web.Request) -> web.Response:
+        """What a perfect consumer holds now (truth.Ledger); `?market=T` (repeatable) narrows the markets."""
+        source = self._sim.source
+        listed = source.tickers()
+        wanted = request.query.getall("market", [])
+        unknown = sorted(set(wanted) - set(listed))
+        if unknown:
+            return bad_request(f"market(s) not listed: {', '.join(unknown)}")
+        tickers = [t for t in listed if t in wanted] if wanted else listed
+        report = self._sim.hub.ledger.report(tickers, source.rest_orderbook, self._sim.paused)
+        return web.json_response(report)

@@ -16,7 +16,7 @@ import orjson
 
 from exporter.protocol import channels as ch
 from exporter.protocol import encode
-from exporter.simulator.truth import Stats
+from exporter.simulator.truth import Ledger, Stats
 
 Key = tuple[str, str | None]
 
@@ -30,6 +30,8 @@ class Subscriber(Protocol):
 class Hub:
     def __init__(self, stats: Stats) -> None:
         self._stats = stats
+        #: Ground truth: what subscribers were sent (GET /control/truth).
+        self.ledger = Ledger()
         self.subs: dict[Key, dict[Subscriber, bool]] = {}
         self._heads: dict[Key, bytes] = {}
         self._batches: dict[tuple[str, str | None, bytes], list[bytes]] = {}
@@ -86,6 +88,7 @@ class Hub:
             if batched:
                 if not buffered:
                     self._batches.setdefault((channel, key, extra), []).append(payload)
+                    self.ledger.buffered(channel, key, extra, contents)
                     buffered = True
                 continue
             if body is None:
@@ -94,6 +97,7 @@ class Hub:
             delivered += 1
         if delivered:
             stats.frames[(channel, ch.T_CHANNEL_DATA)] += delivered
+            self.ledger.delivered(channel, key, contents, delivered)
 
     def flush(self) -> None:
         """The 250 ms batch timer: one channel_batch_data per buffered (channel, id, subaccountNumber)."""
@@ -103,6 +107,7 @@ class Hub:
         for (channel, key, extra), items in batches.items():
             subscribers = self.subs.get((channel, key))
             if not subscribers:
+                self.ledger.flushed(channel, key, extra, 0)
                 continue
             body = encode.data_body(self._head(channel, key), encode.batch_contents(items), extra)
             delivered = 0
@@ -111,3 +116,4 @@ class Hub:
                     subscriber.send_batch(body)
                     delivered += 1
             self._stats.frames[(channel, ch.T_CHANNEL_BATCH_DATA)] += delivered
+            self.ledger.flushed(channel, key, extra, delivered)

@@ -387,6 +387,7 @@ class Session:
         if pending:
             self._subs[(channel, key)] = True
             self.hub.add(self, channel, key, batched)
+            self.hub.ledger.snapshot(channel, key, contents)
         frame = encode.subscribed(self.connection_id, mid, channel, key, contents)
         self._send_control(frame, channel, ch.T_SUBSCRIBED)
 

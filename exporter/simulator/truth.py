@@ -2,13 +2,19 @@
 
 The hot path bumps plain ints in `Stats`; a custom collector turns them into metric families at scrape
 time, in the simulator's own CollectorRegistry (never the global one).
+
+`Ledger` is the other half, served as JSON at GET /control/truth: what a perfect consumer holds right now
+(books, best prices, oracle prices, last trade, trade tallies, block height, candles, subaccounts, updates
+delivered per channel), taken from the frames queued to subscribers, so it cannot drift from the wire.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -148,3 +154,214 @@ def build_registry(stats: Stats, live: Live) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(TruthCollector(stats, live))
     return registry
+
+
+# ---- what a perfect consumer holds: GET /control/truth ------------------------------------------------
+#: Order statuses a consumer counts as open (as exporter.state.subaccounts does, from the protocol).
+_OPEN_ORDER_STATUSES = frozenset({"OPEN", "UNTRIGGERED", "BEST_EFFORT_OPENED"})
+_SIDES = ("BUY", "SELL")
+#: Trade ids remembered per market to drop a batched re-delivery of a trade already in a snapshot.
+_RECENT_TRADE_IDS = 4096
+
+
+def _price_key(level: tuple[str, str]) -> Decimal:
+    return Decimal(level[0])
+
+
+@dataclass(slots=True)
+class _TradeTally:
+    count: int = 0
+    volume: Decimal = field(default_factory=Decimal)
+    notional: Decimal = field(default_factory=Decimal)
+
+
+@dataclass(slots=True)
+class _MarketTruth:
+    #: price text -> size text, as delivered (snapshot objects, then [price, size] updates); None before a
+    #: snapshot was served.
+    bids: dict[str, str] | None = None
+    asks: dict[str, str] | None = None
+    oracle_price: str | None = None
+    last_trade: dict[str, Any] | None = None
+    tallies: dict[str, _TradeTally] = field(default_factory=lambda: {s: _TradeTally() for s in _SIDES})
+    trade_ids: deque[str] = field(default_factory=lambda: deque(maxlen=_RECENT_TRADE_IDS))
+    candles: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _SubaccountTruth:
+    equity: str | None = None
+    free_collateral: str | None = None
+    open_orders: set[str] = field(default_factory=set)
+
+
+class Ledger:
+    """Ground truth taken from the wire: every snapshot served to a subscription and every update delivered
+    to at least one subscriber, applied in the order the frames were queued.
+
+    The hub calls `delivered` for an update queued to unbatched subscribers, `buffered` / `flushed` for one
+    that waits in a batch (applied when the batch goes out, after any snapshot served meanwhile, as a
+    batched consumer sees it), and the session calls `snapshot` when a subscription's snapshot is sent.
+    Updates nobody received (no subscriber, a stall fault) never count, so after a pause the ledger equals
+    what a consumer subscribed since its latest snapshot holds. With several consumers of one book the
+    latest snapshot served wins (the tests run one exporter per simulator). An order book holds the
+    snapshot's top levels (the REST shape: 100 per side, uncrossed) plus every level updated since, crossed
+    ghost levels included: exactly what the indexer lets a subscriber hold.
+    """
+
+    def __init__(self) -> None:
+        self.markets: defaultdict[str, _MarketTruth] = defaultdict(_MarketTruth)
+        self.subaccounts: defaultdict[str, _SubaccountTruth] = defaultdict(_SubaccountTruth)
+        self.block_height: str | None = None
+        self.block_time: str | None = None
+        #: Updates received by subscribers, per channel, counted once per subscriber (each element of a
+        #: batch counts once, as dydx_updates_total does).
+        self.updates: defaultdict[str, int] = defaultdict(int)
+        self._pending: dict[tuple[str, str | None, bytes], list[Any]] = {}
+
+    # ---- recording (hot path: no parsing beyond what the update is) ----
+    def delivered(self, channel: str, key: str | None, contents: Any, subscribers: int) -> None:
+        self.updates[channel] += subscribers
+        self._apply(channel, key, contents)
+
+    def buffered(self, channel: str, key: str | None, extra: bytes, contents: Any) -> None:
+        self._pending.setdefault((channel, key, extra), []).append(contents)
+
+    def flushed(self, channel: str, key: str | None, extra: bytes, subscribers: int) -> None:
+        items = self._pending.pop((channel, key, extra), None)
+        if items is None or not subscribers:
+            return
+        self.updates[channel] += subscribers * len(items)
+        for contents in items:
+            self._apply(channel, key, contents)
+
+    def snapshot(self, channel: str, key: str | None, contents: Any) -> None:
+        if not isinstance(contents, dict):
+            return
+        if channel == ch.ORDERBOOK and key is not None:
+            market = self.markets[key]
+            market.bids = {level["price"]: level["size"] for level in contents.get("bids", ())}
+            market.asks = {level["price"]: level["size"] for level in contents.get("asks", ())}
+        elif channel == ch.TRADES and key is not None:
+            self.markets[key].trade_ids.extend(row["id"] for row in contents.get("trades", ()))
+        elif channel == ch.MARKETS:
+            for ticker, row in contents.get("markets", {}).items():
+                if row.get("oraclePrice") is not None:
+                    self.markets[ticker].oracle_price = row["oraclePrice"]
+        elif channel == ch.BLOCK_HEIGHT:
+            self.block_height, self.block_time = contents.get("height"), contents.get("time")
+        elif channel == ch.CANDLES and key is not None:
+            ticker, _, resolution = key.rpartition("/")
+            candles = contents.get("candles") or []
+            if candles:
+                self.markets[ticker].candles[resolution] = candles[0]
+        elif channel == ch.SUBACCOUNTS and key is not None:
+            account = contents.get("subaccount")
+            sub = self.subaccounts[key]
+            if account is None:
+                sub.equity = sub.free_collateral = None
+                sub.open_orders = set()
+                return
+            sub.equity, sub.free_collateral = account.get("equity"), account.get("freeCollateral")
+            sub.open_orders = set()
+            self._orders(sub, contents.get("orders") or ())
+
+    def _apply(self, channel: str, key: str | None, contents: Any) -> None:
+        if channel == ch.ORDERBOOK:
+            market = self.markets[key or ""]
+            for side, book in (("bids", market.bids), ("asks", market.asks)):
+                if book is None:
+                    continue
+                for price, size in contents.get(side, ()):
+                    if Decimal(size) == 0:
+                        book.pop(price, None)
+                    else:
+                        book[price] = size
+        elif channel == ch.TRADES:
+            self._trades(self.markets[key or ""], contents.get("trades", ()))
+        elif channel == ch.MARKETS:
+            for ticker, row in (contents.get("oraclePrices") or {}).items():
+                self.markets[ticker].oracle_price = row["oraclePrice"]
+        elif channel == ch.BLOCK_HEIGHT:
+            self.block_height, self.block_time = contents.get("blockHeight"), contents.get("time")
+        elif channel == ch.CANDLES and key is not None:
+            ticker, _, resolution = key.rpartition("/")
+            self.markets[ticker].candles[resolution] = contents
+        elif channel == ch.SUBACCOUNTS and key is not None:
+            self._orders(self.subaccounts[key], contents.get("orders") or ())
+
+    @staticmethod
+    def _trades(market: _MarketTruth, rows: Any) -> None:
+        for row in rows:
+            if row["id"] in market.trade_ids:
+                continue  # a batched subscriber gets trades buffered before its snapshot again
+            market.trade_ids.append(row["id"])
+            price, size = Decimal(row["price"]), Decimal(row["size"])
+            tally = market.tallies[row["side"]]
+            tally.count += 1
+            tally.volume += size
+            tally.notional += price * size
+            market.last_trade = {k: row[k] for k in ("id", "price", "size", "side", "createdAt")}
+
+    @staticmethod
+    def _orders(sub: _SubaccountTruth, orders: Any) -> None:
+        for order in orders:
+            if order.get("status") in _OPEN_ORDER_STATUSES:
+                sub.open_orders.add(order["id"])
+            else:
+                sub.open_orders.discard(order["id"])
+
+    # ---- reporting ----
+    def report(
+        self,
+        tickers: Iterable[str],
+        rest_orderbook: Callable[[str], Mapping[str, Any] | None],
+        paused: bool,
+    ) -> dict[str, Any]:
+        """The JSON of GET /control/truth for `tickers` (listed markets). A book never snapshotted by any
+        subscriber is the one a consumer subscribing now would get (`"delivered": false`)."""
+        return {
+            "paused": paused,
+            "block_height": None if self.block_height is None else int(self.block_height),
+            "block_time": self.block_time,
+            "updates_delivered": {channel: self.updates.get(channel, 0) for channel in ch.ALL_CHANNELS},
+            "markets": {t: self._market_report(t, rest_orderbook) for t in tickers},
+            "subaccounts": {
+                key: {
+                    "equity": sub.equity,
+                    "free_collateral": sub.free_collateral,
+                    "open_orders": len(sub.open_orders),
+                }
+                for key, sub in sorted(self.subaccounts.items())
+            },
+        }
+
+    def _market_report(
+        self, ticker: str, rest_orderbook: Callable[[str], Mapping[str, Any] | None]
+    ) -> dict[str, Any]:
+        market = self.markets.get(ticker) or _MarketTruth()
+        delivered = market.bids is not None and market.asks is not None
+        if market.bids is not None and market.asks is not None:
+            bids = sorted(market.bids.items(), key=_price_key, reverse=True)
+            asks = sorted(market.asks.items(), key=_price_key)
+        else:
+            snapshot = rest_orderbook(ticker) or {}
+            bids = [(lv["price"], lv["size"]) for lv in snapshot.get("bids", ())]
+            asks = [(lv["price"], lv["size"]) for lv in snapshot.get("asks", ())]
+        best_bid = bids[0][0] if bids else None
+        best_ask = asks[0][0] if asks else None
+        return {
+            "book": {"delivered": delivered, "bids": bids, "asks": asks},
+            "best_bid": best_bid,
+            "best_ask": best_ask,
+            "crossed": best_bid is not None
+            and best_ask is not None
+            and Decimal(best_bid) >= Decimal(best_ask),
+            "oracle_price": market.oracle_price,
+            "last_trade": market.last_trade,
+            "trades": {
+                side: {"count": t.count, "volume": str(t.volume), "notional": str(t.notional)}
+                for side, t in market.tallies.items()
+            },
+            "candles": dict(sorted(market.candles.items())),
+        }
