@@ -46,8 +46,6 @@ SubKey = tuple[str, str | None]
 
 PENDING, ACTIVE, FAILED = "pending", "active", "failed"
 SUB_STATES = (ACTIVE, PENDING, FAILED)
-#: Channels with an expected rate: silence past the threshold means a stalled link.
-RATED_CHANNELS = (ch.BLOCK_HEIGHT, ch.MARKETS)
 #: Minimum gap between two subscribes of one (channel, id) on one connection: the server closes the
 #: connection on more than 2 attempts in a fixed 1 s window, and 0.6 s apart never puts 3 in one window.
 SAME_KEY_MIN_GAP_S = 0.6
@@ -75,7 +73,7 @@ def subscribe_message(key: SubKey, batched: bool) -> str:
     msg: dict[str, Any] = {"type": "subscribe", "channel": channel}
     if sub_id is not None:
         msg["id"] = sub_id
-    if channel != ch.BLOCK_HEIGHT:
+    if ch.CHANNELS[channel].batchable:
         msg["batched"] = batched
     return orjson.dumps(msg).decode()
 
@@ -504,7 +502,7 @@ class Link:
             if now - self._last_server_ping > s.ping_timeout:
                 raise _LinkDead("ping_timeout")
             wall = time.time()
-            for channel in RATED_CHANNELS:
+            for channel in ch.RATED_CHANNELS:
                 sub = self._subs.get((channel, None))
                 if sub is None or sub.state != ACTIVE:
                     continue

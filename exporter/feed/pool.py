@@ -26,17 +26,16 @@ log = get_logger(__name__)
 
 def market_keys(settings: Settings, ticker: str) -> list[SubKey]:
     """Every subscription one market needs under `settings` (candles once per resolution)."""
-    keys: list[SubKey] = []
-    for channel in settings.market_channels:
-        if channel == ch.CANDLES:
-            keys.extend((channel, ch.candle_id(ticker, r)) for r in settings.candle_resolutions)
-        else:
-            keys.append((channel, ticker))
-    return keys
+    resolutions = settings.candle_resolutions
+    return [
+        (channel, sub_id)
+        for channel in settings.market_channels
+        for sub_id in ch.CHANNELS[channel].market_ids(ticker, resolutions)
+    ]
 
 
 def global_keys(settings: Settings) -> list[SubKey]:
-    return [(c, None) for c in settings.channels if c in ch.CHANNELS_WITHOUT_ID]
+    return [(c, None) for c in settings.channels if ch.CHANNELS[c].scope == "feed"]
 
 
 def account_keys(settings: Settings) -> list[SubKey]:
@@ -49,8 +48,8 @@ def links_needed(settings: Settings, market_count: int) -> int:
     # Each channel needs ceil(subs / cap) links; candles carry one subscription per resolution.
     worst = 0
     for channel in settings.market_channels:
-        per_market = len(settings.candle_resolutions) if channel == ch.CANDLES else 1
-        cap = min(settings.feed.max_subscriptions, ch.SUBSCRIPTION_CAPS[channel])
+        per_market = len(ch.CHANNELS[channel].market_ids("", settings.candle_resolutions))
+        cap = min(settings.feed.max_subscriptions, ch.CHANNELS[channel].cap)
         worst = max(worst, -(-market_count * per_market // cap))
     return max(1, worst)
 
@@ -193,7 +192,7 @@ class Pool:
     # --- placement -----------------------------------------------------------------------------------
 
     def _cap(self, link: Link, channel: str) -> int:
-        cap = ch.SUBSCRIPTION_CAPS[channel]
+        cap = ch.CHANNELS[channel].cap
         if channel in self._settings.market_channels:  # --feed.max-subscriptions is about market channels
             cap = min(self._settings.feed.max_subscriptions, cap)
         return min(cap, self._caps.get((link.name, channel), cap))

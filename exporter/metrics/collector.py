@@ -37,8 +37,6 @@ CHANNEL_FRAME_TYPES = (
     ch.T_CHANNEL_BATCH_DATA,
     ch.T_ERROR,
 )
-#: Channels whose frames carry an exchange event time (feed latency is observed for these).
-TIMED_CHANNELS = frozenset({ch.TRADES, ch.MARKETS, ch.BLOCK_HEIGHT, ch.CANDLES})
 #: A render yields to the event loop after holding it this long (a family is never split, so a slice can
 #: run over by one family: the per-market ones take ≈ 0.2 ms at 267 markets).
 RENDER_SLICE_S = 0.0005
@@ -131,7 +129,9 @@ class ChannelMetrics:
         self.invalid: dict[str, int] = dict.fromkeys(c.INVALID_REASONS, 0) if name != c.NO_CHANNEL else {}
         self.updates = 0
         self.last_message_at = 0.0
-        self.latency: Histogram | None = Histogram(c.FEED_LATENCY_BUCKETS) if name in TIMED_CHANNELS else None
+        spec = ch.CHANNELS.get(name)
+        timed = spec is not None and spec.timed
+        self.latency: Histogram | None = Histogram(c.FEED_LATENCY_BUCKETS) if timed else None
         self.processing: Histogram | None = Histogram(c.PROCESSING_BUCKETS) if protocol_channel else None
 
 

@@ -7,7 +7,8 @@ the simulator both use them so the two directions cannot drift apart.
 from __future__ import annotations
 
 import re
-from typing import Final
+from dataclasses import dataclass
+from typing import Final, Literal
 
 MARKETS: Final = "v4_markets"
 TRADES: Final = "v4_trades"
@@ -16,45 +17,95 @@ CANDLES: Final = "v4_candles"
 BLOCK_HEIGHT: Final = "v4_block_height"
 SUBACCOUNTS: Final = "v4_subaccounts"
 PARENT_SUBACCOUNTS: Final = "v4_parent_subaccounts"
-
-ALL_CHANNELS: Final[tuple[str, ...]] = (
-    MARKETS,
-    TRADES,
-    ORDERBOOK,
-    CANDLES,
-    BLOCK_HEIGHT,
-    SUBACCOUNTS,
-    PARENT_SUBACCOUNTS,
-)
-
-#: Channels subscribed without an `id`: sending one makes the server key the subscription under it, so
-#: the snapshot arrives but updates never do.
-CHANNELS_WITHOUT_ID: Final = frozenset({MARKETS, BLOCK_HEIGHT})
-
-#: `version` carried by channel_data / channel_batch_data frames (never by `subscribed`).
-VERSIONS: Final[dict[str, str]] = {
-    ORDERBOOK: "1.0.0",
-    TRADES: "2.1.0",
-    MARKETS: "1.0.0",
-    CANDLES: "1.0.0",
-    BLOCK_HEIGHT: "1.0.0",
-    SUBACCOUNTS: "3.0.0",
-    PARENT_SUBACCOUNTS: "3.0.0",
-}
-
-#: Per-connection, per-channel subscription caps (v4-chain PR #3131).
-SUBSCRIPTION_CAPS: Final[dict[str, int]] = {
-    ORDERBOOK: 32,
-    TRADES: 32,
-    CANDLES: 32,
-    MARKETS: 32,
-    SUBACCOUNTS: 256,
-    PARENT_SUBACCOUNTS: 256,
-    BLOCK_HEIGHT: 1,
-}
-
-#: The id the server uses for block height (the client sends none).
+#: The id the server keys block height under (the client sends none).
 BLOCK_HEIGHT_ID: Final = "v4_block_height"
+
+#: What one subscription id names: a market (ticker, or ticker/resolution for candles), an account
+#: (address/number), or nothing (a feed-wide channel, subscribed without an id).
+Scope = Literal["market", "account", "feed"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelSpec:
+    """Everything the exporter and the simulator know about one channel, in one row of CHANNELS."""
+
+    name: str
+    #: `version` carried by channel_data / channel_batch_data frames (never by `subscribed`).
+    version: str
+    #: Per-connection subscription cap (v4-chain PR #3131).
+    cap: int
+    scope: Scope
+    #: The state handler (a module of exporter.state, by name: protocol/ imports nothing of the project).
+    handler: str
+    #: Flows at a steady rate: a link whose subscription stays silent past --feed.silence-timeout is dead.
+    rated: bool = False
+    #: Frames carry an exchange time: dydx_feed_latency_seconds is observed for it.
+    timed: bool = False
+    #: May legitimately stay silent for minutes (no trade, no account activity): exempt from /readyz's
+    #: freshness check.
+    quiet: bool = False
+    #: --channels accepts it; `default` ones are subscribed without --channels.
+    selectable: bool = True
+    default: bool = False
+    #: One subscription per candle resolution; the id is `ticker/resolution`.
+    per_resolution: bool = False
+    #: The id the server keys a feed-wide subscription under (the client sends none).
+    server_id: str | None = None
+    #: Subscribes carry `batched` (the clients send none for block height).
+    batchable: bool = True
+
+    @property
+    def sends_id(self) -> bool:
+        """Subscribed with an `id`. Sending one for a feed-wide channel makes the server key the
+        subscription under it, so the snapshot arrives but updates never do."""
+        return self.scope != "feed"
+
+    def market_ids(self, ticker: str, resolutions: tuple[str, ...] = ()) -> tuple[str, ...]:
+        """The subscription ids one market takes on this (market-scoped) channel."""
+        if self.per_resolution:
+            return tuple(candle_id(ticker, r) for r in resolutions)
+        return (ticker,)
+
+    def market_of(self, sub_id: str) -> str:
+        """The ticker a market-scoped subscription id names."""
+        return sub_id.rpartition("/")[0] if self.per_resolution else sub_id
+
+
+#: The indexer's channels, in the order the exporter lists them.
+CHANNELS: Final[dict[str, ChannelSpec]] = {
+    spec.name: spec
+    for spec in (
+        ChannelSpec(MARKETS, "1.0.0", 32, "feed", "markets", rated=True, timed=True, default=True),
+        ChannelSpec(TRADES, "2.1.0", 32, "market", "trades", timed=True, default=True),
+        ChannelSpec(ORDERBOOK, "1.0.0", 32, "market", "orderbook", default=True),
+        ChannelSpec(CANDLES, "1.0.0", 32, "market", "candles", timed=True, quiet=True, per_resolution=True),
+        ChannelSpec(
+            BLOCK_HEIGHT,
+            "1.0.0",
+            1,
+            "feed",
+            "block_height",
+            rated=True,
+            timed=True,
+            default=True,
+            server_id=BLOCK_HEIGHT_ID,
+            batchable=False,
+        ),
+        # Enabled by --subaccounts, which names the accounts.
+        ChannelSpec(SUBACCOUNTS, "3.0.0", 256, "account", "subaccounts", quiet=True, selectable=False),
+        ChannelSpec(PARENT_SUBACCOUNTS, "3.0.0", 256, "account", "ignored", quiet=True, selectable=False),
+    )
+}
+
+# Views of the table, for callers that want one fact of every channel.
+ALL_CHANNELS: Final[tuple[str, ...]] = tuple(CHANNELS)
+DEFAULT_CHANNELS: Final = tuple(name for name, spec in CHANNELS.items() if spec.default)
+SELECTABLE_CHANNELS: Final = tuple(name for name, spec in CHANNELS.items() if spec.selectable)
+CHANNELS_WITHOUT_ID: Final = frozenset(name for name, spec in CHANNELS.items() if not spec.sends_id)
+RATED_CHANNELS: Final = tuple(name for name, spec in CHANNELS.items() if spec.rated)
+VERSIONS: Final[dict[str, str]] = {name: spec.version for name, spec in CHANNELS.items()}
+SUBSCRIPTION_CAPS: Final[dict[str, int]] = {name: spec.cap for name, spec in CHANNELS.items()}
+
 
 CANDLE_RESOLUTIONS: Final[tuple[str, ...]] = ("1MIN", "5MINS", "15MINS", "30MINS", "1HOUR", "4HOURS", "1DAY")
 CANDLE_RESOLUTION_SECONDS: Final[dict[str, int]] = {
