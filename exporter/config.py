@@ -1,28 +1,67 @@
 """Settings: typed, validated in one place. Flags beat environment beat the YAML file beat defaults.
 
-Every option is declared once in OPTIONS. Its flag is Prometheus style (`--web.listen-address`), its
-environment variable is `DYDX_EXPORTER_` + the flag upper-cased with `.` and `-` turned into `_`, and its
-key in the `--config.file` YAML mapping is the flag without the dashes. A bad value raises ConfigError
-naming the option and where the value came from; `exporter.run.main` turns it into exit status 2.
+Every option is one row of OPTIONS (see exporter.options): its flag is Prometheus style
+(`--web.listen-address`), its environment variable is `DYDX_EXPORTER_` + the flag upper-cased with `.` and
+`-` turned into `_`, its key in the `--config.file` YAML mapping is the flag without the dashes, its parser
+turns any of those into the typed value, and its `dest` names the `Settings` (or `FeedSettings`, as
+`feed.NAME`) attribute it fills. The dataclasses take their defaults from the rows (`_default`), so a
+default is written once. A bad value raises ConfigError naming the option and where the value came from;
+`exporter.run.main` turns it into exit status 2. The `--web.config.file` is read and validated here too, so
+a broken TLS or basic-auth file stops the exporter before anything starts, with an error that names it.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import re
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import yaml
 
-from exporter import logs
+from exporter import logs, options
+from exporter.options import (
+    ConfigError,
+    Option,
+    RawValues,
+    check_tickers,
+    config_error,
+    one_of,
+    parse_bool,
+    parse_duration,
+    parse_flags,
+    parse_list,
+    parse_listen_address,
+    parse_markets,
+    parse_positive_duration,
+    parse_positive_float,
+    parse_positive_int,
+    parse_str,
+    parse_values,
+    resolve,
+)
 from exporter.protocol import channels as ch
+from exporter.web.webconfig import WebConfig, WebConfigError, read_web_config
 
-ENV_PREFIX = "DYDX_EXPORTER_"
+__all__ = [
+    "DEFAULT_CHANNELS",
+    "NETWORKS",
+    "OPTIONS",
+    "SUPPORTED_CHANNELS",
+    "ConfigError",
+    "FeedSettings",
+    "Option",
+    "Settings",
+    "check_tickers",
+    "parse_duration",
+    "parse_list",
+    "parse_listen_address",
+    "parse_markets",
+    "shard_of",
+]
 
 NETWORKS: Mapping[str, tuple[str, str]] = {
     "mainnet": ("wss://indexer.dydx.trade/v4/ws", "https://indexer.dydx.trade"),
@@ -37,133 +76,10 @@ LOG_LEVELS = tuple(logs.LEVELS)
 LOG_FORMATS = logs.FORMATS
 
 
-class ConfigError(ValueError):
-    """A flag, environment variable or file entry is wrong; the message names it."""
-
-
-# --- value parsers: str (or a native YAML value) → typed value, ValueError with a short reason ----------
-
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def parse_duration(value: object) -> float:
-    """Seconds from `1.5`, `"1.5"`, `"500ms"`, `"5m"` or `"1h30m"` (Prometheus style)."""
-    if isinstance(value, bool):
-        raise ValueError(f"expected a duration such as 5s or 500ms, not {value!r}")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        text = str(value).strip()
-        try:
-            seconds = float(text)
-        except ValueError:
-            pos, seconds = 0, 0.0
-            for m in _DURATION_RE.finditer(text):
-                if m.start() != pos:
-                    break
-                seconds += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
-                pos = m.end()
-            if pos != len(text) or not text:
-                raise ValueError(f"expected a duration such as 5s or 500ms, not {text!r}") from None
-    if seconds != seconds or seconds < 0:
-        raise ValueError(f"duration must be a non-negative number, not {value!r}")
-    return seconds
-
-
-def parse_positive_duration(value: object) -> float:
-    seconds = parse_duration(value)
-    if seconds <= 0:
-        raise ValueError(f"duration must be greater than zero, not {value!r}")
-    return seconds
-
-
-def parse_bool(value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"expected true or false, not {value!r}")
-
-
-def parse_positive_int(value: object) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"expected a positive integer, not {value!r}")
-    try:
-        number = int(str(value).strip())
-    except ValueError:
-        raise ValueError(f"expected a positive integer, not {value!r}") from None
-    if number <= 0:
-        raise ValueError(f"expected a positive integer, not {value!r}")
-    return number
-
-
-def parse_positive_float(value: object) -> float:
-    if isinstance(value, bool):
-        raise ValueError(f"expected a positive number, not {value!r}")
-    try:
-        number = float(str(value).strip())
-    except ValueError:
-        raise ValueError(f"expected a positive number, not {value!r}") from None
-    if not number > 0 or number == float("inf"):
-        raise ValueError(f"expected a positive number, not {value!r}")
-    return number
-
-
-def parse_list(value: object) -> tuple[str, ...]:
-    """A comma-separated string or a YAML list → tuple of non-empty stripped items, order kept, no dups."""
-    items = [str(v) for v in value] if isinstance(value, list | tuple) else str(value).split(",")
-    out: list[str] = []
-    for item in items:
-        item = item.strip()
-        if item and item not in out:
-            out.append(item)
-    return tuple(out)
-
-
-def check_tickers(tickers: tuple[str, ...]) -> tuple[str, ...]:
-    """`tickers` unchanged when each is a ticker such as BTC-USD; ValueError naming those that are not."""
-    bad = [ticker for ticker in tickers if not ch.TICKER_RE.match(ticker)]
-    if bad:
-        raise ValueError(f"{', '.join(bad)} is not a ticker such as BTC-USD (or use 'all')")
-    return tickers
-
-
-def parse_markets(value: object) -> tuple[str, ...] | None:
-    """`all` (or nothing) → None, every market; otherwise the listed tickers, each one checked."""
-    markets = parse_list(value)
-    return None if markets in ((), ("all",)) else check_tickers(markets)
-
-
-def parse_str(value: object) -> str:
-    if isinstance(value, list | dict):
-        raise ValueError(f"expected a single value, not {value!r}")
-    return "" if value is None else str(value).strip()
-
-
-def parse_listen_address(value: object) -> tuple[str, int]:
-    """`host:port`, `:port` (every interface) or `[v6]:port` → (host, port); host "" means every interface."""
-    text = parse_str(value)
-    host, sep, port_text = text.rpartition(":")
-    if not sep:
-        raise ValueError(f"expected host:port or :port, not {text!r}")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise ValueError(f"port must be a number, not {port_text!r}") from None
-    if not 0 <= port <= 65535:
-        raise ValueError(f"port must be 0..65535, not {port}")
-    return host, port
-
-
 def parse_shard(value: object) -> tuple[int, int]:
     """`I/N` with 0 <= I < N → (I, N)."""
     text = parse_str(value)
-    m = re.fullmatch(r"(\d+)/(\d+)", text)
+    m = re.fullmatch(r"(\d+)/(\d+)", text, re.ASCII)
     if not m:
         raise ValueError(f"expected I/N such as 0/2, not {text!r}")
     index, count = int(m.group(1)), int(m.group(2))
@@ -177,91 +93,240 @@ def shard_of(ticker: str, shard_count: int) -> int:
     return zlib.crc32(ticker.encode()) % shard_count
 
 
+def parse_url_base(value: object) -> str:
+    return parse_str(value).rstrip("/")
+
+
+def _tuple(value: object) -> tuple[str, ...]:
+    return parse_list(value)
+
+
 # --- the option table -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Option:
-    flag: str  # without the leading dashes
-    default: object
-    help: str
-    is_bool: bool = False
-
-    @property
-    def env(self) -> str:
-        return ENV_PREFIX + re.sub(r"[.-]", "_", self.flag).upper()
-
 
 OPTIONS: tuple[Option, ...] = (
     Option("config.file", "", "YAML file of options (keys are the flag names); flags and env win over it"),
-    Option("web.listen-address", ":9741", "address to serve /metrics, /healthz and /readyz on"),
-    Option("web.telemetry-path", "/metrics", "path of the metrics endpoint"),
-    Option("web.config.file", "", "exporter-toolkit web config (TLS, basic auth)"),
-    Option("dydx.network", "mainnet", "indexer network: mainnet or testnet (sets the default URLs)"),
-    Option("dydx.ws-url", "", "full WebSocket URL (default from --dydx.network)"),
-    Option("dydx.rest-url", "", "REST base URL, without /v4 (default from --dydx.network)"),
-    Option("markets", "all", "'all' or a comma-separated list of tickers"),
-    Option("channels", ",".join(DEFAULT_CHANNELS), "comma-separated channels to subscribe"),
     Option(
-        "candles.resolutions", "", "candle resolutions to subscribe (enables v4_candles), e.g. 1MIN,5MINS"
+        "web.listen-address",
+        ":9741",
+        "address to serve /metrics, /healthz and /readyz on",
+        parse_listen_address,
+        ("listen_host", "listen_port"),
+    ),
+    Option("web.telemetry-path", "/metrics", "path of the metrics endpoint", dest="telemetry_path"),
+    Option("web.config.file", "", "exporter-toolkit web config (TLS, basic auth)", dest="web_config_file"),
+    Option(
+        "dydx.network",
+        "mainnet",
+        "indexer network: mainnet or testnet (sets the default URLs)",
+        one_of(NETWORKS),
+        "network",
+    ),
+    Option("dydx.ws-url", "", "full WebSocket URL (default from --dydx.network)", dest="feed.ws_url"),
+    Option(
+        "dydx.rest-url",
+        "",
+        "REST base URL, without /v4 (default from --dydx.network)",
+        parse_url_base,
+        "feed.rest_url",
+    ),
+    Option("markets", "all", "'all' or a comma-separated list of tickers", parse_markets, "markets"),
+    Option(
+        "channels", ",".join(DEFAULT_CHANNELS), "comma-separated channels to subscribe", _tuple, "channels"
+    ),
+    Option(
+        "candles.resolutions",
+        "",
+        "candle resolutions to subscribe (enables v4_candles), e.g. 1MIN,5MINS",
+        _tuple,
+        "candle_resolutions",
     ),
     Option(
         "subaccounts",
         "",
         "comma-separated subaccounts ADDRESS/N (dydx1.../0) to subscribe on v4_subaccounts (off when empty)",
+        _tuple,
+        "subaccounts",
     ),
     Option(
         "subaccounts.refresh-interval",
         "1m",
         "re-snapshot each subscribed subaccount this often (equity and free collateral come only in "
         "snapshots); 0 = never",
+        parse_duration,
+        "subaccount_refresh_interval",
     ),
-    Option("shard", "0/1", "I/N: this replica exports the markets whose crc32(ticker) % N == I"),
-    Option("feed.batched", False, "subscribe with batched: true (server flushes every 250 ms)", True),
-    Option("feed.backoff-initial", "1s", "first reconnect/retry backoff (full jitter)"),
-    Option("feed.backoff-max", "60s", "reconnect/retry backoff cap"),
-    Option("feed.stable-after", "30s", "a link up this long resets its backoff"),
-    Option("feed.handshake-timeout", "10s", "WebSocket handshake and first-frame timeout"),
     Option(
-        "feed.ping-interval", "15s", "interval of the exporter's own pings (for dydx_ws_ping_rtt_seconds)"
+        "shard",
+        "0/1",
+        "I/N: this replica exports the markets whose crc32(ticker) % N == I",
+        parse_shard,
+        ("shard_index", "shard_count"),
     ),
-    Option("feed.ping-timeout", "40s", "a link with no server ping for this long is dead"),
+    Option(
+        "feed.batched",
+        False,
+        "subscribe with batched: true (server flushes every 250 ms)",
+        parse_bool,
+        "feed.batched",
+    ),
+    Option(
+        "feed.backoff-initial",
+        "1s",
+        "first reconnect/retry backoff (full jitter)",
+        parse_positive_duration,
+        "feed.backoff_initial",
+    ),
+    Option(
+        "feed.backoff-max", "60s", "reconnect/retry backoff cap", parse_positive_duration, "feed.backoff_max"
+    ),
+    Option(
+        "feed.stable-after",
+        "30s",
+        "a link up this long resets its backoff",
+        parse_duration,
+        "feed.stable_after",
+    ),
+    Option(
+        "feed.handshake-timeout",
+        "10s",
+        "WebSocket handshake and first-frame timeout",
+        parse_positive_duration,
+        "feed.handshake_timeout",
+    ),
+    Option(
+        "feed.ping-interval",
+        "15s",
+        "interval of the exporter's own pings (for dydx_ws_ping_rtt_seconds)",
+        parse_positive_duration,
+        "feed.ping_interval",
+    ),
+    Option(
+        "feed.ping-timeout",
+        f"{ch.CLIENT_PING_DEADLINE_S:g}s",
+        "a link with no server ping for this long is dead",
+        parse_positive_duration,
+        "feed.ping_timeout",
+    ),
     Option(
         "feed.silence-timeout",
         "30s",
         "a link whose v4_block_height or v4_markets is silent this long is dead",
+        parse_positive_duration,
+        "feed.silence_timeout",
     ),
-    Option("feed.subscribe-rate", "40", "global subscribe messages per second across all links"),
-    Option("feed.subscribe-timeout", "30s", "a subscribe without an answer for this long is retried"),
-    Option("feed.resubscribe-delay", "5s", "delay before retrying a subscribe whose snapshot fetch failed"),
     Option(
-        "feed.subscribe-retries", "5", "attempts for a rejected market before giving up until rediscovery"
+        "feed.subscribe-rate",
+        "40",
+        "global subscribe messages per second across all links",
+        parse_positive_float,
+        "feed.subscribe_rate",
     ),
-    Option("feed.max-subscriptions", "32", "subscriptions per channel per link (the server's cap is 32)"),
+    Option(
+        "feed.subscribe-timeout",
+        "30s",
+        "a subscribe without an answer for this long is retried",
+        parse_positive_duration,
+        "feed.subscribe_timeout",
+    ),
+    Option(
+        "feed.resubscribe-delay",
+        "5s",
+        "delay before retrying a subscribe whose snapshot fetch failed",
+        parse_duration,
+        "feed.resubscribe_delay",
+    ),
+    Option(
+        "feed.subscribe-retries",
+        "5",
+        "attempts for a rejected market before giving up until rediscovery",
+        parse_positive_int,
+        "feed.subscribe_retries",
+    ),
+    Option(
+        "feed.max-subscriptions",
+        "32",
+        "subscriptions per channel per link (the server's cap is 32)",
+        parse_positive_int,
+        "feed.max_subscriptions",
+    ),
     Option(
         "feed.max-frame-bytes",
         "16777216",
         "frames larger than this are counted as invalid and dropped; twice this closes the link",
+        parse_positive_int,
+        "feed.max_frame_bytes",
     ),
-    Option("discovery.interval", "5m", "period of the REST /v4/perpetualMarkets refresh"),
-    Option("discovery.timeout", "10s", "timeout of one REST request"),
+    Option(
+        "discovery.interval",
+        "5m",
+        "period of the REST /v4/perpetualMarkets refresh",
+        parse_positive_duration,
+        "feed.discovery_interval",
+    ),
+    Option(
+        "discovery.timeout",
+        "10s",
+        "timeout of one REST request",
+        parse_positive_duration,
+        "feed.discovery_timeout",
+    ),
     Option(
         "orderbook.crossed-resync-after",
         "30s",
         "resubscribe a market's order book that stayed crossed (as delivered) this long; 0 = never",
+        parse_duration,
+        "crossed_resync_after",
     ),
     Option(
         "orderbook.resync-interval",
         "0",
         "re-snapshot every order book this often (e.g. 1h), staggered and paced; 0 = never",
+        parse_duration,
+        "resync_interval",
     ),
-    Option("data.stale-after", "30s", "data older than this makes /readyz fail"),
-    Option("data.message-id-grace", "10s", "a message id still missing after this long counts as a gap"),
-    Option("shutdown.timeout", "5s", "upper bound of a clean shutdown"),
-    Option("log.level", "info", "debug, info, warn or error"),
-    Option("log.format", "auto", "json, console, or auto (console on a TTY, json otherwise)"),
+    Option(
+        "data.stale-after",
+        "30s",
+        "data older than this makes /readyz fail",
+        parse_positive_duration,
+        "stale_after",
+    ),
+    Option(
+        "data.message-id-grace",
+        "10s",
+        "a message id still missing after this long counts as a gap",
+        parse_positive_duration,
+        "message_id_grace",
+    ),
+    Option(
+        "shutdown.timeout",
+        "5s",
+        "upper bound of a clean shutdown",
+        parse_positive_duration,
+        "shutdown_timeout",
+    ),
+    Option("log.level", "info", "debug, info, warn or error", one_of(LOG_LEVELS, lower=True), "log_level"),
+    Option(
+        "log.format",
+        "auto",
+        "json, console, or auto (console on a TTY, json otherwise)",
+        one_of(LOG_FORMATS, lower=True),
+        "log_format",
+    ),
 )
 OPTIONS_BY_FLAG = {o.flag: o for o in OPTIONS}
+_BY_DEST = {
+    dest: (opt, part)
+    for opt in OPTIONS
+    for part, dest in enumerate(opt.dest if isinstance(opt.dest, tuple) else (opt.dest,))
+    if dest
+}
+
+
+def _default(dest: str) -> Any:
+    """The typed default of the option that fills `dest` (the dataclass attribute)."""
+    opt, part = _BY_DEST[dest]
+    return opt.value[part] if isinstance(opt.dest, tuple) else opt.value
 
 
 # --- the settings -----------------------------------------------------------------------------------------
@@ -273,22 +338,22 @@ class FeedSettings:
 
     ws_url: str
     rest_url: str
-    batched: bool = False
-    backoff_initial: float = 1.0
-    backoff_max: float = 60.0
-    stable_after: float = 30.0
-    handshake_timeout: float = 10.0
-    ping_interval: float = 15.0
-    ping_timeout: float = ch.CLIENT_PING_DEADLINE_S
-    silence_timeout: float = 30.0
-    subscribe_rate: float = 40.0
-    subscribe_timeout: float = 30.0
-    resubscribe_delay: float = 5.0
-    subscribe_retries: int = 5
-    max_subscriptions: int = 32
-    max_frame_bytes: int = 16 * 1024 * 1024
-    discovery_interval: float = 300.0
-    discovery_timeout: float = 10.0
+    batched: bool = _default("feed.batched")
+    backoff_initial: float = _default("feed.backoff_initial")
+    backoff_max: float = _default("feed.backoff_max")
+    stable_after: float = _default("feed.stable_after")
+    handshake_timeout: float = _default("feed.handshake_timeout")
+    ping_interval: float = _default("feed.ping_interval")
+    ping_timeout: float = _default("feed.ping_timeout")
+    silence_timeout: float = _default("feed.silence_timeout")
+    subscribe_rate: float = _default("feed.subscribe_rate")
+    subscribe_timeout: float = _default("feed.subscribe_timeout")
+    resubscribe_delay: float = _default("feed.resubscribe_delay")
+    subscribe_retries: int = _default("feed.subscribe_retries")
+    max_subscriptions: int = _default("feed.max_subscriptions")
+    max_frame_bytes: int = _default("feed.max_frame_bytes")
+    discovery_interval: float = _default("feed.discovery_interval")
+    discovery_timeout: float = _default("feed.discovery_timeout")
 
 
 class _HasURLs(Protocol):
@@ -302,27 +367,29 @@ class _HasURLs(Protocol):
 @dataclass(frozen=True, slots=True)
 class Settings:
     feed: FeedSettings
-    listen_host: str = ""
-    listen_port: int = 9741
-    telemetry_path: str = "/metrics"
-    web_config_file: str = ""
-    network: str = "mainnet"
-    markets: tuple[str, ...] | None = None  # None: every market
-    channels: tuple[str, ...] = DEFAULT_CHANNELS
-    candle_resolutions: tuple[str, ...] = ()
+    listen_host: str = _default("listen_host")
+    listen_port: int = _default("listen_port")
+    telemetry_path: str = _default("telemetry_path")
+    web_config_file: str = _default("web_config_file")
+    network: str = _default("network")
+    markets: tuple[str, ...] | None = _default("markets")  # None: every market
+    channels: tuple[str, ...] = _default("channels")
+    candle_resolutions: tuple[str, ...] = _default("candle_resolutions")
     #: "ADDRESS/N" ids for v4_subaccounts; when non-empty, channels carries v4_subaccounts too.
-    subaccounts: tuple[str, ...] = ()
-    subaccount_refresh_interval: float = 60.0
-    crossed_resync_after: float = 30.0
-    resync_interval: float = 0.0
-    shard_index: int = 0
-    shard_count: int = 1
-    stale_after: float = 30.0
-    message_id_grace: float = 10.0
-    shutdown_timeout: float = 5.0
-    log_level: str = "info"
-    log_format: str = "auto"
+    subaccounts: tuple[str, ...] = _default("subaccounts")
+    subaccount_refresh_interval: float = _default("subaccount_refresh_interval")
+    crossed_resync_after: float = _default("crossed_resync_after")
+    resync_interval: float = _default("resync_interval")
+    shard_index: int = _default("shard_index")
+    shard_count: int = _default("shard_count")
+    stale_after: float = _default("stale_after")
+    message_id_grace: float = _default("message_id_grace")
+    shutdown_timeout: float = _default("shutdown_timeout")
+    log_level: str = _default("log_level")
+    log_format: str = _default("log_format")
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)  # flag → flag|env|file|default
+    #: The parsed --web.config.file (TLS, basic auth); None without one.
+    web_config: WebConfig | None = field(default=None, compare=False)
 
     def wants_market(self, ticker: str) -> bool:
         """--markets and --shard filters."""
@@ -340,20 +407,10 @@ class Settings:
     @classmethod
     def from_sources(cls, argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         """Flags, then DYDX_EXPORTER_* env, then --config.file, then defaults. Raises ConfigError."""
-        flags = _parse_flags(argv)
-        raw: dict[str, tuple[object, str]] = {}
+        flags = parse_flags(build_parser(), argv)
         config_file = flags.get("config.file") or environ.get(OPTIONS_BY_FLAG["config.file"].env, "")
         file_values = _load_file(str(config_file)) if config_file else {}
-        for opt in OPTIONS:
-            if opt.flag in flags:
-                raw[opt.flag] = (flags[opt.flag], f"flag --{opt.flag}")
-            elif opt.env in environ:
-                raw[opt.flag] = (environ[opt.env], f"environment {opt.env}")
-            elif opt.flag in file_values:
-                raw[opt.flag] = (file_values[opt.flag], f"{config_file}: {opt.flag}")
-            else:
-                raw[opt.flag] = (opt.default, f"default of --{opt.flag}")
-        return _build(raw)
+        return from_raw(resolve(OPTIONS, flags, environ, file_values, str(config_file)))
 
     @classmethod
     def for_simulator(cls, sim: _HasURLs, **overrides: Any) -> Settings:
@@ -389,56 +446,24 @@ class Settings:
             message_id_grace=1.0,
             log_format="json",
         )
-        settings = _with_implied_channels(dataclasses.replace(settings, **overrides))
-        _validate(settings, {})
-        return settings
+        return _finish(dataclasses.replace(settings, **overrides), {})
 
 
 # --- parsing and validation -------------------------------------------------------------------------------
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # argparse would exit(2) with usage; the caller decides
-        raise ConfigError(message)
-
-
-def _argparse_escape(text: str) -> str:
-    """Option help is plain text (the README table shows it as is); argparse formats help with %."""
-    return text.replace("%", "%%")
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> Any:
     from exporter import __version__
 
-    parser = _Parser(
+    parser = options.build_parser(
+        OPTIONS,
         prog="dydx-exporter",
         description="Prometheus exporter for the dYdX v4 Indexer WebSocket feed. Every flag can also be "
         "set by DYDX_EXPORTER_<FLAG> (e.g. DYDX_EXPORTER_WEB_LISTEN_ADDRESS) or in --config.file.",
-        allow_abbrev=False,
+        with_env=True,
     )
-    for opt in OPTIONS:
-        if opt.is_bool:
-            parser.add_argument(
-                f"--{opt.flag}",
-                dest=opt.flag,
-                action=argparse.BooleanOptionalAction,
-                default=argparse.SUPPRESS,
-                help=f"{_argparse_escape(opt.help)} (env {opt.env})",
-            )
-        else:
-            parser.add_argument(
-                f"--{opt.flag}",
-                dest=opt.flag,
-                default=argparse.SUPPRESS,
-                metavar="VALUE",
-                help=f"{_argparse_escape(opt.help)} (default {opt.default!r}; env {opt.env})",
-            )
     parser.add_argument("--version", action="version", version=f"dydx-exporter {__version__}")
     return parser
-
-
-def _parse_flags(argv: Sequence[str]) -> dict[str, object]:
-    return dict(vars(build_parser().parse_args(list(argv))))
 
 
 def _load_file(path: str) -> dict[str, object]:
@@ -460,79 +485,43 @@ def _load_file(path: str) -> dict[str, object]:
     return {str(k): v for k, v in data.items()}
 
 
-def _build(raw: Mapping[str, tuple[object, str]]) -> Settings:
-    def get(flag: str, parse: Callable[[object], Any]) -> Any:
-        value, source = raw[flag]
-        try:
-            return parse(value)
-        except ValueError as exc:
-            raise ConfigError(f"--{flag}: {exc} (from {source})") from None
-
-    network = get("dydx.network", parse_str)
-    if network not in NETWORKS:
-        raise ConfigError(f"--dydx.network: must be one of {', '.join(NETWORKS)}, not {network!r}")
-    default_ws, default_rest = NETWORKS[network]
-    host, port = get("web.listen-address", parse_listen_address)
-    markets = get("markets", parse_markets)
-    shard_index, shard_count = get("shard", parse_shard)
-    resolutions = get("candles.resolutions", parse_list)
-    channels = list(get("channels", parse_list))
-    if resolutions and ch.CANDLES not in channels:
-        channels.append(ch.CANDLES)
-    subaccounts = get("subaccounts", parse_list)
-    feed = FeedSettings(
-        ws_url=get("dydx.ws-url", parse_str) or default_ws,
-        rest_url=(get("dydx.rest-url", parse_str) or default_rest).rstrip("/"),
-        batched=get("feed.batched", parse_bool),
-        backoff_initial=get("feed.backoff-initial", parse_positive_duration),
-        backoff_max=get("feed.backoff-max", parse_positive_duration),
-        stable_after=get("feed.stable-after", parse_duration),
-        handshake_timeout=get("feed.handshake-timeout", parse_positive_duration),
-        ping_interval=get("feed.ping-interval", parse_positive_duration),
-        ping_timeout=get("feed.ping-timeout", parse_positive_duration),
-        silence_timeout=get("feed.silence-timeout", parse_positive_duration),
-        subscribe_rate=get("feed.subscribe-rate", parse_positive_float),
-        subscribe_timeout=get("feed.subscribe-timeout", parse_positive_duration),
-        resubscribe_delay=get("feed.resubscribe-delay", parse_duration),
-        subscribe_retries=get("feed.subscribe-retries", parse_positive_int),
-        max_subscriptions=get("feed.max-subscriptions", parse_positive_int),
-        max_frame_bytes=get("feed.max-frame-bytes", parse_positive_int),
-        discovery_interval=get("discovery.interval", parse_positive_duration),
-        discovery_timeout=get("discovery.timeout", parse_positive_duration),
-    )
+def from_raw(raw: RawValues) -> Settings:
+    """Settings from each option's raw value and source (see exporter.options.resolve); ConfigError."""
+    values = parse_values(OPTIONS, raw)
+    values.pop("config.file")
+    feed = {k.removeprefix("feed."): values.pop(k) for k in list(values) if k.startswith("feed.")}
+    default_ws, default_rest = NETWORKS[values["network"]]
+    feed["ws_url"] = feed["ws_url"] or default_ws
+    feed["rest_url"] = feed["rest_url"] or default_rest
     settings = Settings(
-        feed=feed,
-        listen_host=host,
-        listen_port=port,
-        telemetry_path=get("web.telemetry-path", parse_str),
-        web_config_file=get("web.config.file", parse_str),
-        network=network,
-        markets=markets,
-        channels=tuple(channels),
-        candle_resolutions=resolutions,
-        subaccounts=subaccounts,
-        subaccount_refresh_interval=get("subaccounts.refresh-interval", parse_duration),
-        crossed_resync_after=get("orderbook.crossed-resync-after", parse_duration),
-        resync_interval=get("orderbook.resync-interval", parse_duration),
-        shard_index=shard_index,
-        shard_count=shard_count,
-        stale_after=get("data.stale-after", parse_positive_duration),
-        message_id_grace=get("data.message-id-grace", parse_positive_duration),
-        shutdown_timeout=get("shutdown.timeout", parse_positive_duration),
-        log_level=get("log.level", parse_str).lower(),
-        log_format=get("log.format", parse_str).lower(),
+        feed=FeedSettings(**feed),
         sources={flag: source for flag, (_, source) in raw.items()},
+        **values,
     )
-    settings = _with_implied_channels(settings)
-    _validate(settings, raw)
-    return settings
+    return _finish(settings, raw)
+
+
+def _finish(s: Settings, raw: RawValues) -> Settings:
+    """Implied channels, cross-field checks, then the web config file read and validated."""
+    s = _with_implied_channels(s)
+    _validate(s, raw)
+    if s.web_config_file and s.web_config is None:
+        try:
+            web_config = read_web_config(s.web_config_file)
+        except WebConfigError as exc:
+            raise _fail(raw, "web.config.file", str(exc)) from None
+        s = dataclasses.replace(s, web_config=web_config)
+    return s
 
 
 def _with_implied_channels(s: Settings) -> Settings:
-    """--subaccounts implies v4_subaccounts (as --candles.resolutions implies v4_candles)."""
-    if s.subaccounts and ch.SUBACCOUNTS not in s.channels:
-        return dataclasses.replace(s, channels=(*s.channels, ch.SUBACCOUNTS))
-    return s
+    """--candles.resolutions implies v4_candles, --subaccounts implies v4_subaccounts."""
+    implied = [
+        channel
+        for channel, wanted in ((ch.CANDLES, s.candle_resolutions), (ch.SUBACCOUNTS, s.subaccounts))
+        if wanted and channel not in s.channels
+    ]
+    return dataclasses.replace(s, channels=(*s.channels, *implied)) if implied else s
 
 
 def parse_subaccount(value: str) -> str:
@@ -545,17 +534,18 @@ def parse_subaccount(value: str) -> str:
     return value
 
 
-def _validate(s: Settings, raw: Mapping[str, tuple[object, str]]) -> None:
+def _fail(raw: RawValues, flag: str, message: str) -> ConfigError:
+    return config_error(flag, message, raw.get(flag, (None, ""))[1])
+
+
+def _validate(s: Settings, raw: RawValues) -> None:
     """Cross-field checks. `raw` (may be empty) only serves to name where a value came from."""
 
     def fail(flag: str, message: str) -> None:
-        source = raw.get(flag, (None, ""))[1]
-        raise ConfigError(f"--{flag}: {message}" + (f" (from {source})" if source else ""))
+        raise _fail(raw, flag, message)
 
     if not s.telemetry_path.startswith("/") or s.telemetry_path in ("/", "/healthz", "/readyz"):
         fail("web.telemetry-path", f"must be a path such as /metrics, not {s.telemetry_path!r}")
-    if s.web_config_file and not Path(s.web_config_file).is_file():
-        fail("web.config.file", f"no such file: {s.web_config_file}")
     for flag, url, schemes in (
         ("dydx.ws-url", s.feed.ws_url, ("ws://", "wss://")),
         ("dydx.rest-url", s.feed.rest_url, ("http://", "https://")),

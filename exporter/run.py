@@ -1,7 +1,8 @@
 """`dydx-exporter [run]`: parse the settings, set up logging, serve until SIGINT or SIGTERM, exit 0.
 
-Exit status: 0 after a clean shutdown (or --help/--version), 2 for a bad flag, environment variable or
-config value (the message names it), 1 when the exporter cannot start (for example the port is taken).
+Exit status: 0 after a clean shutdown (or --help/--version), 2 for a bad flag, environment variable,
+config value or web config file (the message names it; all are read and checked by Settings.from_sources
+before anything starts), 1 when the exporter cannot start (for example the port is taken).
 """
 
 from __future__ import annotations
@@ -45,9 +46,6 @@ async def serve(settings: Settings) -> int:
             return 2
         try:
             await exporter.start()
-        except ValueError as exc:  # the web config file (TLS, basic auth) is wrong
-            print(f"dydx-exporter: error: --web.config.file: {exc}", file=sys.stderr)
-            return 2
         except OSError as exc:
             log.error("exporter_start_failed", error=str(exc))
             return 1

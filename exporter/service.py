@@ -93,12 +93,12 @@ class Exporter:
     async def start(self) -> None:
         s = self.settings
         middlewares: list[Any] = []
-        if s.web_config_file:
-            from exporter.web.webconfig import load_web_config
+        if s.web_config is not None:  # read and validated with the settings (exporter.config)
+            from exporter.web.webconfig import log_web_config
 
-            web_config = load_web_config(s.web_config_file)
-            self._ssl_context = web_config.ssl_context()
-            middlewares = list(web_config.middlewares())
+            log_web_config(s.web_config)
+            self._ssl_context = s.web_config.ssl_context()
+            middlewares = list(s.web_config.middlewares())
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=s.feed.handshake_timeout),

@@ -186,9 +186,17 @@ class WebConfig:
 
 
 def load_web_config(path: str | Path | None) -> WebConfig:
-    """Read and validate an exporter-toolkit web config file. None or "" gives the plain-HTTP default."""
+    """Read and validate an exporter-toolkit web config file, and log what it enables. None or "" gives
+    the plain-HTTP default."""
     if path is None or str(path) == "":
         return WebConfig()
+    config = read_web_config(path)
+    log_web_config(config)
+    return config
+
+
+def read_web_config(path: str | Path) -> WebConfig:
+    """Read and validate without logging (settings are parsed before logging is configured)."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -200,15 +208,18 @@ def load_web_config(path: str | Path | None) -> WebConfig:
     config = parse_web_config(raw, path)
     if config.tls is not None:
         build_ssl_context(config.tls, path)  # fail at start, not at the first handshake
+    return config
+
+
+def log_web_config(config: WebConfig) -> None:
     log.info(
         "web_config_loaded",
-        path=str(path),
+        path=str(config.path),
         tls=config.tls is not None,
         client_auth=config.tls.client_auth_type if config.tls else None,
         basic_auth_users=len(config.basic_auth_users),
         headers=sorted(config.headers),
     )
-    return config
 
 
 def yaml_error_without_content(exc: yaml.YAMLError) -> str:
