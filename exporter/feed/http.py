@@ -1,0 +1,62 @@
+"""One JSON GET against an HTTP API of the feed's sources (the indexer's REST, a CometBFT RPC), with the
+failure classes every poller reports alike.
+
+A failure raises `HttpFailed` whose `code` is the bounded label of the caller's requests counter (the HTTP
+status, `timeout`, `connection_error`, `invalid_body`), `retry_after` what a 429 asked for, and `detail` a
+sentence for the log. The indexer's REST API sends Retry-After in milliseconds (express-rate-limit), most
+other servers in seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import orjson
+
+from exporter.feed.backoff import parse_retry_after
+from exporter.feed.errors import describe, shorten
+
+
+class HttpFailed(Exception):
+    """`code` is the bounded label of a requests counter; `detail` a sentence for the log."""
+
+    def __init__(self, code: str, retry_after: float = 0.0, detail: str = "") -> None:
+        super().__init__(code)
+        self.code = code
+        self.retry_after = retry_after
+        self.detail = detail
+
+
+async def get_json(
+    session: aiohttp.ClientSession, url: str, timeout: float, *, retry_after_milliseconds: bool = False
+) -> Any:
+    """The decoded JSON body of a 200 answer to GET `url`; raises HttpFailed."""
+    try:
+        async with asyncio.timeout(timeout):
+            async with session.get(url) as resp:
+                code = str(resp.status)
+                if resp.status == 429:
+                    retry = parse_retry_after(
+                        resp.headers.get("Retry-After"), milliseconds=retry_after_milliseconds
+                    )
+                    raise HttpFailed(code, retry, f"HTTP 429 Too Many Requests (retry after {retry:g}s)")
+                body = await resp.read()
+                if resp.status != 200:
+                    text = shorten(body.decode(errors="replace"), 200) or "no body"
+                    status = f"HTTP {resp.status} {resp.reason or ''}".strip()
+                    raise HttpFailed(code, 0.0, f"{status}: {text}")
+    except TimeoutError:
+        raise HttpFailed("timeout", 0.0, f"no answer within {timeout:g}s") from None
+    except aiohttp.ClientError as exc:
+        raise HttpFailed("connection_error", 0.0, describe(exc)) from None
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise HttpFailed("invalid_body", 0.0, f"the answer is not JSON ({describe(exc)})") from None
+
+
+def invalid_body(what: str) -> HttpFailed:
+    """The failure of a JSON answer without the expected shape; `what` says what was missing."""
+    return HttpFailed("invalid_body", 0.0, f"the answer is not {what}")
