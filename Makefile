@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv tools lint typecheck check test test-fast demo run simulate bench soak dashboards dashboards-render docs clean
+.PHONY: help venv tools lint typecheck check test test-fast demo run simulate bench soak dashboards dashboards-render docs image helm clean
 
 help:
 	@echo "make demo       simulator + exporter + Prometheus + Alertmanager (+ Grafana if installed), URLs printed"
@@ -18,6 +18,8 @@ help:
 	@echo "make soak       the long soak test (SOAK_SECONDS, default 1800)"
 	@echo "make dashboards regenerate grafana/dashboards/*.json from code"
 	@echo "make docs       regenerate the metrics tables in README.md and docs/metrics.md"
+	@echo "make image      build the container image (docker where a daemon answers, podman otherwise)"
+	@echo "make helm       regenerate the Helm chart's rules, dashboards and values schema from the repo"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +74,19 @@ dashboards-render: venv
 # The metrics reference table in README.md and docs/metrics.md, from exporter/metrics/catalog.py.
 docs: venv
 	$(BIN)/python -m exporter.metrics.catalog --write README.md docs/metrics.md
+
+# The container image: docker where a daemon answers, podman otherwise (ENGINE=... to choose). Extra
+# build flags in IMAGE_BUILD_ARGS, e.g. --build-arg PYTHON_IMAGE=... for another base.
+IMAGE ?= dydx-exporter:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+ENGINE ?= $(shell docker info >/dev/null 2>&1 && echo docker || echo podman)
+IMAGE_BUILD_ARGS ?=
+image:
+	$(ENGINE) build $(if $(findstring podman,$(ENGINE)),--format docker) $(IMAGE_BUILD_ARGS) -t $(IMAGE) .
+
+# deploy/helm/dydx-exporter: the PrometheusRule rules, the dashboard ConfigMaps and the values schema's
+# exporter options, generated from prometheus/rules/, grafana/dashboards/ and exporter/config.py.
+helm: venv
+	$(BIN)/python -m deploy.helm.generate
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache bench/results

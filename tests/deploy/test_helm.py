@@ -1,0 +1,373 @@
+"""The Helm chart deploy/helm/dydx-exporter, linted and rendered by Helm's own Go SDK (helm-python-sdk),
+every object checked against the Kubernetes schemas (kubernetes-validate), what it passes the exporter fed
+to the exporter's real option parsing, and its PrometheusRule run through promtool with the project's own
+rule tests. Nothing here needs a cluster; the whole file takes a few seconds.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import re
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import helm_python
+import kubernetes_validate
+import pytest
+import yaml
+
+from deploy.helm import generate
+from exporter.config import OPTIONS, Settings
+from tests.helpers import find_binary
+from tests.stack.certs import CertificateAuthority
+
+REPO = generate.REPO
+CHART = generate.CHART
+VALUES_FILES = {path.name: path for path in sorted((CHART / "ci").glob("*.yaml"))}
+VALUES_FILES["values.yaml"] = CHART / "values.yaml"
+#: The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest schemas shipped.
+KUBE_VERSIONS = ("1.25.0", kubernetes_validate.utils.latest_version())
+RELEASE, NAMESPACE = "dydx", "monitoring"
+CONTAINER_CONFIG = "/etc/dydx-exporter/config/config.yaml"
+CONTAINER_WEB = "/etc/dydx-exporter/web/"
+
+
+def load_values(name: str) -> dict[str, Any]:
+    values = yaml.safe_load(VALUES_FILES[name].read_text(encoding="utf-8")) or {}
+    assert isinstance(values, dict)
+    return values
+
+
+def render(values: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every object the chart renders for `values`, as `helm template` would."""
+    chart = helm_python.Chart.load(CHART)
+    manifests = chart.render(dict(values), name=RELEASE, namespace=NAMESPACE, is_install=True)
+    objects: list[dict[str, Any]] = []
+    for path, text in sorted(manifests.items()):
+        if path.endswith("NOTES.txt"):
+            continue
+        objects += [doc for doc in yaml.safe_load_all(text) if doc]
+    return objects
+
+
+def of_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+def container(deployment: Mapping[str, Any]) -> dict[str, Any]:
+    (only,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert isinstance(only, dict)
+    return only
+
+
+def config_file(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    (configmap,) = [o for o in of_kind(objects, "ConfigMap") if "config.yaml" in o["data"]]
+    loaded = yaml.safe_load(configmap["data"]["config.yaml"])
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+# --- generated parts --------------------------------------------------------------------------------------
+
+
+def test_the_generated_files_match_the_repo():
+    """files/rules, files/dashboards and the schema's options are what `make helm` makes of the live repo."""
+    problems = generate.stale()
+    assert not problems, f"stale (run `make helm`): {problems}"
+
+
+def test_the_prometheus_rule_is_the_repo_rules_and_passes_their_promtool_tests(tmp_path):
+    """The rendered PrometheusRule holds exactly the groups of prometheus/rules/*.yml, and each promtool test
+    file of prometheus/tests/ passes against the rendered groups of the rule files it names."""
+    (rule,) = of_kind(render(load_values("sharded-ha-values.yaml")), "PrometheusRule")
+    rendered = {group["name"]: group for group in rule["spec"]["groups"]}
+    repo_groups = {
+        path: yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]
+        for path in sorted((REPO / "prometheus" / "rules").glob("*.yml"))
+    }
+    flat = [group for groups in repo_groups.values() for group in groups]
+    assert rule["spec"]["groups"] == flat
+
+    promtool = find_binary("promtool")
+    tests = sorted((REPO / "prometheus" / "tests").glob("*.yml"))
+    assert tests
+    for test_file in tests:
+        spec = yaml.safe_load(test_file.read_text(encoding="utf-8"))
+        names = [
+            group["name"]
+            for rules in spec["rule_files"]
+            for group in repo_groups[(test_file.parent / rules).resolve()]
+        ]
+        rules_file = tmp_path / f"{test_file.stem}.rules.yml"
+        rules_file.write_text(
+            yaml.safe_dump({"groups": [rendered[name] for name in names]}), encoding="utf-8"
+        )
+        spec["rule_files"] = [str(rules_file)]
+        copy = tmp_path / test_file.name
+        copy.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+        result = subprocess.run(
+            [promtool, "test", "rules", str(copy)], capture_output=True, text=True, timeout=120, check=False
+        )
+        assert result.returncode == 0, f"{test_file.name}:\n{result.stdout}{result.stderr}"
+
+
+def test_the_dashboard_configmaps_are_the_repo_dashboards_for_the_grafana_sidecar():
+    values = load_values("sharded-ha-values.yaml")
+    maps = {
+        name: configmap
+        for configmap in of_kind(render(values), "ConfigMap")
+        for name in configmap["data"]
+        if name.endswith(".json")
+    }
+    live = sorted((REPO / "grafana" / "dashboards").glob("*.json"))
+    assert live and set(maps) == {path.name for path in live}
+    for path in live:
+        configmap = maps[path.name]
+        assert configmap["data"][path.name] == path.read_text(encoding="utf-8").rstrip("\n")
+        assert json.loads(configmap["data"][path.name])["uid"]
+        assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+        assert configmap["metadata"]["annotations"]["grafana_folder"] == "dYdX"
+
+
+# --- lint, schema, Kubernetes validity -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(VALUES_FILES))
+def test_the_chart_lints_clean(name):
+    report = helm_python.lint(CHART, load_values(name), strict=True, namespace=NAMESPACE)
+    problems = [m for m in report["messages"] if m["severity"] >= 2]
+    assert not report["errors"] and not problems, report
+
+
+@pytest.mark.parametrize("name", sorted(VALUES_FILES))
+def test_every_rendered_object_is_valid_kubernetes(name):
+    objects = render(load_values(name))
+    kinds = {o["kind"] for o in objects}
+    assert {"Deployment", "Service", "ConfigMap", "ServiceAccount"} <= kinds
+    for obj, version in itertools.product(objects, KUBE_VERSIONS):
+        if obj["apiVersion"].startswith("monitoring.coreos.com/"):
+            continue  # Prometheus Operator CRDs: checked below by promtool and by their own tests
+        try:
+            kubernetes_validate.validate(obj, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            raise AssertionError(
+                f"{name}: {obj['kind']} {obj['metadata']['name']} (k8s {version}): {exc}"
+            ) from None
+
+
+def test_a_typo_in_values_fails_at_install():
+    chart = helm_python.Chart.load(CHART)
+    chart.validate_schema(load_values("sharded-ha-values.yaml"))
+    for wrong in (
+        {"shard": 2},
+        {"shards": 0},
+        {"replicasPerShard": "2"},
+        {"config": {"feed.backof-max": "2m"}},
+        {"config": {"shard": "0/2"}},  # set by the chart from `shards`
+        {"serviceMonitor": {"enable": True}},
+    ):
+        with pytest.raises(helm_python.HelmValuesError):
+            chart.validate_schema(wrong)
+
+
+# --- what the pods run -----------------------------------------------------------------------------------
+
+
+def test_deployments_are_non_root_read_only_and_probed():
+    for deployment in of_kind(render({}), "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        box = container(deployment)
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["runAsUser"] == 10001
+        assert pod["automountServiceAccountToken"] is False
+        assert box["securityContext"]["readOnlyRootFilesystem"] is True
+        assert box["securityContext"]["allowPrivilegeEscalation"] is False
+        assert box["securityContext"]["capabilities"]["drop"] == ["ALL"]
+        assert box["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert box["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert box["resources"]["requests"]["memory"] and box["resources"]["requests"]["cpu"]
+
+
+def test_shards_times_replicas_pods_each_with_its_shard_flag_and_labels():
+    objects = render(load_values("sharded-ha-values.yaml"))
+    deployments = of_kind(objects, "Deployment")
+    assert len(deployments) == 4
+    seen = set()
+    for deployment in deployments:
+        assert deployment["spec"]["replicas"] == 1
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        index, count = re.fullmatch(r"(\d+)-of-(\d+)", labels["dydx-exporter/shard"]).groups()  # type: ignore[union-attr]
+        assert f"--shard={index}/{count}" in container(deployment)["args"]
+        selector = deployment["spec"]["selector"]["matchLabels"]
+        assert selector.items() <= labels.items()
+        seen.add((f"{index}/{count}", labels["dydx-exporter/replica"]))
+    assert seen == {("0/2", "a"), ("0/2", "b"), ("1/2", "a"), ("1/2", "b")}
+    names = [d["metadata"]["name"] for d in deployments]
+    assert len(set(names)) == 4 and all(len(n) <= 63 for n in names)
+    (service,) = of_kind(objects, "Service")
+    for deployment in deployments:
+        assert (
+            service["spec"]["selector"].items()
+            <= deployment["spec"]["template"]["metadata"]["labels"].items()
+        )
+
+
+def test_the_service_monitor_gives_the_target_labels_the_rules_expect(tmp_path):
+    """The endpoint's relabelings, as Prometheus relabel_configs, checked by promtool and applied to the
+    discovery labels of a pod: job, instance, shard "I/N" and replica as prometheus.yml has them."""
+    objects = render(load_values("sharded-ha-values.yaml"))
+    (monitor,) = of_kind(objects, "ServiceMonitor")
+    (service,) = of_kind(objects, "Service")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] == service["spec"]["ports"][0]["name"]
+    assert endpoint["scheme"] == "https"
+    relabel = [
+        {re.sub(r"[A-Z]", lambda m: "_" + m.group(0).lower(), k): v for k, v in step.items()}
+        for step in endpoint["relabelings"]
+    ]
+    config = {
+        "scrape_configs": [
+            {"job_name": "x", "static_configs": [{"targets": ["x:1"]}], "relabel_configs": relabel}
+        ]
+    }
+    path = tmp_path / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    check = subprocess.run(
+        [find_binary("promtool"), "check", "config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    pod = {
+        "job": "monitoring/dydx",
+        "pod": "dydx-dydx-exporter-1b-5d9c7-x2x4q",
+        "__meta_kubernetes_pod_name": "dydx-dydx-exporter-1b-5d9c7-x2x4q",
+        "__meta_kubernetes_pod_label_dydx_exporter_shard": "1-of-2",
+        "__meta_kubernetes_pod_label_dydx_exporter_replica": "b",
+    }
+    labels = apply_relabelings(pod, endpoint["relabelings"])
+    visible = {k: v for k, v in labels.items() if not k.startswith("__")}
+    assert visible == {
+        "job": "dydx-exporter",
+        "instance": "dydx-dydx-exporter-1b-5d9c7-x2x4q",
+        "shard": "1/2",
+        "replica": "b",
+    }
+
+
+def apply_relabelings(labels: Mapping[str, str], steps: list[dict[str, Any]]) -> dict[str, str]:
+    """The replace and labeldrop actions of Prometheus relabeling (the ones the chart uses)."""
+    out = dict(labels)
+    for step in steps:
+        action = step.get("action", "replace")
+        regex = re.compile(f"^(?:{step.get('regex', '(.*)')})$")
+        if action == "labeldrop":
+            out = {k: v for k, v in out.items() if not regex.match(k)}
+            continue
+        assert action == "replace", step
+        value = ";".join(out.get(name, "") for name in step.get("sourceLabels", []))
+        match = regex.match(value)
+        if match:
+            replacement = step.get("replacement", "$1")
+            out[step["targetLabel"]] = match.expand(re.sub(r"\$(\d+)", r"\\\1", replacement))
+    return out
+
+
+def every_option_values() -> dict[str, Any]:
+    """A value for every option the `config` values take: its default, so the exporter accepts all."""
+    return {o.flag: o.default for o in OPTIONS if o.flag not in generate.CHART_SET}
+
+
+def materialize(objects: list[dict[str, Any]], directory: Path) -> list[str]:
+    """The first pod's argv, with the ConfigMap and the web config Secret written under `directory` as
+    the kubelet mounts them, and the argv's paths pointing there."""
+    args: list[str] = container(of_kind(objects, "Deployment")[0])["args"]
+    (directory / "config.yaml").write_text(yaml.safe_dump(config_file(objects)), encoding="utf-8")
+    for secret in of_kind(objects, "Secret"):
+        for key, text in secret.get("stringData", {}).items():
+            (directory / key).write_text(text, encoding="utf-8")
+    return [
+        arg.replace(CONTAINER_CONFIG, str(directory / "config.yaml")).replace(CONTAINER_WEB, f"{directory}/")
+        for arg in args
+    ]
+
+
+def test_every_exporter_option_is_reachable_through_values_and_accepted_by_the_exporter(tmp_path):
+    """Every option of the table: either a key of `config`, which lands in --config.file, or one the chart
+    sets itself; the rendered argv and file, parsed by the exporter's own Settings, take each from there."""
+    schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
+    keys = set(schema["properties"]["config"]["properties"])
+    flags = {o.flag for o in OPTIONS}
+    assert keys | set(generate.CHART_SET) == flags, "run `make helm`"
+    assert not keys & set(generate.CHART_SET)
+
+    ca = CertificateAuthority.create(tmp_path, "test-ca")
+    server = ca.issue(tmp_path, "dydx-exporter", server=True, sans=("dydx-exporter",))
+    values = {
+        "shards": 3,
+        "port": 9999,
+        "config": every_option_values(),
+        "webConfig": {
+            "enabled": True,
+            "config": {"tls_server_config": {"cert_file": "tls.crt", "key_file": "tls.key"}},
+            "files": {"tls.crt": server.cert_file.read_text(), "tls.key": server.key_file.read_text()},
+        },
+    }
+    objects = render(values)
+    mounted = tmp_path / "mounted"
+    mounted.mkdir()
+    argv = materialize(objects, mounted)
+    settings = Settings.from_sources(argv, {})
+    for flag in flags:
+        source = settings.sources[flag]
+        if flag in generate.CHART_SET:
+            assert source.startswith("flag "), f"{flag}: {source}"
+        else:
+            assert source.startswith(str(mounted / "config.yaml")), f"{flag}: {source}"
+    assert (settings.shard_index, settings.shard_count) == (0, 3)
+    assert settings.listen_port == 9999
+    box = container(of_kind(objects, "Deployment")[0])
+    assert box["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    check = subprocess.run(
+        [find_binary("promtool"), "check", "web-config", str(mounted / "web.yml")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_config_values_of_every_shape_reach_the_exporter_typed(tmp_path):
+    """Lists, booleans and numbers in values arrive as the exporter reads them; null keeps a default."""
+    values = {
+        "config": {
+            "markets": ["BTC-USD", "ETH-USD"],
+            "candles.resolutions": ["1MIN", "5MINS"],
+            "feed.batched": True,
+            "feed.subscribe-rate": 12.5,
+            "feed.backoff-max": "2m",
+            "log.level": None,
+        }
+    }
+    settings = Settings.from_sources(materialize(render(values), tmp_path), {})
+    assert settings.markets == ("BTC-USD", "ETH-USD")
+    assert settings.candle_resolutions == ("1MIN", "5MINS")
+    assert settings.feed.batched is True
+    assert settings.feed.subscribe_rate == 12.5
+    assert settings.feed.backoff_max == 120.0
+    assert settings.sources["log.level"].startswith("default")
+
+
+def test_basic_auth_probes_send_the_configured_header():
+    header = {"name": "Authorization", "value": "Basic " + base64.b64encode(b"probe:secret").decode()}
+    (deployment, *_) = of_kind(render({"probes": {"httpHeaders": [header]}}), "Deployment")
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container(deployment)[probe]["httpGet"]["httpHeaders"] == [header]
