@@ -937,6 +937,8 @@ class ReplaySource:
         self._position = 0.0
         self._last_tick: float | None = None
         self._crossed: dict[str, str] = {}
+        #: Markets a `cross` fault with `recross` keeps crossed → the crossed ask last published for it.
+        self._kept_crossed: dict[str, str | None] = {}
         self._delisted: set[str] = set()
         self.finished = False
         self.published = 0
@@ -988,6 +990,11 @@ class ReplaySource:
 
     # ---- EventSource: time ----
     def advance(self, exchange_now: float) -> None:
+        self._replay(exchange_now)
+        for ticker in self._kept_crossed:
+            self._cross_again(ticker, force=False)
+
+    def _replay(self, exchange_now: float) -> None:
         now = self._clock()
         step = 0.0 if self._last_tick is None else min(max(0.0, now - self._last_tick), self.MAX_STEP_S)
         self._last_tick = now
@@ -1143,8 +1150,11 @@ class ReplaySource:
         self._delisted.add(ticker)
         self._pub.publish(ch.MARKETS, None, {"trading": {ticker: {"status": "FINAL_SETTLEMENT"}}})
 
-    def start_cross(self, ticker: str) -> None:
-        """A bid at the second-best ask price: crossed in the stream, uncrossed in REST views."""
+    def start_cross(self, ticker: str, keep: bool = False) -> None:
+        """A bid at the second-best ask price: crossed in the stream, uncrossed in REST views. With `keep`,
+        crossed again whenever the replayed updates uncross it, and after every new snapshot."""
+        if keep:
+            self._kept_crossed.setdefault(ticker, None)
         book = self.state.books.get(ticker)
         if book is None or not book.asks or ticker in self._crossed:
             return
@@ -1156,7 +1166,31 @@ class ReplaySource:
         book.apply(update)
         self._pub.publish(ch.ORDERBOOK, ticker, update)
 
+    def recross(self, ticker: str) -> None:
+        self._cross_again(ticker, force=True)
+
+    def _cross_again(self, ticker: str, *, force: bool) -> None:
+        """Snapshots leave out the asks at or under the crossing bid, and replayed updates take them away:
+        publish the best of them again when it changed (or when `force`d, for a fresh snapshot); when none
+        is left, cross anew over the asks there are."""
+        price = self._crossed.get(ticker)
+        book = self.state.books.get(ticker)
+        if price is None or book is None or not book.asks:
+            return
+        best = min(book.asks, key=_price_key)
+        if _price_key(best) > _price_key(price):
+            self._end_crossing_bid(ticker)
+            self.start_cross(ticker)
+        elif force or self._kept_crossed.get(ticker) != best:
+            self._pub.publish(ch.ORDERBOOK, ticker, {"asks": [[best, book.asks[best]]]})
+        if ticker in self._kept_crossed:
+            self._kept_crossed[ticker] = best
+
     def end_cross(self, ticker: str) -> None:
+        self._kept_crossed.pop(ticker, None)
+        self._end_crossing_bid(ticker)
+
+    def _end_crossing_bid(self, ticker: str) -> None:
         price = self._crossed.pop(ticker, None)
         book = self.state.books.get(ticker)
         if price is None or book is None or price not in book.bids:

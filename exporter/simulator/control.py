@@ -1,21 +1,77 @@
-"""The control API under /control/: pause and resume, faults, market listings, status.
+"""The control API under /control/: pause and resume, faults, market listings, status, ground truth, and
+the indexes (`/control/` as JSON, `/` as a short HTML page) listing every endpoint and fault kind.
 
 JSON in, JSON out. Loopback peers only, unless the server allows remote control. A request that cannot be
-applied gets 400 with `{"error": "<what is wrong>"}`.
+applied gets 400 with `{"error": "<what is wrong>"}`. It drives the simulator through `Controlled`, so it
+does not import the server (which imports it).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import html
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
 
 from exporter.simulator import faults as fault_kinds
+from exporter.simulator.faults import FaultKind
+from exporter.simulator.hub import Hub
 from exporter.simulator.market import MarketModel
+from exporter.simulator.source import EventSource
 
-if TYPE_CHECKING:
-    from exporter.simulator.server import Simulator
+
+class _Faults(Protocol):
+    def describe(self) -> list[dict[str, Any]]: ...
+
+
+class Controlled(Protocol):
+    """What the control API needs of the simulator."""
+
+    @property
+    def source(self) -> EventSource: ...
+
+    @property
+    def hub(self) -> Hub: ...
+
+    @property
+    def faults(self) -> _Faults: ...
+
+    @property
+    def paused(self) -> bool: ...
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    def apply_fault(self, kind: FaultKind[Any], params: Any) -> dict[str, Any]: ...
+
+    def clear_faults(self) -> int: ...
+
+    def hide_from_ws(self, ticker: str, seconds: float) -> None: ...
+
+
+#: What each endpoint is for, as the indexes show it (the endpoints themselves come from the router).
+ENDPOINT_HELP = {
+    "/": "this page",
+    "/v4/ws": "the WebSocket feed (the indexer protocol)",
+    "/v4/perpetualMarkets": "REST: markets (?ticker=, ?limit=)",
+    "/v4/orderbooks/perpetualMarket/{ticker}": "REST: a market's order book (uncrossed, as comlink)",
+    "/v4/trades/perpetualMarket/{ticker}": "REST: a market's trades, newest first",
+    "/v4/candles/perpetualMarkets/{ticker}": "REST: a market's candles (?resolution=)",
+    "/v4/height": "REST: the latest block height",
+    "/v4/time": "REST: the server time",
+    "/metrics": "ground truth counters: what the simulator published (Prometheus text format)",
+    "/control/": "this index as JSON: endpoints and fault kinds with their parameters",
+    "/control/pause": "stop market events (connections and pings stay up)",
+    "/control/resume": "restart market events",
+    "/control/faults": 'GET lists the faults in force, POST {"kind": ...} injects one, DELETE clears all',
+    "/control/markets": 'POST {"list": T}, {"delist": T} or {"market": T, "status": S}',
+    "/control/status": "paused or not, height, markets, connections, faults in force",
+    "/control/truth": "what a perfect consumer holds now (?market=T narrows it)",
+}
 
 MARKETS_USAGE = (
     'body must be {"list": "NEW-USD"} (optional "price", "ws_delay" seconds), {"delist": "X-USD"} '
@@ -42,7 +98,7 @@ def is_loopback(remote: str | None) -> bool:
 
 
 class ControlApi:
-    def __init__(self, sim: Simulator, allow_remote: bool) -> None:
+    def __init__(self, sim: Controlled, allow_remote: bool) -> None:
         self._sim = sim
         self._allow_remote = allow_remote
 
@@ -56,6 +112,8 @@ class ControlApi:
             web.post("/control/markets", self.markets),
             web.get("/control/status", self.status),
             web.get("/control/truth", self.truth),
+            web.get("/control/", self.index),
+            web.get("/", self.landing_page),
         ]
 
     @web.middleware
@@ -161,3 +219,60 @@ class ControlApi:
         tickers = [t for t in listed if t in wanted] if wanted else listed
         report = self._sim.hub.ledger.report(tickers, source.rest_orderbook, self._sim.paused)
         return web.json_response(report)
+
+    def _index(self, request: web.Request) -> dict[str, Any]:
+        endpoints: dict[str, list[str]] = {}
+        for route in request.app.router.routes():
+            if route.method != "HEAD" and route.resource is not None:
+                endpoints.setdefault(route.resource.canonical, []).append(route.method)
+        return {
+            "endpoints": [
+                {"path": path, "methods": methods, "help": ENDPOINT_HELP.get(path, "")}
+                for path, methods in endpoints.items()
+            ],
+            "fault_kinds": [kind.describe() for kind in fault_kinds.KINDS.values()],
+        }
+
+    async def index(self, request: web.Request) -> web.Response:
+        """`GET /control/`: every endpoint and every fault kind with its parameters."""
+        return web.json_response(self._index(request))
+
+    async def landing_page(self, request: web.Request) -> web.Response:
+        """`GET /`: the same index as a short page for a browser."""
+        index = self._index(request)
+        e = html.escape
+        rows = "".join(
+            f"<li><code>{e(' '.join(ep['methods']))} "
+            + (
+                f'<a href="{e(ep["path"])}">{e(ep["path"])}</a>'
+                if "GET" in ep["methods"] and "{" not in ep["path"]
+                else e(ep["path"])
+            )
+            + f"</code> {e(ep['help'])}</li>"
+            for ep in index["endpoints"]
+        )
+        kinds = "".join(
+            f"<li><code>{e(k['kind'])}</code> {e(k['help'])}"
+            + "".join(
+                f"<br><code>{e(name)}</code> ({e(p['type'])}"
+                + (
+                    ", required"
+                    if p.get("required")
+                    else f", default {e(orjson.dumps(p['default']).decode())}"
+                )
+                + f") {e(p['help'])}"
+                for name, p in k["params"].items()
+            )
+            + "</li>"
+            for k in index["fault_kinds"]
+        )
+        page = (
+            "<!doctype html><html><head><meta charset=utf-8><title>dYdX v4 indexer simulator</title></head>"
+            "<body><h1>dYdX v4 indexer simulator</h1>"
+            f"<p>WebSocket: <code>{e(request.host)}/v4/ws</code>. Control API (loopback clients only "
+            "unless <code>--control.allow-remote</code>): JSON in and out.</p>"
+            f"<h2>Endpoints</h2><ul>{rows}</ul>"
+            '<h2>Fault kinds</h2><p><code>POST /control/faults</code> with <code>{"kind": ..., ...}</code>:'
+            f"</p><ul>{kinds}</ul></body></html>"
+        )
+        return web.Response(text=page, content_type="text/html")

@@ -163,6 +163,8 @@ class MarketModel:
         self._reweight()
         self.subaccounts = [self._make_subaccount(i) for i in range(config.subaccounts)]
         self._subaccounts_by_id = {f"{s.address}/{s.number}": s for s in self.subaccounts}
+        #: Markets a `cross` fault with `recross` keeps crossed → the crossed ask last published for it.
+        self._kept_crossed: dict[str, int | None] = {}
 
     # ---- construction ----
     def _initial_tickers(self, markets: int | tuple[str, ...]) -> list[tuple[str, float]]:
@@ -229,6 +231,8 @@ class MarketModel:
         self._book_updates(self.config.rate * BOOK_UPDATES_PER_S * self.tick_interval)
         if self._tick % self.ticks_per_block == 0:
             self._block(exchange_now)
+        for ticker in self._kept_crossed:
+            self._cross_again(ticker, force=False)
 
     def _poisson(self, mean: float) -> int:
         if mean <= 0:
@@ -708,8 +712,10 @@ class MarketModel:
         self._reweight()
         self._pub.publish(ch.MARKETS, None, {"trading": {ticker: {"status": status}}})
 
-    def start_cross(self, ticker: str) -> None:
+    def start_cross(self, ticker: str, keep: bool = False) -> None:
         m = self.markets[ticker]
+        if keep:
+            self._kept_crossed.setdefault(ticker, None)
         if m.ghost_bid is not None or m.best_ask is None:
             return
         spacing = max(1, m.mid_ticks() // 20000)
@@ -719,7 +725,28 @@ class MarketModel:
         m.best_bid = m.ghost_bid
         self._pub.publish(ch.ORDERBOOK, ticker, {"bids": [[m.fmt_price(m.ghost_bid), m.fmt_size(size)]]})
 
+    def recross(self, ticker: str) -> None:
+        self._cross_again(ticker, force=True)
+
+    def _cross_again(self, ticker: str, *, force: bool) -> None:
+        """Snapshots (and REST) leave out the asks at or under the ghost bid, and trades eat them: publish
+        the best of them again (a level the book really holds) when it changed, or when `force`d for a
+        fresh snapshot; when none is left, move the ghost over the best ask."""
+        m = self.markets.get(ticker)
+        if m is None or m.ghost_bid is None or m.best_ask is None:
+            return
+        if m.best_ask > m.ghost_bid:
+            ghost, m.ghost_bid = m.ghost_bid, None
+            self._set_level(m, True, ghost, 0)
+            self.start_cross(ticker)
+        elif force or self._kept_crossed.get(ticker) != m.best_ask:
+            ask = m.best_ask
+            self._pub.publish(ch.ORDERBOOK, ticker, {"asks": [[m.fmt_price(ask), m.fmt_size(m.asks[ask])]]})
+        if ticker in self._kept_crossed:
+            self._kept_crossed[ticker] = m.best_ask
+
     def end_cross(self, ticker: str) -> None:
+        self._kept_crossed.pop(ticker, None)
         m = self.markets.get(ticker)
         if m is None or m.ghost_bid is None:
             return

@@ -26,7 +26,11 @@ from exporter.protocol import channels as ch
 from exporter.simulator import rest
 from exporter.simulator.catalog import DEFAULT_MARKET_COUNT
 from exporter.simulator.control import ControlApi
-from exporter.simulator.faults import Fault, Faults
+from exporter.simulator.faults import Fault, FaultKind, Faults
+from exporter.simulator.faults.base import as_dict
+from exporter.simulator.faults.connection import REJECT, SILENT
+from exporter.simulator.faults.feed import LAG
+from exporter.simulator.faults.rest import REST_ERROR, REST_SLOW
 from exporter.simulator.hub import Hub
 from exporter.simulator.market import MarketConfig, MarketModel
 from exporter.simulator.session import Session, SessionLimits
@@ -37,11 +41,6 @@ log = get_logger(__name__)
 SourceFactory = Callable[[Publisher], EventSource]
 
 WS_PATH = "/v4/ws"
-_CLOSE_REASONS = {
-    ch.CLOSE_SERVICE_RESTARTING: ch.SERVICE_RESTARTING_REASON,
-    ch.CLOSE_RATE_LIMITED: ch.RATE_LIMITED_REASON,
-    ch.CLOSE_HEARTBEAT_TIMEOUT: ch.HEARTBEAT_TIMEOUT_REASON,
-}
 
 
 @dataclass(frozen=True)
@@ -227,8 +226,8 @@ class Simulator:
         self._resumed.set()
 
     def lag_seconds(self) -> float:
-        fault = self.faults.latest("lag")
-        return float(fault.params["seconds"]) if fault else 0.0
+        lag = self.faults.latest(LAG.name)
+        return float(lag.seconds) if lag else 0.0
 
     async def _drive(self) -> None:
         loop = asyncio.get_running_loop()
@@ -260,42 +259,32 @@ class Simulator:
             if ended:
                 self._faults_ended(ended)
 
-    # ---- faults ----
-    def apply_fault(self, kind: str, params: dict[str, Any]) -> dict[str, Any]:
-        """Apply a validated fault (see faults.parse). Raises ValueError if it names something unknown."""
-        sessions = [s for s in self.sessions if not s.closing]
-        if kind == "disconnect":
-            for s in sessions:
-                if params["abrupt"]:
-                    s.abort()
-                else:
-                    reason = (
-                        params["reason"]
-                        if params["reason"] is not None
-                        else _CLOSE_REASONS.get(params["code"], "")
-                    )
-                    s.close_soon(params["code"], reason, flush=False)
-        elif kind == "malformed":
-            for s in sessions:
-                s.send_garbage(params["count"])
-        elif kind == "error":
-            for s in sessions:
-                s.send_error(params["text"])
-        elif kind == "gap":
-            for s in sessions:
-                s.skip_ids(params["count"])
-            self.stats.message_ids_skipped += params["count"] * len(sessions)
-        else:
-            if kind == "cross":
-                if params["market"] not in self.source.tickers():
-                    raise ValueError(f"cross.market {params['market']!r} is not a listed market")
-                self.source.start_cross(params["market"])
-            fault = self.faults.add(kind, params)
-            self._update_stall()
-            log.info("simulator_fault_started", kind=kind, **params)
-            return {"fault": fault.describe(fault.started)}
-        log.info("simulator_fault_applied", kind=kind, connections=len(sessions), **params)
-        return {"kind": kind, "connections": len(sessions)}
+    # ---- faults (faults.FaultTarget) ----
+    def open_sessions(self) -> list[Session]:
+        return [s for s in self.sessions if not s.closing]
+
+    def active_params(self, kind: str) -> list[Any]:
+        return self.faults.params(kind)
+
+    def apply_fault(self, kind: FaultKind[Any], params: Any) -> dict[str, Any]:
+        """Apply validated parameters (see faults.parse). Raises FaultError if the kind refuses them (a
+        market that is not listed, ...)."""
+        fields = as_dict(params)
+        if kind.length is None:
+            connections = len(self.open_sessions())
+            if kind.start is not None:
+                kind.start(self, params)
+            log.info("simulator_fault_applied", kind=kind.name, connections=connections, **fields)
+            return {"kind": kind.name, "connections": connections}
+        fault = self.faults.add(kind, params)
+        if kind.start is not None:
+            try:
+                kind.start(self, params)
+            except BaseException:
+                self.faults.discard(fault)
+                raise
+        log.info("simulator_fault_started", kind=kind.name, **fields)
+        return {"fault": fault.describe(fault.started)}
 
     def clear_faults(self) -> int:
         ended = self.faults.clear()
@@ -303,17 +292,16 @@ class Simulator:
         return len(ended)
 
     def _faults_ended(self, ended: list[Fault]) -> None:
-        crossing = {f.params["market"] for f in self.faults.active("cross")}
         for fault in ended:
-            log.info("simulator_fault_ended", kind=fault.kind, id=fault.id)
-            if fault.kind == "cross" and fault.params["market"] not in crossing:
-                self.source.end_cross(fault.params["market"])
-        self._update_stall()
+            log.info("simulator_fault_ended", kind=fault.kind.name, id=fault.id)
+            if fault.kind.end is not None:
+                fault.kind.end(self, fault.params)
 
-    def _update_stall(self) -> None:
-        stalls = self.faults.active("stall")
-        everything = any(f.params["channel"] is None for f in stalls)
-        self.hub.set_stall(everything, frozenset(f.params["channel"] for f in stalls if f.params["channel"]))
+    def _after_snapshot(self, channel: str, key: str | None) -> None:
+        """A subscriber was just sent a snapshot of (channel, key): the faults in force may act on it."""
+        for fault in self.faults.active():
+            if fault.kind.on_snapshot is not None:
+                fault.kind.on_snapshot(self, fault.params, channel, key)
 
     def hide_from_ws(self, ticker: str, seconds: float) -> None:
         """Socks refreshes its market list every 5 min: a new ticker is rejected on the WebSocket for a while
@@ -333,9 +321,9 @@ class Simulator:
         return False
 
     def _snapshot_conditions(self) -> tuple[float, bool]:
-        slow = self.faults.latest("rest_slow")
-        failing = any(f.params["snapshots"] for f in self.faults.active("rest_error"))
-        return (float(slow.params["delay"]) if slow else 0.0), failing
+        slow = self.faults.latest(REST_SLOW.name)
+        failing = any(p.snapshots for p in self.faults.params(REST_ERROR.name))
+        return (float(slow.delay) if slow else 0.0), failing
 
     @web.middleware
     async def _rest_middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -345,17 +333,17 @@ class Simulator:
             return response
         route = request.match_info.route.resource
         endpoint = route.canonical if route is not None else "unmatched"
-        slow = self.faults.latest("rest_slow")
+        slow = self.faults.latest(REST_SLOW.name)
         if slow is not None:
-            await asyncio.sleep(float(slow.params["delay"]))
-        failing = self.faults.latest("rest_error")
+            await asyncio.sleep(float(slow.delay))
+        failing = self.faults.latest(REST_ERROR.name)
         allowed, limit_headers = True, dict[str, str]()
         if self._rest_limiter is not None:
             allowed, limit_headers = self._rest_limiter.check(request.remote or "", time.time())
         if not allowed:
             response = rest.errors(429, ch.REST_TOO_MANY_REQUESTS, limit_headers)
         elif failing is not None:
-            status = int(failing.params["status"])
+            status = int(failing.status)
             message = ch.REST_TOO_MANY_REQUESTS if status == 429 else "Internal Server Error"
             response = rest.errors(status, message)
         else:
@@ -372,14 +360,14 @@ class Simulator:
     async def _ws_handler(self, request: web.Request) -> web.StreamResponse:
         if self._stopping:
             return rest.errors(503, "Service restarting")
-        reject = self.faults.latest("reject")
+        reject = self.faults.latest(REJECT.name)
         if reject is not None:
             self.stats.handshakes_rejected += 1
-            status = int(reject.params["status"])
+            status = int(reject.status)
             message = ch.REST_TOO_MANY_REQUESTS if status == 429 else "Service Unavailable"
             headers = {}
-            if reject.params["retry_after"] is not None:
-                headers["Retry-After"] = str(math.ceil(reject.params["retry_after"]))
+            if reject.retry_after is not None:
+                headers["Retry-After"] = str(math.ceil(reject.retry_after))
             return rest.errors(status, message, headers)
         ws = web.WebSocketResponse(
             autoping=False,
@@ -398,7 +386,8 @@ class Simulator:
             limits=self.limits,
             snapshot_conditions=self._snapshot_conditions,
             known_to_socks=self._known_to_socks,
-            silent=bool(self.faults.active("silent")),
+            silent=bool(self.faults.active(SILENT.name)),
+            after_snapshot=self._after_snapshot,
         )
         self.sessions.add(session)
         self._no_sessions.clear()

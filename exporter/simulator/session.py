@@ -78,6 +78,7 @@ class Session:
         snapshot_conditions: SnapshotConditions,
         known_to_socks: Callable[[str, str | None], bool] = lambda channel, key: True,
         silent: bool = False,
+        after_snapshot: Callable[[str, str | None], None] = lambda channel, key: None,
     ) -> None:
         self.ws = ws
         self._request = request
@@ -88,6 +89,7 @@ class Session:
         self._snapshot_conditions = snapshot_conditions
         self._known_to_socks = known_to_socks
         self.silent = silent
+        self._after_snapshot = after_snapshot
         self.connection_id = str(uuid.uuid4())
         self._prefix = encode.data_prefix(self.connection_id)
         self._batch_prefix = encode.data_prefix(self.connection_id, batched=True)
@@ -390,6 +392,8 @@ class Session:
             self.hub.ledger.snapshot(channel, key, contents)
         frame = encode.subscribed(self.connection_id, mid, channel, key, contents)
         self._send_control(frame, channel, ch.T_SUBSCRIBED)
+        if pending:
+            self._after_snapshot(channel, key)
 
     def _forget(self, channel: str, key: str | None) -> None:
         if self._subs.pop((channel, key), None) is not None:

@@ -58,7 +58,13 @@ class EventSource(Protocol):
 
     def delist_market(self, ticker: str) -> None: ...
 
-    def start_cross(self, ticker: str) -> None: ...
+    def start_cross(self, ticker: str, keep: bool = False) -> None:
+        """Cross `ticker`'s book in the stream (snapshots and REST stay uncrossed); with `keep`, cross it
+        again whenever the market's own events uncross it, until `end_cross`."""
+
+    def recross(self, ticker: str) -> None:
+        """Publish what crosses `ticker`'s book again for a subscriber that just got an (uncrossed)
+        snapshot, while a cross is in force; nothing otherwise."""
 
     def end_cross(self, ticker: str) -> None: ...
 

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from exporter.protocol import channels as ch
+from exporter.simulator import faults
 from exporter.simulator.capture import RecordConfig, Recorder
 from exporter.simulator.server import Simulator, SimulatorConfig
 from tests.helpers import wait_for
@@ -89,9 +90,7 @@ async def record_simulator(
     try:
         if disconnect_midway:
             await run_for(seconds / 2)
-            sim.apply_fault(
-                "disconnect", {"code": ch.CLOSE_SERVICE_RESTARTING, "abrupt": False, "reason": None}
-            )
+            sim.apply_fault(*faults.parse({"kind": "disconnect", "code": ch.CLOSE_SERVICE_RESTARTING}))
             await wait_for(lambda: recorder.sink.connections >= 2, timeout=10, message="recorder reconnected")
             base_sent, base_received = _data_frames_sent(sim), received()
             await run_for(seconds / 2)

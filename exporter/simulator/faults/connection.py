@@ -1,0 +1,127 @@
+"""Faults of the WebSocket connections: closes, garbage, error frames, skipped message ids (instant, on
+the connections open at the time), and handshakes refused or never answered (lasting, read by the server's
+WebSocket handler)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from exporter.protocol import channels as ch
+from exporter.simulator.faults.base import (
+    FaultError,
+    FaultKind,
+    FaultTarget,
+    check_count,
+    check_http_error,
+    check_seconds,
+    param,
+)
+
+CLOSE_REASONS = {
+    ch.CLOSE_SERVICE_RESTARTING: ch.SERVICE_RESTARTING_REASON,
+    ch.CLOSE_RATE_LIMITED: ch.RATE_LIMITED_REASON,
+    ch.CLOSE_HEARTBEAT_TIMEOUT: ch.HEARTBEAT_TIMEOUT_REASON,
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Disconnect:
+    code: int = param("WebSocket close code", ch.CLOSE_SERVICE_RESTARTING)
+    abrupt: bool = param("drop the TCP connection without a close frame (the client sees 1006)", False)
+    reason: str | None = param("close reason (default: the server's usual one for the code)", None)
+
+    def __post_init__(self) -> None:
+        if not (
+            self.abrupt
+            or self.code == 1000
+            or 3000 <= self.code <= 4999
+            or self.code in (1001, 1008, 1011, 1012, 1013)
+        ):
+            raise FaultError(
+                f"disconnect.code must be 1000, 1001, 1008, 1011, 1012, 1013 or 3000-4999, not {self.code}"
+            )
+
+
+def _disconnect(target: FaultTarget, p: Disconnect) -> None:
+    reason = p.reason if p.reason is not None else CLOSE_REASONS.get(p.code, "")
+    for session in target.open_sessions():
+        if p.abrupt:
+            session.abort()
+        else:
+            session.close_soon(p.code, reason, flush=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Count:
+    count: int = param("how many", 1)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Malformed(Count):
+    def __post_init__(self) -> None:
+        check_count("malformed", self.count)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Gap(Count):
+    def __post_init__(self) -> None:
+        check_count("gap", self.count)
+
+
+def _malformed(target: FaultTarget, p: Malformed) -> None:
+    for session in target.open_sessions():
+        session.send_garbage(p.count)
+
+
+def _gap(target: FaultTarget, p: Gap) -> None:
+    sessions = target.open_sessions()
+    for session in sessions:
+        session.skip_ids(p.count)
+    target.stats.message_ids_skipped += p.count * len(sessions)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Error:
+    text: str = param("the error frame's message", ch.ERR_INTERNAL)
+
+
+def _error(target: FaultTarget, p: Error) -> None:
+    for session in target.open_sessions():
+        session.send_error(p.text)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Lasting:
+    seconds: float | None = param("how long it lasts (default: until cleared)", None)
+
+    def __post_init__(self) -> None:
+        check_seconds(type(self).__name__.lower(), "seconds", self.seconds)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Silent(Lasting):
+    pass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reject:
+    seconds: float | None = param("how long it lasts (default: until cleared)", None)
+    status: int = param("HTTP status of the refused handshake", 429)
+    retry_after: float | None = param("Retry-After header, seconds (default: none)", None)
+
+    def __post_init__(self) -> None:
+        check_seconds("reject", "seconds", self.seconds)
+        check_seconds("reject", "retry_after", self.retry_after, zero_ok=True)
+        check_http_error("reject", self.status)
+
+
+DISCONNECT = FaultKind(
+    "disconnect", Disconnect, "close every open connection", length=None, start=_disconnect
+)
+MALFORMED = FaultKind(
+    "malformed", Malformed, "send frames that are not JSON on every connection", length=None, start=_malformed
+)
+ERROR = FaultKind("error", Error, "send an error frame on every connection", length=None, start=_error)
+GAP = FaultKind("gap", Gap, "skip message ids on every connection", length=None, start=_gap)
+REJECT = FaultKind("reject", Reject, "refuse WebSocket handshakes with an HTTP error")
+SILENT = FaultKind("silent", Silent, "accept new connections but never send or answer anything on them")
