@@ -119,7 +119,7 @@ def quantile(q: float, buckets: Sequence[tuple[float, float]]) -> float | None:
                 return lower
             if count == below:
                 return upper
-            return lower + (upper - lower) * (rank - below) / (count - below)
+            return lower + (upper - lower) * ((rank - below) / (count - below))  # Prometheus's order
         lower, below = upper, count
     return None  # not reached: the +Inf bucket holds every observation
 
