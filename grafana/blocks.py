@@ -39,6 +39,10 @@ TAG = "dydx"
 
 DS = DataSourceRef(type_val="prometheus", uid="$datasource")
 RATE = "[$__rate_interval]"
+#: Event counts (blocks.events) are drawn as one bar per $__interval, at least this wide: a bar then holds
+#: a minute of events whatever the zoom, and a longer range merges minutes instead of dropping them.
+EVENTS_MIN_INTERVAL = "1m"
+EVENTS_RANGE = "$__interval"
 #: The matchers every selector carries (the dashboard-linter's target-job and target-instance rules).
 MATCH = 'job=~"$job", instance=~"$instance"'
 #: HA pairs scrape the same shard twice: drop the replica dimension before summing, never double count.
@@ -71,6 +75,22 @@ def sel(metric: str, *matchers: str) -> str:
 
 def rate(metric: str, *matchers: str, fn: str = "rate") -> str:
     return f"{fn}({sel(metric, *matchers)}{RATE})"
+
+
+def events(metric: str, *matchers: str, by: str, dedup: bool = False) -> str:
+    """Whole events per bar: `metric`'s exact increase over each bar's own interval ($__interval).
+
+    Not increase(), which extrapolates (1.2 events) and, over $__rate_interval, overlaps the next point, so
+    the same crossing is drawn in several bars and the height changes with zoom. The difference of two
+    samples one $__interval apart tiles the time axis with no gap and no overlap, and a counter's
+    difference is an integer. Where there is no earlier sample (a series born in this interval, such as
+    the first disconnect with a new close code) or the counter went down (the exporter restarted), every
+    event the counter holds happened in this interval: `or` takes the counter itself."""
+    selector = sel(metric, *matchers)
+    delta = f"(({selector} - {selector} offset {EVENTS_RANGE}) >= 0 or {selector})"
+    if dedup:
+        delta = f"{DEDUP} ({delta})"
+    return f"sum by ({by}) ({delta})"
 
 
 def quantile(q: float, histogram: str, by: str = "") -> str:
@@ -177,7 +197,9 @@ def _targets(queries: Sequence[Q], *, table_format: bool = False) -> list[promet
     return targets
 
 
-def _legend(as_table: bool = True) -> common_b.VizLegendOptions:
+def _legend(
+    as_table: bool = True, calcs: Sequence[str] = ("lastNotNull", "max")
+) -> common_b.VizLegendOptions:
     legend = (
         common_b.VizLegendOptions()
         .show_legend(True)
@@ -185,7 +207,7 @@ def _legend(as_table: bool = True) -> common_b.VizLegendOptions:
         .display_mode(common.LegendDisplayMode.TABLE if as_table else common.LegendDisplayMode.LIST)
     )
     if as_table:
-        legend = legend.calcs(["lastNotNull", "max"])
+        legend = legend.calcs(list(calcs))
     return legend
 
 
@@ -198,9 +220,11 @@ def graph(
     width: int = 12,
     height: int = 8,
     stack: bool = False,
-    bars: bool = False,
     min_value: float | None = None,
+    integer: bool = False,
 ) -> timeseries.Panel:
+    """A time series. `unit` says what is drawn: a per-second unit (cps, Bps, `count:USD/s`) for rates;
+    `integer` for quantities that only take whole values (file descriptors, levels, blocks behind)."""
     panel = (
         timeseries.Panel()
         .title(title)
@@ -215,13 +239,28 @@ def graph(
         .line_width(1)
         .show_points(common.VisibilityMode.NEVER)
     )
-    if bars:
-        panel = panel.draw_style(common.GraphDrawStyle.BARS).fill_opacity(80)
     if stack:
         panel = panel.stacking(common_b.StackingConfig().mode(common.StackingMode.NORMAL))
     if min_value is not None:
         panel = panel.min(min_value)
+    if integer:
+        panel = panel.decimals(0)
     return panel
+
+
+def event_bars(
+    title: str, description: str, queries: Sequence[Q], *, width: int = 12, height: int = 8
+) -> timeseries.Panel:
+    """Whole events (queries built with `events()`): one bar per interval of at least
+    EVENTS_MIN_INTERVAL, stacked by series, integer axis; the legend totals them over the range."""
+    return (
+        graph(title, description, "none", queries, width=width, height=height, stack=True, integer=True)
+        .interval(EVENTS_MIN_INTERVAL)
+        .legend(_legend(calcs=("sum", "max")))
+        .draw_style(common.GraphDrawStyle.BARS)
+        .fill_opacity(80)
+        .min(0)
+    )
 
 
 def single(
@@ -235,6 +274,7 @@ def single(
     thresholds: Sequence[tuple[float | None, str]] = ((None, "green"),),
     mappings: dict[str, str] | None = None,
     no_value: str | None = None,
+    integer: bool = False,
 ) -> stat.Panel:
     panel = (
         stat.Panel()
@@ -258,6 +298,8 @@ def single(
         panel = panel.mappings([_value_map(mappings)])
     if no_value is not None:
         panel = panel.no_value(no_value)
+    if integer:
+        panel = panel.decimals(0)
     return panel
 
 
@@ -307,7 +349,8 @@ def listing(
     height: int = 8,
     unit: str = "none",
 ) -> table.Panel:
-    """A table of the current series (instant queries, one row per series)."""
+    """A table of the current series' labels (instant queries, one row per series). Made for info-style
+    series whose value is always 1 (`*_info`, `ALERTS`): the Value column says nothing and is hidden."""
     return (
         table.Panel()
         .title(title)
@@ -317,13 +360,13 @@ def listing(
         .span(width)
         .height(height)
         .targets(list(_targets([Q(q.expr, q.legend, instant=True) for q in queries], table_format=True)))
-        .with_transformation(_organize_hide_time())
+        .with_transformation(_organize_labels_only())
     )
 
 
-def _organize_hide_time() -> DataTransformerConfig:
+def _organize_labels_only() -> DataTransformerConfig:
     return DataTransformerConfig(
-        id_val="organize", options={"excludeByName": {"Time": True, "__name__": True}}
+        id_val="organize", options={"excludeByName": {"Time": True, "__name__": True, "Value": True}}
     )
 
 

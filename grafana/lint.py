@@ -8,6 +8,12 @@ panel-title-description-rule, panel-units-rule, panel-no-targets-rule, target-jo
 target-instance-rule, target-rate-interval-rule, target-counter-agg-rule, plus: no `__inputs` or
 `${DS_...}` (dashboards are provisioned, not imported), no deprecated panel types, valid and unique uids,
 unique panel ids and refIds, panels inside the 24-column grid without overlaps, links to existing uids.
+
+And what makes a panel readable (issue 13): a rate carries a per-second unit (panel-rate-unit-rule);
+events are counted whole, never as increase() over a sliding window (target-event-count-rule), drawn as
+bars per fixed interval on an integer axis (panel-event-bars-rule); quantities that only take whole values
+get an integer axis (panel-integer-axis-rule); a table of info series hides its constant Value column
+(table-value-column-rule).
 """
 
 from __future__ import annotations
@@ -35,6 +41,35 @@ DEPRECATED_PANEL_TYPES = frozenset(
 PANELS_WITHOUT_QUERIES = frozenset({"row", "text", "dashlist", "news", "annolist"})
 DATASOURCE_REFS = frozenset({"$datasource", "${datasource}"})
 RATE_FUNCTIONS = frozenset({"rate", "irate", "increase"})
+PER_SECOND_FUNCTIONS = frozenset({"rate", "irate"})
+#: Grafana units that say "per second" (the /s is part of how they print).
+PER_SECOND_UNITS = frozenset(
+    {
+        "cps", "ops", "reqps", "rps", "wps", "iops", "pps", "hertz", "Bps", "binBps", "bps", "binbps",
+        "KiBs", "Kibits", "KBs", "Kbits", "MiBs", "Mibits", "MBs", "Mbits", "GiBs", "Gibits", "GBs", "Gbits",
+    }
+)  # fmt: skip
+#: Dimensionless units: a ratio of two rates (errors per frame, CPU seconds per second) is not a rate.
+RATIO_UNITS = frozenset({"percentunit", "percent"})
+#: Grafana's custom units (`count:USD/s` prints "5K USD/s"); the text after the colon is free.
+CUSTOM_UNIT_PREFIXES = ("prefix:", "suffix:", "count:", "currency:", "si:")
+#: Series whose every value is a whole number (counts of things, heights, 0/1 states).
+INTEGER_METRICS = frozenset(
+    {
+        "up", "ALERTS", "scrape_samples_scraped", "process_open_fds", "process_max_fds", "dydx_ready",
+        "dydx_component_up", "dydx_ws_connected", "dydx_subscriptions", "dydx_block_height",
+        "dydx_orderbook_levels", "dydx_orderbook_crossed", "dydx_subaccount_open_positions",
+        "dydx_subaccount_open_orders",
+    }
+)  # fmt: skip
+#: Functions and operators after which a whole-valued series no longer is one.
+_NON_INTEGER = frozenset(
+    {"rate", "irate", "increase", "avg", "avg_over_time", "quantile", "histogram_quantile", "time", "deriv",
+     "predict_linear", "stddev", "stdvar", "/", "^"}
+)  # fmt: skip
+#: Event counts are differences of a counter and itself one bar earlier (grafana.blocks.events).
+EVENTS_OFFSET = "$__interval"
+
 UID_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 
 #: Grafana's value formats (packages/grafana-data/src/valueFormats/categories.ts), as the linter lists them.
@@ -86,6 +121,10 @@ class Selector:
     matchers: list[tuple[str, str, str]] = field(default_factory=list)
     range: str | None = None
     function: str | None = None  # the function whose argument list directly holds this selector
+    offset: str | None = None
+
+    def same_series(self, other: Selector) -> bool:
+        return self.name == other.name and sorted(self.matchers) == sorted(other.matchers)
 
 
 class PromQLSyntaxError(ValueError):
@@ -162,6 +201,9 @@ def selectors(expr: str) -> list[Selector]:
                     raise PromQLSyntaxError(f"unclosed '[' in {expr!r}")
                 selector.range = "".join(t.text for t in tokens[i + 1 : end])
                 i = end + 1
+            if i + 1 < len(tokens) and tokens[i].text == "offset":
+                selector.offset = tokens[i + 1].text
+                i += 2
             found.append(selector)
             continue
         i += 1
@@ -209,6 +251,7 @@ def lint_dashboard(model: Mapping[str, Any]) -> list[Problem]:
     for panel in panels(model):
         where = f"{title} / {panel.get('title', '?')}"
         problems += _panel_rules(panel, where, seen_ids)
+        problems += _readability_rules(panel, where)
         for index, target in enumerate(panel.get("targets", [])):
             problems += _target_rules(target, f"{where} / target {target.get('refId', index)}")
     problems += _grid_rules(model, title)
@@ -313,7 +356,7 @@ def _panel_rules(panel: Mapping[str, Any], where: str, seen_ids: set[int]) -> It
     if panel.get("datasource", {}).get("uid") not in DATASOURCE_REFS:
         yield Problem("panel-datasource-rule", where, "panel must use the $datasource variable")
     unit = panel.get("fieldConfig", {}).get("defaults", {}).get("unit")
-    if unit not in VALID_UNITS:
+    if unit not in VALID_UNITS and not str(unit).startswith(CUSTOM_UNIT_PREFIXES):
         yield Problem("panel-units-rule", where, f"no or invalid unit: {unit!r}")
     targets = panel.get("targets", [])
     if not targets:
@@ -335,25 +378,111 @@ def _target_rules(target: Mapping[str, Any], where: str) -> Iterator[Problem]:
     if not found:
         yield Problem("target-promql-rule", where, f"no selector in {expr!r}")
     for selector in found:
-        yield from _selector_rules(selector, where, expr)
+        yield from _selector_rules(selector, where, expr, found)
 
 
-def _selector_rules(selector: Selector, where: str, expr: str) -> Iterator[Problem]:
+def _exact_delta(selector: Selector, found: Sequence[Selector]) -> bool:
+    """`selector` is part of an event count: the same series, one $__interval earlier, is in the query."""
+    return any(other.offset == EVENTS_OFFSET and other.same_series(selector) for other in found)
+
+
+def _selector_rules(
+    selector: Selector, where: str, expr: str, found: Sequence[Selector]
+) -> Iterator[Problem]:
     matchers = {(label, op, value) for label, op, value in selector.matchers}
     for name in ("job", "instance"):
         if (name, "=~", f"${name}") not in matchers:
             yield Problem(
                 f"target-{name}-rule", where, f'{selector.name or "{...}"} lacks {name}=~"${name}": {expr}'
             )
-    if selector.function in RATE_FUNCTIONS and selector.range != "$__rate_interval":
+    if selector.function in PER_SECOND_FUNCTIONS and selector.range != "$__rate_interval":
         yield Problem(
             "target-rate-interval-rule", where, f"{selector.function}() must use $__rate_interval: {expr}"
         )
+    if selector.function == "increase" and selector.range != "$__range":
+        yield Problem(
+            "target-event-count-rule",
+            where,
+            f"increase() over [{selector.range}] draws fractional events that change with zoom (and over "
+            f"$__rate_interval counts one event in several points); count whole events per interval with "
+            f"grafana.blocks.events, or total the range with [$__range]: {expr}",
+        )
     is_counter = selector.name.endswith(("_total", "_bucket"))
-    if is_counter and (selector.range is None or selector.function not in RATE_FUNCTIONS):
+    in_rate = selector.range is not None and selector.function in RATE_FUNCTIONS
+    if is_counter and not in_rate and not _exact_delta(selector, found):
         yield Problem(
             "target-counter-agg-rule", where, f"counter {selector.name} outside rate/increase: {expr}"
         )
+
+
+def _readability_rules(panel: Mapping[str, Any], where: str) -> Iterator[Problem]:
+    """What a reader needs to read the panel right: units of rates, whole events, integer axes, tables."""
+    kind = panel.get("type", "")
+    if kind in PANELS_WITHOUT_QUERIES:
+        return
+    defaults = panel.get("fieldConfig", {}).get("defaults", {})
+    unit = str(defaults.get("unit", ""))
+    parsed: list[tuple[str, list[Selector]]] = []
+    for target in panel.get("targets", []):
+        expr = str(target.get("expr", ""))
+        try:
+            parsed.append((expr, selectors(expr)))
+        except PromQLSyntaxError:
+            return  # target-promql-rule reports it
+    if not parsed:
+        return
+    draws_rate = any(
+        s.function in PER_SECOND_FUNCTIONS and "histogram_quantile" not in expr
+        for expr, found in parsed
+        for s in found
+    )
+    if draws_rate and unit not in RATIO_UNITS and not _per_second(unit):
+        yield Problem(
+            "panel-rate-unit-rule",
+            where,
+            f"draws a per-second rate but its unit {unit!r} does not say /s (cps, Bps, count:USD/s, ...)",
+        )
+    events = any(_exact_delta(s, found) for _, found in parsed for s in found)
+    custom = defaults.get("custom", {})
+    if events and (custom.get("drawStyle") != "bars" or not panel.get("interval")):
+        yield Problem(
+            "panel-event-bars-rule",
+            where,
+            "counts events: draw bars (drawStyle bars) per fixed interval (a panel min interval)",
+        )
+    integer = all(_integer_valued(expr, found) for expr, found in parsed)
+    if kind in ("timeseries", "stat") and integer and defaults.get("decimals") != 0:
+        yield Problem(
+            "panel-integer-axis-rule", where, "shows whole numbers only: set decimals 0 (an integer axis)"
+        )
+    info_only = all(_is_info(s.name) for _, found in parsed for s in found)
+    if kind == "table" and info_only and not _hides_value_column(panel):
+        yield Problem(
+            "table-value-column-rule", where, "a table of info series (value always 1): hide the Value column"
+        )
+
+
+def _per_second(unit: str) -> bool:
+    return unit in PER_SECOND_UNITS or (unit.startswith(CUSTOM_UNIT_PREFIXES) and unit.endswith("/s"))
+
+
+def _integer_valued(expr: str, found: Sequence[Selector]) -> bool:
+    """Only whole-valued series (or whole event counts), through nothing that makes fractions."""
+    if any(token.text in _NON_INTEGER for token in tokenize(expr)):
+        return False
+    return all(s.name in INTEGER_METRICS or _exact_delta(s, found) for s in found)
+
+
+def _is_info(name: str) -> bool:
+    """A series whose value is always 1 and whose information is in its labels."""
+    return name.endswith("_info") or name == "ALERTS"
+
+
+def _hides_value_column(panel: Mapping[str, Any]) -> bool:
+    return any(
+        t.get("id") == "organize" and t.get("options", {}).get("excludeByName", {}).get("Value")
+        for t in panel.get("transformations", [])
+    )
 
 
 def _grid_rules(model: Mapping[str, Any], title: str) -> Iterator[Problem]:

@@ -26,6 +26,8 @@ class PanelQuery:
     expr: str
     legend: str
     instant: bool
+    #: The panel's min interval (Grafana's query option), e.g. "1m" for event bars; "" when unset.
+    min_interval: str = ""
 
 
 def panels(model: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
@@ -53,6 +55,7 @@ def panel_queries(model: Mapping[str, Any]) -> Iterator[PanelQuery]:
                 expr=target["expr"],
                 legend=target.get("legendFormat", ""),
                 instant=bool(target.get("instant")) and not target.get("range"),
+                min_interval=str(panel.get("interval") or ""),
             )
 
 

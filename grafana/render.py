@@ -12,6 +12,7 @@ that had no data.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import re
@@ -27,8 +28,10 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
+from matplotlib import patheffects
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator, ScalarFormatter
 
 from grafana.build import DASHBOARDS_DIR
 from grafana.promapi import PrometheusAPI, PrometheusError, resolve_variables
@@ -70,6 +73,14 @@ def format_value(value: float, unit: str) -> str:
         return f"{value:.3g} B{suffix}"
     if unit == "currencyUSD":
         return "$" + _short(value)
+    # Grafana's custom units: `count:USD/s` scales like a count and appends " USD/s".
+    kind, _, text = unit.partition(":")
+    if kind == "count":
+        return f"{_short(value)} {text}".rstrip()
+    if kind == "suffix":
+        return f"{value:.3g}{text}"
+    if kind in ("prefix", "currency"):
+        return f"{text}{_short(value)}"
     if unit in ("cps", "ops", "reqps"):
         return _short(value) + "/s"
     if unit == "none" and float(value).is_integer() and abs(value) < 1e12:
@@ -118,10 +129,25 @@ class Window:
     start: float
     end: float
     scrape_interval: float
+    #: A panel's min interval (Grafana's query option `interval`): its $__interval never goes below it.
+    min_step: float = 0.0
 
     @property
     def step(self) -> float:
-        return step_for(self.end - self.start, self.scrape_interval)
+        return max(self.min_step, step_for(self.end - self.start, self.scrape_interval))
+
+    def for_panel(self, min_interval: str | None) -> Window:
+        """The window as Grafana queries a panel with this min interval (query option `interval`; the
+        event bars have 1m): $__interval and the step never go below it, and start and end are aligned
+        to the step (end rounded up, so the newest bar covers now)."""
+        panel = dataclasses.replace(self, min_step=parse_duration(min_interval)) if min_interval else self
+        step = panel.step
+        return dataclasses.replace(
+            panel,
+            start=math.floor(self.start / step) * step,
+            end=math.ceil(self.end / step) * step,
+            min_step=step,
+        )
 
     @property
     def time(self) -> TimeContext:
@@ -134,6 +160,7 @@ def fetch_panel(
     api: PrometheusAPI, panel: dict[str, Any], variables: Mapping[str, str], window: Window
 ) -> PanelData:
     data = PanelData(panel)
+    window = window.for_panel(panel.get("interval"))
     for target in panel.get("targets", []):
         if target.get("hide"):
             continue
@@ -174,6 +201,11 @@ def _unit(panel: Mapping[str, Any]) -> str:
     return str(panel.get("fieldConfig", {}).get("defaults", {}).get("unit", "short"))
 
 
+def _whole_numbers(panel: Mapping[str, Any]) -> bool:
+    """decimals 0: Grafana puts ticks on whole numbers only (no 0.5 file descriptors)."""
+    return bool(panel.get("fieldConfig", {}).get("defaults", {}).get("decimals") == 0)
+
+
 def _time_axis(ax: Axes, window: Window) -> None:
     """Ticks relative to now, like Grafana's "Last N minutes" (seconds below five minutes)."""
     span = window.end - window.start
@@ -206,30 +238,42 @@ def draw_timeseries(ax: Axes, data: PanelData, window: Window) -> None:
     below: Series | None = None
     for index, series in enumerate(lines):
         color = COLORS[index % len(COLORS)]
+        base = [0.0] * len(series.times)
+        if stacked and below is not None:
+            previous = dict(zip(below.times, below.values, strict=True))
+            base = [previous.get(t, 0.0) for t in series.times]
         if bars:
+            # A bar stands for the interval that ends at its timestamp, as Grafana draws it.
+            heights = [top - bottom for top, bottom in zip(series.values, base, strict=True)]
             ax.bar(
                 series.times,
-                series.values,
-                width=window.step * 0.8,
+                heights,
+                bottom=base,
+                width=-window.step * 0.9,
+                align="edge",
                 color=color,
                 label=series.name,
-                alpha=0.8,
+                alpha=0.85,
             )
         else:
             ax.plot(series.times, series.values, color=color, linewidth=1.2, label=series.name)
-        if stacked and not bars:
-            base = [0.0] * len(series.times)
-            if below is not None:
-                previous = dict(zip(below.times, below.values, strict=True))
-                base = [previous.get(t, 0.0) for t in series.times]
-            ax.fill_between(series.times, base, series.values, color=color, alpha=0.25)
+            if stacked:
+                ax.fill_between(series.times, base, series.values, color=color, alpha=0.25)
+        if stacked:
             below = series
     if data.series:
         legend = ax.legend(
             fontsize=6, loc="upper left", facecolor=BACKGROUND, labelcolor=FOREGROUND, framealpha=0.6
         )
         legend.get_frame().set_edgecolor("#444")
-    ax.yaxis.set_major_formatter(lambda value, _pos: format_value(value, unit))
+    if _whole_numbers(data.panel):
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]), top=max(1.0, ax.get_ylim()[1]))
+    if unit in ("none", "short") and all(abs(v) < 1e4 for s in shown for v in s.values if math.isfinite(v)):
+        # Prices and the like: as many digits as the ticks need (0.3512, 0.3514), never "0.35" five times.
+        ax.yaxis.set_major_formatter(ScalarFormatter(useOffset=False))
+    else:
+        ax.yaxis.set_major_formatter(lambda value, _pos: format_value(value, unit))
     _time_axis(ax, window)
     ax.grid(color="#333", linewidth=0.5)
 
@@ -269,13 +313,39 @@ def draw_states(ax: Axes, data: PanelData, window: Window) -> None:
             option = options.get(f"{v:g}", {})
             color = NAMED_COLORS.get(option.get("color", ""), option.get("color", "#1f78c1"))
             ax.barh(row, window.step, left=t - window.step / 2, color=color, height=0.8)
-    # Names inside the lanes: long label sets would not fit in the margin of a small panel.
+    # Names inside the lanes (long label sets would not fit in the margin of a small panel), white on a
+    # dark outline so that they read on green and red alike; the font shrinks as lanes get thinner.
     ax.set_yticks([])
+    lanes = min(len(data.series), 12)
+    size = 7 if lanes <= 4 else 6 if lanes <= 8 else 5
+    outline = [patheffects.withStroke(linewidth=2, foreground=BACKGROUND)]
     for row, series in enumerate(data.series[:12]):
-        ax.text(window.start, row, f" {series.name}", va="center", ha="left", color="black", fontsize=6)
+        ax.text(
+            window.start,
+            row,
+            f" {series.name}",
+            va="center",
+            ha="left",
+            color="white",
+            fontsize=size,
+            path_effects=outline,
+        )
+    ax.set_ylim(-0.5, max(lanes, 1) - 0.5)
+    ax.invert_yaxis()  # first series on top, as Grafana lists them
     _time_axis(ax, window)
-    names = ", ".join(f"{value}={option.get('text')}" for value, option in options.items())
-    ax.text(0.99, 1.01, names, transform=ax.transAxes, ha="right", va="bottom", color="#888", fontsize=6)
+    # The legend of the states, as Grafana draws it under the panel: a colored square per value.
+    for index, option in enumerate(options.values()):
+        color = NAMED_COLORS.get(option.get("color", ""), option.get("color", "#1f78c1"))
+        ax.text(
+            1 - 0.12 * index,
+            1.02,
+            f"\u25a0 {option.get('text')}",
+            transform=ax.transAxes,
+            ha="right",
+            va="bottom",
+            color=color,
+            fontsize=7,
+        )
 
 
 def draw_table(ax: Axes, data: PanelData, window: Window) -> None:
@@ -283,7 +353,15 @@ def draw_table(ax: Axes, data: PanelData, window: Window) -> None:
     ax.set_yticks([])
     if not data.rows:
         return
-    columns = [*sorted({k for row in data.rows for k in row} - {"Value"}), "Value"]
+    hidden = {
+        name
+        for t in data.panel.get("transformations", [])
+        if t.get("id") == "organize"
+        for name, hide in t.get("options", {}).get("excludeByName", {}).items()
+        if hide
+    }
+    labels = sorted({k for row in data.rows for k in row} - {"Value"} - hidden)
+    columns = [*labels, *(["Value"] if "Value" not in hidden else [])]
     cells = [[row.get(c, "") for c in columns] for row in data.rows[:12]]
     table = ax.table(cellText=cells, colLabels=columns, loc="upper center", cellLoc="left")
     table.auto_set_font_size(False)
@@ -304,7 +382,12 @@ DRAWERS = {
 
 def draw(ax: Axes, data: PanelData, window: Window) -> None:
     _style(ax, str(data.panel.get("title", "")))
-    DRAWERS.get(str(data.panel.get("type")), draw_timeseries)(ax, data, window)
+    kind = str(data.panel.get("type"))
+    # Bars and lanes as wide as the panel's step; the time axis that of the dashboard (not the
+    # step-aligned query range, which may end up to a step after now).
+    DRAWERS.get(kind, draw_timeseries)(ax, data, window.for_panel(data.panel.get("interval")))
+    if kind in ("timeseries", "state-timeline"):
+        _time_axis(ax, window)
     if data.empty and data.panel.get("type") != "stat":  # a stat shows its own noValue
         message = "No data" if not data.errors else "Error: " + data.errors[0][:80]
         ax.text(

@@ -43,6 +43,7 @@ def _scrape() -> list[PanelBuilder]:
             "none",
             [Q(sel("scrape_samples_scraped"), "{{instance}}")],
             width=8,
+            integer=True,
         ),
     ]
 
@@ -69,6 +70,7 @@ def _process() -> list[PanelBuilder]:
             "none",
             [Q(sel("process_open_fds"), "{{instance}} open")],
             width=8,
+            integer=True,
         ),
         graph(
             "Event-loop lag",

@@ -9,6 +9,8 @@ from grafana.blocks import (
     MARKET,
     PanelBuilder,
     Q,
+    event_bars,
+    events,
     graph,
     listing,
     new_dashboard,
@@ -44,18 +46,12 @@ def _book() -> list[PanelBuilder]:
             {"0": ("uncrossed", "green"), "1": ("crossed", "orange")},
             width=8,
         ),
-        graph(
+        event_bars(
             "Crossed periods started",
-            "Times the book became crossed, per interval.",
-            "none",
-            [
-                Q(
-                    f"sum by (market) ({DEDUP} ({rate('dydx_orderbook_crossed_total', M, fn='increase')}))",
-                    "{{market}}",
-                )
-            ],
+            "Times the book became crossed: whole events, one bar per minute (wider bars on long ranges); "
+            "the legend totals the range.",
+            [Q(events("dydx_orderbook_crossed_total", M, by="market", dedup=True), "{{market}}")],
             width=8,
-            bars=True,
         ),
         graph(
             "Time spent crossed",
@@ -75,19 +71,18 @@ def _book() -> list[PanelBuilder]:
             "Price levels held per side.",
             "none",
             [Q(f"{DEDUP} ({sel('dydx_orderbook_levels', M)})", "{{market}} {{side}}")],
+            integer=True,
         ),
-        graph(
+        event_bars(
             "Book resyncs by reason",
-            "Times the book was rebuilt from a fresh snapshot, per interval, by reason.",
-            "none",
+            "Times the book was rebuilt from a fresh snapshot, by reason: whole events, one bar per minute "
+            "(wider bars on long ranges); the legend totals the range.",
             [
                 Q(
-                    f"sum by (market, reason) ({DEDUP} ("
-                    f"{rate('dydx_orderbook_resyncs_total', M, fn='increase')}))",
+                    events("dydx_orderbook_resyncs_total", M, by="market, reason", dedup=True),
                     "{{market}} {{reason}}",
                 )
             ],
-            bars=True,
         ),
     ]
 
@@ -106,15 +101,15 @@ def _trades() -> list[PanelBuilder]:
         ),
         graph(
             "Volume by side",
-            "Traded size per second in base units, by taker side.",
-            "short",
+            "Traded size per second in the market's base units (BTC for BTC-USD), by taker side.",
+            "count:/s",
             [Q(by_side("dydx_trade_volume_total"), "{{market}} {{side}}")],
             width=8,
         ),
         graph(
             "Notional by side",
             "Traded value per second in quote units (USD), by taker side.",
-            "currencyUSD",
+            "count:USD/s",
             [Q(by_side("dydx_trade_notional_total"), "{{market}} {{side}}")],
             width=8,
         ),

@@ -10,6 +10,8 @@ from grafana.blocks import (
     OVERVIEW,
     PanelBuilder,
     Q,
+    event_bars,
+    events,
     graph,
     listing,
     new_dashboard,
@@ -49,14 +51,17 @@ def _status_row() -> list[PanelBuilder]:
             "none",
             Q(f"sum({sel('up')})"),
             thresholds=((None, "red"), (1, "green")),
+            integer=True,
         ),
         single(
             "Ready",
-            "Instances whose every component (websocket, rest, processor) is up: what /readyz reports.",
+            "Instances whose /readyz answers 200 (`dydx_ready`): connected, subscribed, and every channel "
+            "expected to flow fresher than --data.stale-after.",
             "none",
-            Q(f"count(min by (instance) ({sel('dydx_component_up')}) == 1)"),
+            Q(f"count({sel('dydx_ready')} == 1)"),
             thresholds=((None, "red"), (1, "green")),
             no_value="0",
+            integer=True,
         ),
         single(
             "Links connected",
@@ -64,12 +69,14 @@ def _status_row() -> list[PanelBuilder]:
             "none",
             Q(f"sum({sel('dydx_ws_connected')})"),
             thresholds=((None, "red"), (1, "green")),
+            integer=True,
         ),
         single(
             "Active subscriptions",
             "Subscriptions in state active, one replica of each HA pair counted.",
             "none",
             Q(f"sum({DEDUP} ({sel('dydx_subscriptions', ACTIVE)}))"),
+            integer=True,
         ),
         single(
             "Data age (worst channel)",
@@ -85,6 +92,7 @@ def _status_row() -> list[PanelBuilder]:
             Q(f"count({sel('ALERTS', FIRING)})"),
             thresholds=((None, "green"), (1, "red")),
             no_value="0",
+            integer=True,
         ),
     ]
 
@@ -97,6 +105,7 @@ def _block_row() -> list[PanelBuilder]:
             "none",
             Q(f"max({sel('dydx_block_height')})"),
             width=6,
+            integer=True,
         ),
         single(
             "Block lag",
@@ -124,6 +133,7 @@ def _block_row() -> list[PanelBuilder]:
             width=6,
             height=4,
             min_value=0,
+            integer=True,
         ),
     ]
 
@@ -277,21 +287,19 @@ def _errors() -> list[PanelBuilder]:
 
 def _connections() -> list[PanelBuilder]:
     return [
-        graph(
+        event_bars(
             "Disconnects by close code",
-            "WebSocket closes per interval by close code (1006: dropped without a close frame).",
-            "none",
-            [Q(f"sum by (code) ({rate('dydx_ws_disconnects_total', fn='increase')})", "{{code}}")],
+            "WebSocket closes by close code (1006: dropped without a close frame): whole events, one bar "
+            "per minute (wider bars on long ranges); the legend totals the range.",
+            [Q(events("dydx_ws_disconnects_total", by="code"), "{{code}}")],
             width=8,
-            bars=True,
         ),
-        graph(
+        event_bars(
             "Reconnects",
-            "Links that came back after having been up, per interval, by instance.",
-            "none",
-            [Q(f"sum by (instance) ({rate('dydx_ws_reconnects_total', fn='increase')})", "{{instance}}")],
+            "Links that came back after having been up, by instance: whole events, one bar per minute "
+            "(wider bars on long ranges); the legend totals the range.",
+            [Q(events("dydx_ws_reconnects_total", by="instance"), "{{instance}}")],
             width=8,
-            bars=True,
         ),
         graph(
             "Subscriptions by channel and state",
@@ -299,6 +307,7 @@ def _connections() -> list[PanelBuilder]:
             "none",
             [Q(f"sum by (channel, state) ({DEDUP} ({sel('dydx_subscriptions')}))", "{{channel}} {{state}}")],
             width=8,
+            integer=True,
         ),
         states(
             "Components",
@@ -353,21 +362,32 @@ def _subaccounts() -> list[PanelBuilder]:
                 Q(f"{DEDUP} ({sel('dydx_subaccount_open_orders', sub)})", "{{subaccount}} orders"),
             ],
             width=8,
+            integer=True,
         ),
-        graph(
+        event_bars(
             "Subaccount fills by side",
-            "Fills per interval of each subaccount of --subaccounts, by side.",
-            "none",
+            "Fills of each subaccount of --subaccounts, by side: whole fills, one bar per minute (wider "
+            "bars on long ranges); the legend totals the range.",
             [
                 Q(
-                    f"sum by (subaccount, side) ({DEDUP} "
-                    f"({rate('dydx_subaccount_fills_total', sub, fn='increase')}))",
+                    events("dydx_subaccount_fills_total", sub, by="subaccount, side", dedup=True),
                     "{{subaccount}} {{side}}",
                 )
             ],
             width=8,
-            bars=True,
         ),
+    ]
+
+
+def sections() -> list[tuple[str, list[PanelBuilder]]]:
+    """The overview's rows, top to bottom, each (title, panels): a new row is one more entry here."""
+    return [
+        ("Status", _status_row() + _block_row()),
+        ("Throughput", _throughput()),
+        ("Latency", _latency()),
+        ("Errors", _errors()),
+        ("Connections and subscriptions", _connections()),
+        ("Subaccounts", _subaccounts()),
     ]
 
 
@@ -377,15 +397,7 @@ def build() -> Dashboard:
         "Throughput, latency, errors and status of the dYdX v4 indexer feed as the exporter sees it. "
         f"Per-market detail: {MARKET.title}.",
     )
-    sections: list[tuple[str, list[PanelBuilder]]] = [
-        ("Status", _status_row() + _block_row()),
-        ("Throughput", _throughput()),
-        ("Latency", _latency()),
-        ("Errors", _errors()),
-        ("Connections and subscriptions", _connections()),
-        ("Subaccounts", _subaccounts()),
-    ]
-    for title, panels in sections:
+    for title, panels in sections():
         dashboard = dashboard.with_row(row(title))
         for panel in panels:
             dashboard = dashboard.with_panel(panel)

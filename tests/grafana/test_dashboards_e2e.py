@@ -68,8 +68,11 @@ async def empty_queries(
         for query in panel_queries(model):
             if (query.dashboard_uid, query.panel_title) in allowed:
                 continue
-            expr = substitute(query.expr, variables, window.time)
-            result = await asyncio.to_thread(api.query_range, expr, window.start, window.end, window.step)
+            panel_window = window.for_panel(query.min_interval)
+            expr = substitute(query.expr, variables, panel_window.time)
+            result = await asyncio.to_thread(
+                api.query_range, expr, panel_window.start, panel_window.end, panel_window.step
+            )
             if not has_data(result):
                 empty.append((query, expr))
     return empty
@@ -135,6 +138,33 @@ async def test_every_panel_query_returns_data_and_every_panel_renders(
             "panels without data:\n"
             + "\n".join(f"  {q.dashboard_uid} / {q.panel_title} [{q.ref_id}]: {expr}" for q, expr in last)
         )
+
+    # Whole events that add up: the crossings of the drilldown's market, one bar a minute from before
+    # Prometheus' first sample to now, total what the exporter counted (the panel de-duplicates the HA
+    # pair, hence max).
+    crossings = next(q for q in panel_queries(drilldown) if q.panel_title == "Crossed periods started")
+    assert crossings.min_interval == "1m"
+    now = time.time()
+    minutes = int((now - started) // 60) + 2
+    bars_window = Window(now - 60 * minutes, now, SCRAPE_INTERVAL).for_panel(crossings.min_interval)
+    assert bars_window.step == 60
+    expr = substitute(
+        crossings.expr,
+        await asyncio.to_thread(resolve_variables, api, drilldown, bars_window.time, started, now),
+        bars_window.time,
+    )
+    [bars] = await asyncio.to_thread(
+        api.query_range, expr, bars_window.start, bars_window.end, bars_window.step
+    )
+    values = [float(v) for _, v in bars["values"]]
+    assert all(v.is_integer() and v >= 0 for v in values), values
+    last_bar = float(bars["values"][-1][0])
+    counted = await asyncio.to_thread(
+        api.query,
+        f'max(dydx_orderbook_crossed_total{{market="{market}"}})',
+        last_bar,
+    )
+    assert sum(values) == float(counted[0]["value"][1]) >= 1, (values, counted)
 
     # HA: a replica pair is counted once where the dashboards de-duplicate, twice where they do not.
     single = await prom.query_value(

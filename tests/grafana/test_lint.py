@@ -120,6 +120,41 @@ def break_promql(m):
     )
 
 
+def panel(m: dict[str, Any], title: str) -> dict[str, Any]:
+    return next(p for p in panels(m) if p["title"] == title)
+
+
+def break_rate_unit(m):
+    # The drilldown's old "Notional by side": dollars per second that read as "$5K".
+    panel(m, "Trades by side")["fieldConfig"]["defaults"]["unit"] = "currencyUSD"
+
+
+def break_event_count(m):
+    # The old "Disconnects": increase() over $__rate_interval, drawn as a count (1.2 disconnects).
+    panel(m, "Disconnects by close code")["targets"][0]["expr"] = (
+        'sum by (code) (increase(dydx_ws_disconnects_total{job=~"$job", instance=~"$instance"}'
+        "[$__rate_interval]))"
+    )
+
+
+def break_event_bars(m):
+    panel(m, "Reconnects")["fieldConfig"]["defaults"]["custom"]["drawStyle"] = "line"
+
+
+def break_event_interval(m):
+    del panel(m, "Reconnects")["interval"]
+
+
+def break_integer_axis(m):
+    del panel(m, "Blocks behind the freshest instance")["fieldConfig"]["defaults"]["decimals"]
+
+
+def break_table_value_column(m):
+    alerts = next(p for p in panels(m) if p["title"] == "Alerts firing" and p["type"] == "table")
+    for transformation in alerts["transformations"]:
+        transformation["options"]["excludeByName"].pop("Value", None)
+
+
 @pytest.mark.parametrize(
     ("breakage", "rule"),
     [
@@ -140,6 +175,12 @@ def break_promql(m):
         (break_uid, "uid-rule"),
         (break_grid, "grid-rule"),
         (break_promql, "target-promql-rule"),
+        (break_rate_unit, "panel-rate-unit-rule"),
+        (break_event_count, "target-event-count-rule"),
+        (break_event_bars, "panel-event-bars-rule"),
+        (break_event_interval, "panel-event-bars-rule"),
+        (break_integer_axis, "panel-integer-axis-rule"),
+        (break_table_value_column, "table-value-column-rule"),
     ],
 )
 def test_each_rule_catches_its_violation(breakage, rule):
@@ -168,3 +209,32 @@ def test_selector_extraction_understands_aggregations_and_vector_matching():
     ]
     assert found[0].matchers == [("job", "=~", "$job")]
     assert found[1].matchers == [("x", "=", "1")]
+
+
+def test_rates_ratios_and_quantiles_are_told_apart():
+    """A ratio of rates and a quantile of a rate are not per-second values; an increase over the whole
+    range is a total, not a sliding count; whole-valued series through sum/max stay whole."""
+    model = overview()
+    ratio = panel(model, "Error ratio")
+    assert ratio["fieldConfig"]["defaults"]["unit"] == "percentunit"
+    latency = panel(model, "Feed latency by channel")
+    assert "histogram_quantile" in latency["targets"][0]["expr"]
+    total = panel(model, "Messages by channel")
+    total["targets"][0]["expr"] = (
+        'sum(increase(dydx_ws_messages_total{job=~"$job", instance=~"$instance"}[$__range]))'
+    )
+    total["fieldConfig"]["defaults"]["unit"] = "none"
+    total["fieldConfig"]["defaults"]["decimals"] = 0
+    found = {(p.rule, p.where.split(" / ")[1]) for p in lint_dashboard(model)}
+    assert not {f for f in found if f[1] in ("Error ratio", "Feed latency by channel", "Messages by channel")}
+
+
+def test_event_counts_are_exact_differences_the_linter_accepts():
+    found = selectors(
+        'sum by (code) (((a_total{x="1"} - a_total{x="1"} offset $__interval) >= 0 or a_total{x="1"}))'
+    )
+    assert [(s.name, s.offset) for s in found] == [
+        ("a_total", None),
+        ("a_total", "$__interval"),
+        ("a_total", None),
+    ]

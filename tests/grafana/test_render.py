@@ -18,6 +18,16 @@ def test_units_render_like_grafana():
     assert format_value(1500, "cps") == "1.5K/s"
     assert format_value(67012.5, "currencyUSD") == "$67K"
     assert format_value(1141036, "none") == "1141036"
+    # Grafana's custom units: a rate of dollars says so (not "$5K" for 5,000 dollars a second).
+    assert format_value(5000, "count:USD/s") == "5K USD/s"
+    assert format_value(0.52, "count:/s") == "0.52 /s"
+
+
+def test_panel_min_interval_sets_the_step_and_aligns_the_range_as_grafana_does():
+    window = render.Window(1000.0, 1130.0, 1.0)
+    assert window.for_panel(None).step == 1.0
+    bars = window.for_panel("1m")
+    assert (bars.start, bars.end, bars.step) == (960.0, 1140.0, 60.0)
 
 
 def test_legends_fill_label_placeholders():
