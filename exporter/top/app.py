@@ -238,6 +238,9 @@ def keys_from_stdin(on_key: Any) -> Iterator[None]:
 
 async def live(config: TopConfig) -> int:
     console = Console(highlight=False, emoji=False)
+    if not console.is_terminal:  # a redrawn screen makes no sense in a file or a pipe
+        print(f"{PROG}: standard output is not a terminal; use --once for a plain frame", file=sys.stderr)
+        return 2
     screen = Screen(config, console)
     wake = asyncio.Event()  # a key was pressed or a stop signal came: redraw (or leave) now
     with StopSignals() as signals:

@@ -25,6 +25,7 @@ SORT_KEYS: Final = ("trades", "notional", "spread", "age", "levels", "market")
 CHAIN_HEIGHT: Final = "dydx_chain_block_height"
 LINK_HEIGHT: Final = "dydx_link_block_height"
 REST_HEIGHT: Final = "dydx_rest_block_height"
+READY: Final = "dydx_ready"  # 1 exactly when /readyz answers 200 (issue 13)
 AUDITS: Final = "dydx_orderbook_audits_total"
 AUDIT_MISMATCHED: Final = "dydx_orderbook_audit_mismatched_levels_total"
 
@@ -133,8 +134,10 @@ def _status(cur: Scrape, prev: Scrape | None, readiness: Readiness | None) -> St
     chain = cur.by(CHAIN_HEIGHT, "rpc")
     versions = [labels.get("version", "") for labels, _ in cur.items(m.BUILD_INFO.name)]
     cpu_name = "process_cpu_seconds_total"
+    # /readyz decides and says why; without it, the gauge that mirrors it (exporters that have one).
+    ready_gauge = cur.value(READY)
     return Status(
-        ready=None if readiness is None else readiness.ready,
+        ready=readiness.ready if readiness else None if ready_gauge is None else ready_gauge >= 1,
         reasons=() if readiness is None else readiness.reasons,
         links_up=int(cur.total(m.WS_CONNECTED.name)),
         links=len(cur.by(m.WS_CONNECTED.name, "connection")),

@@ -116,6 +116,12 @@ def test_crossed_books_come_first_and_are_flagged():
     assert any("crossed books now 1" in line for line in lines)
 
 
+def test_without_readyz_the_ready_gauge_decides():
+    cur = parse(exposition(12.0, extra="dydx_ready 0\n"), 12.0, 1_000_012.0)
+    assert build("u", cur, None, None).status.ready is False
+    assert build("u", cur, None, Readiness(True)).status.ready is True  # /readyz, when read, wins
+
+
 def test_not_ready_shows_the_exporters_reasons():
     text = "\n".join(draw(frame(ready=Readiness(False, ("v4_trades data is 40s old",))), 80, 24))
     assert "NOT READY" in text and "not ready: v4_trades data is 40s old" in text

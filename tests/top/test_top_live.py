@@ -235,6 +235,15 @@ async def test_unreachable_exporter_is_said_plainly_and_retried_until_it_answers
             await simulator.stop()
 
 
+async def test_the_live_view_needs_a_terminal():
+    proc = await asyncio.create_subprocess_exec(
+        *top_argv("--url", "127.0.0.1:1"), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env=top_env(), cwd=REPO,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 2 and out == b"" and b"use --once" in err
+
+
 async def test_bad_flags_are_refused_with_the_flag_named():
     cases = [
         (("--url", "ftp://x"), "--url must be an http(s) URL"),
