@@ -11,8 +11,6 @@ import itertools
 import json
 import re
 import subprocess
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import helm_python
@@ -22,53 +20,24 @@ import yaml
 
 from deploy.helm import generate
 from exporter.config import OPTIONS, Settings
+from tests.deploy.chart import (
+    CHART,
+    NAMESPACE,
+    VALUES_FILES,
+    container,
+    load_values,
+    materialize,
+    of_kind,
+    pod_labels,
+    relabel_configs,
+    render,
+)
 from tests.helpers import find_binary
 from tests.stack.certs import CertificateAuthority
 
 REPO = generate.REPO
-CHART = generate.CHART
-VALUES_FILES = {path.name: path for path in sorted((CHART / "ci").glob("*.yaml"))}
-VALUES_FILES["values.yaml"] = CHART / "values.yaml"
 #: The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest schemas shipped.
 KUBE_VERSIONS = ("1.25.0", kubernetes_validate.utils.latest_version())
-RELEASE, NAMESPACE = "dydx", "monitoring"
-CONTAINER_CONFIG = "/etc/dydx-exporter/config/config.yaml"
-CONTAINER_WEB = "/etc/dydx-exporter/web/"
-
-
-def load_values(name: str) -> dict[str, Any]:
-    values = yaml.safe_load(VALUES_FILES[name].read_text(encoding="utf-8")) or {}
-    assert isinstance(values, dict)
-    return values
-
-
-def render(values: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Every object the chart renders for `values`, as `helm template` would."""
-    chart = helm_python.Chart.load(CHART)
-    manifests = chart.render(dict(values), name=RELEASE, namespace=NAMESPACE, is_install=True)
-    objects: list[dict[str, Any]] = []
-    for path, text in sorted(manifests.items()):
-        if path.endswith("NOTES.txt"):
-            continue
-        objects += [doc for doc in yaml.safe_load_all(text) if doc]
-    return objects
-
-
-def of_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [o for o in objects if o["kind"] == kind]
-
-
-def container(deployment: Mapping[str, Any]) -> dict[str, Any]:
-    (only,) = deployment["spec"]["template"]["spec"]["containers"]
-    assert isinstance(only, dict)
-    return only
-
-
-def config_file(objects: list[dict[str, Any]]) -> dict[str, Any]:
-    (configmap,) = [o for o in of_kind(objects, "ConfigMap") if "config.yaml" in o["data"]]
-    loaded = yaml.safe_load(configmap["data"]["config.yaml"])
-    assert isinstance(loaded, dict)
-    return loaded
 
 
 # --- generated parts --------------------------------------------------------------------------------------
@@ -199,7 +168,7 @@ def test_shards_times_replicas_pods_each_with_its_shard_flag_and_labels():
     seen = set()
     for deployment in deployments:
         assert deployment["spec"]["replicas"] == 1
-        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        labels = pod_labels(deployment)
         index, count = re.fullmatch(r"(\d+)-of-(\d+)", labels["dydx-exporter/shard"]).groups()  # type: ignore[union-attr]
         assert f"--shard={index}/{count}" in container(deployment)["args"]
         selector = deployment["spec"]["selector"]["matchLabels"]
@@ -216,27 +185,25 @@ def test_shards_times_replicas_pods_each_with_its_shard_flag_and_labels():
         )
 
 
-def test_the_service_monitor_gives_the_target_labels_the_rules_expect(tmp_path):
-    """The endpoint's relabelings, as Prometheus relabel_configs, checked by promtool and applied to the
-    discovery labels of a pod: job, instance, shard "I/N" and replica as prometheus.yml has them."""
+def test_the_service_monitor_selects_the_service_and_its_relabelings_are_valid_prometheus(tmp_path):
+    """What the relabelings do to targets is proven with real exporters and a real Prometheus in
+    test_chart_e2e.py; here: they select the chart's Service and promtool accepts them."""
     objects = render(load_values("sharded-ha-values.yaml"))
     (monitor,) = of_kind(objects, "ServiceMonitor")
     (service,) = of_kind(objects, "Service")
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["namespaceSelector"]["matchNames"] == [NAMESPACE]
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     (endpoint,) = monitor["spec"]["endpoints"]
     assert endpoint["port"] == service["spec"]["ports"][0]["name"]
-    assert endpoint["scheme"] == "https"
-    relabel = [
-        {re.sub(r"[A-Z]", lambda m: "_" + m.group(0).lower(), k): v for k, v in step.items()}
-        for step in endpoint["relabelings"]
-    ]
-    config = {
-        "scrape_configs": [
-            {"job_name": "x", "static_configs": [{"targets": ["x:1"]}], "relabel_configs": relabel}
-        ]
+    assert endpoint["scheme"] == "https" and endpoint["tlsConfig"] and endpoint["basicAuth"]
+    job = {
+        "job_name": "x",
+        "static_configs": [{"targets": ["x:1"]}],
+        "relabel_configs": relabel_configs(endpoint),
     }
     path = tmp_path / "prometheus.yml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    path.write_text(yaml.safe_dump({"scrape_configs": [job]}), encoding="utf-8")
     check = subprocess.run(
         [find_binary("promtool"), "check", "config", str(path)],
         capture_output=True,
@@ -245,58 +212,11 @@ def test_the_service_monitor_gives_the_target_labels_the_rules_expect(tmp_path):
         check=False,
     )
     assert check.returncode == 0, check.stdout + check.stderr
-    pod = {
-        "job": "monitoring/dydx",
-        "pod": "dydx-dydx-exporter-1b-5d9c7-x2x4q",
-        "__meta_kubernetes_pod_name": "dydx-dydx-exporter-1b-5d9c7-x2x4q",
-        "__meta_kubernetes_pod_label_dydx_exporter_shard": "1-of-2",
-        "__meta_kubernetes_pod_label_dydx_exporter_replica": "b",
-    }
-    labels = apply_relabelings(pod, endpoint["relabelings"])
-    visible = {k: v for k, v in labels.items() if not k.startswith("__")}
-    assert visible == {
-        "job": "dydx-exporter",
-        "instance": "dydx-dydx-exporter-1b-5d9c7-x2x4q",
-        "shard": "1/2",
-        "replica": "b",
-    }
-
-
-def apply_relabelings(labels: Mapping[str, str], steps: list[dict[str, Any]]) -> dict[str, str]:
-    """The replace and labeldrop actions of Prometheus relabeling (the ones the chart uses)."""
-    out = dict(labels)
-    for step in steps:
-        action = step.get("action", "replace")
-        regex = re.compile(f"^(?:{step.get('regex', '(.*)')})$")
-        if action == "labeldrop":
-            out = {k: v for k, v in out.items() if not regex.match(k)}
-            continue
-        assert action == "replace", step
-        value = ";".join(out.get(name, "") for name in step.get("sourceLabels", []))
-        match = regex.match(value)
-        if match:
-            replacement = step.get("replacement", "$1")
-            out[step["targetLabel"]] = match.expand(re.sub(r"\$(\d+)", r"\\\1", replacement))
-    return out
 
 
 def every_option_values() -> dict[str, Any]:
     """A value for every option the `config` values take: its default, so the exporter accepts all."""
     return {o.flag: o.default for o in OPTIONS if o.flag not in generate.CHART_SET}
-
-
-def materialize(objects: list[dict[str, Any]], directory: Path) -> list[str]:
-    """The first pod's argv, with the ConfigMap and the web config Secret written under `directory` as
-    the kubelet mounts them, and the argv's paths pointing there."""
-    args: list[str] = container(of_kind(objects, "Deployment")[0])["args"]
-    (directory / "config.yaml").write_text(yaml.safe_dump(config_file(objects)), encoding="utf-8")
-    for secret in of_kind(objects, "Secret"):
-        for key, text in secret.get("stringData", {}).items():
-            (directory / key).write_text(text, encoding="utf-8")
-    return [
-        arg.replace(CONTAINER_CONFIG, str(directory / "config.yaml")).replace(CONTAINER_WEB, f"{directory}/")
-        for arg in args
-    ]
 
 
 def test_every_exporter_option_is_reachable_through_values_and_accepted_by_the_exporter(tmp_path):
@@ -322,8 +242,7 @@ def test_every_exporter_option_is_reachable_through_values_and_accepted_by_the_e
     }
     objects = render(values)
     mounted = tmp_path / "mounted"
-    mounted.mkdir()
-    argv = materialize(objects, mounted)
+    argv = materialize(objects, of_kind(objects, "Deployment")[0], mounted)
     settings = Settings.from_sources(argv, {})
     for flag in flags:
         source = settings.sources[flag]
@@ -357,7 +276,8 @@ def test_config_values_of_every_shape_reach_the_exporter_typed(tmp_path):
             "log.level": None,
         }
     }
-    settings = Settings.from_sources(materialize(render(values), tmp_path), {})
+    objects = render(values)
+    settings = Settings.from_sources(materialize(objects, of_kind(objects, "Deployment")[0], tmp_path), {})
     assert settings.markets == ("BTC-USD", "ETH-USD")
     assert settings.candle_resolutions == ("1MIN", "5MINS")
     assert settings.feed.batched is True

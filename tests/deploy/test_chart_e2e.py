@@ -1,0 +1,135 @@
+"""Two shards of two replicas as the Helm chart runs them, scraped as its ServiceMonitor scrapes them,
+under its PrometheusRule: every trade is counted once fleet-wide.
+
+Each of the four rendered Deployments becomes a real `dydx-exporter` process with the pod's argv and the
+ConfigMap's --config.file (only the listen address moves to a free loopback port), against one simulator.
+A real Prometheus scrapes them with the ServiceMonitor's relabelings applied to the labels Kubernetes
+discovery and the operator would give each pod (the operator's `pod` label included), and evaluates the
+rendered PrometheusRule. About 15 s.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import defaultdict
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.deploy.chart import discovery_labels, materialize, of_kind, pod_labels, relabel_configs, render
+from tests.fixtures.prom import PrometheusFactory
+from tests.fixtures.simulator import SimulatorFactory
+from tests.groundtruth.support import FAST_FLAGS, CliExporter, drained, pause
+from tests.helpers import Samples, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(180)]
+
+
+def fast_config() -> dict[str, Any]:
+    """The suite's short loopback timings (FAST_FLAGS), as `config` values."""
+    return dict(flag.removeprefix("--").split("=", 1) for flag in FAST_FLAGS)
+
+
+def trades_by_market_side(samples: Samples) -> dict[tuple[str, str], float]:
+    out: dict[tuple[str, str], float] = {}
+    for (name, labels), value in samples.items():
+        if name == "dydx_trades_total":
+            found = dict(labels)
+            out[found["market"], found["side"]] = value
+    return out
+
+
+async def test_two_shards_of_two_replicas_count_every_trade_once(
+    tmp_path, simulator_factory: SimulatorFactory, prometheus_factory: PrometheusFactory
+):
+    sim = await simulator_factory(markets=8)
+    values = {
+        "shards": 2,
+        "replicasPerShard": 2,
+        "serviceMonitor": {"enabled": True},
+        "prometheusRule": {"enabled": True},
+        "config": {**fast_config(), "dydx.ws-url": sim.ws_url, "dydx.rest-url": sim.base_url},
+    }
+    objects = render(values)
+    (monitor,) = of_kind(objects, "ServiceMonitor")
+    (endpoint,) = monitor["spec"]["endpoints"]
+    (service,) = of_kind(objects, "Service")
+    (rule,) = of_kind(objects, "PrometheusRule")
+    rules_file = tmp_path / "rules.yml"
+    rules_file.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}), encoding="utf-8")
+
+    async with contextlib.AsyncExitStack() as stack:
+        pods: dict[str, CliExporter] = {}
+        static_configs = []
+        for deployment in of_kind(objects, "Deployment"):
+            name = deployment["metadata"]["name"]
+            argv = [
+                "--web.listen-address=127.0.0.1:0" if arg.startswith("--web.listen-address=") else arg
+                for arg in materialize(objects, deployment, tmp_path / name)
+            ]
+            exporter = await CliExporter.start(sim, argv=argv)
+            stack.push_async_callback(exporter.stop)
+            pods[name] = exporter
+            pod_name = f"{name}-7d9f8c6b5-x{len(pods)}"
+            static_configs.append(
+                {
+                    "targets": [exporter.url.removeprefix("http://")],
+                    "labels": discovery_labels(deployment, service, pod_name, endpoint["port"]),
+                }
+            )
+        scrape_config = {
+            "job_name": f"serviceMonitor/{monitor['metadata']['namespace']}/{monitor['metadata']['name']}/0",
+            "metrics_path": endpoint["path"],
+            "static_configs": static_configs,
+            "relabel_configs": relabel_configs(endpoint),
+        }
+        prometheus = await prometheus_factory(scrape_configs=[scrape_config], rule_files=[rules_file])
+        await prometheus.wait_targets_up(job="dydx-exporter", timeout=60)
+
+        # The target labels of prometheus.yml, and nothing that keeps the replicas of a shard apart.
+        up = await prometheus.query('up{job="dydx-exporter"}')
+        shards_replicas = {(s["metric"]["shard"], s["metric"]["replica"]) for s in up}
+        assert shards_replicas == {("0/2", "a"), ("0/2", "b"), ("1/2", "a"), ("1/2", "b")}, up
+        for series in up:
+            assert "pod" not in series["metric"], series
+            assert series["metric"]["instance"].startswith(monitor["metadata"]["name"]), series
+
+        # With the simulator paused and every exporter drained, the fleet-wide recording rule counts each
+        # market's trades once: the max over the pair of the market's shard, not their sum.
+        await pause(sim)
+        per_pod = {
+            name: trades_by_market_side((await drained(p.metrics_url, sim, exact=False))[0])
+            for name, p in pods.items()
+        }
+        shard_of_pod = {
+            d["metadata"]["name"]: pod_labels(d)["dydx-exporter/shard"]
+            for d in of_kind(objects, "Deployment")
+        }
+        best: dict[tuple[str, str], float] = defaultdict(float)
+        shards_of_market: dict[str, set[str]] = defaultdict(set)
+        for name, counts in per_pod.items():
+            for (market, side), value in counts.items():
+                best[market, side] = max(best[market, side], value)
+                shards_of_market[market].add(shard_of_pod[name])
+        assert all(len(shards) == 1 for shards in shards_of_market.values()), shards_of_market
+        assert {s for shards in shards_of_market.values() for s in shards} == {"0-of-2", "1-of-2"}
+        want: dict[str, float] = defaultdict(float)
+        for (market, _), value in best.items():
+            want[market] += value
+        naive = sum(sum(counts.values()) for counts in per_pod.values())
+        assert sum(want.values()) > 0 and naive > sum(want.values())
+
+        async def fleet_matches() -> bool:
+            got = {
+                s["metric"]["market"]: float(s["value"][1])
+                for s in await prometheus.query("market:dydx_trades_total:sum")
+            }
+            return got == want
+
+        await wait_for(
+            fleet_matches,
+            timeout=30,
+            interval=0.5,
+            message="market:dydx_trades_total:sum == max of each pair",
+        )
