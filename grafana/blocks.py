@@ -77,6 +77,13 @@ def rate(metric: str, *matchers: str, fn: str = "rate") -> str:
     return f"{fn}({sel(metric, *matchers)}{RATE})"
 
 
+def exporters_only(expr: str) -> str:
+    """`expr` for the exporters among the selected targets. With All, $job matches every job of the
+    Prometheus (the simulator, Prometheus itself): their `up`, `scrape_*` and `process_*` series would
+    otherwise be drawn as the exporter's."""
+    return f"({expr}) and on (job, instance) {sel('dydx_exporter_build_info')}"
+
+
 def events(metric: str, *matchers: str, by: str, dedup: bool = False) -> str:
     """Whole events per bar: `metric`'s exact increase over each bar's own interval ($__interval).
 

@@ -56,7 +56,8 @@ CUSTOM_UNIT_PREFIXES = ("prefix:", "suffix:", "count:", "currency:", "si:")
 #: Series whose every value is a whole number (counts of things, heights, 0/1 states).
 INTEGER_METRICS = frozenset(
     {
-        "up", "ALERTS", "scrape_samples_scraped", "process_open_fds", "process_max_fds", "dydx_ready",
+        "up", "ALERTS", "dydx_exporter_build_info", "scrape_samples_scraped", "process_open_fds",
+        "process_max_fds", "dydx_ready",
         "dydx_component_up", "dydx_ws_connected", "dydx_subscriptions", "dydx_block_height",
         "dydx_orderbook_levels", "dydx_orderbook_crossed", "dydx_subaccount_open_positions",
         "dydx_subaccount_open_orders",

@@ -8,6 +8,7 @@ from grafana.blocks import (
     INTERNALS,
     PanelBuilder,
     Q,
+    exporters_only,
     graph,
     listing,
     new_dashboard,
@@ -25,7 +26,7 @@ def _scrape() -> list[PanelBuilder]:
             "How long Prometheus took to scrape /metrics, and how long the exporter took to render it.",
             "s",
             [
-                Q(sel("scrape_duration_seconds"), "{{instance}} scrape"),
+                Q(exporters_only(sel("scrape_duration_seconds")), "{{instance}} scrape"),
                 Q(sel("dydx_exporter_scrape_duration_seconds"), "{{instance}} render"),
             ],
             width=8,
@@ -41,7 +42,7 @@ def _scrape() -> list[PanelBuilder]:
             "Samples per scrape",
             "Samples Prometheus ingests per scrape of each exporter.",
             "none",
-            [Q(sel("scrape_samples_scraped"), "{{instance}}")],
+            [Q(exporters_only(sel("scrape_samples_scraped")), "{{instance}}")],
             width=8,
             integer=True,
         ),
@@ -54,21 +55,21 @@ def _process() -> list[PanelBuilder]:
             "CPU",
             "CPU time per second of wall time (100% = one full core).",
             "percentunit",
-            [Q(rate("process_cpu_seconds_total"), "{{instance}}")],
+            [Q(exporters_only(rate("process_cpu_seconds_total")), "{{instance}}")],
             width=8,
         ),
         graph(
             "Memory",
             "Resident memory of the exporter process.",
             "bytes",
-            [Q(sel("process_resident_memory_bytes"), "{{instance}}")],
+            [Q(exporters_only(sel("process_resident_memory_bytes")), "{{instance}}")],
             width=8,
         ),
         graph(
             "Open file descriptors",
             "File descriptors in use, sockets included (the limit is process_max_fds).",
             "none",
-            [Q(sel("process_open_fds"), "{{instance}} open")],
+            [Q(exporters_only(sel("process_open_fds")), "{{instance}} open")],
             width=8,
             integer=True,
         ),
@@ -95,7 +96,9 @@ def _process() -> list[PanelBuilder]:
             "cps",
             [
                 Q(
-                    f"sum by (instance, generation) ({rate('python_gc_collections_total')})",
+                    exporters_only(
+                        f"sum by (job, instance, generation) ({rate('python_gc_collections_total')})"
+                    ),
                     "{{instance}} gen {{generation}}",
                 )
             ],

@@ -12,6 +12,7 @@ from grafana.blocks import (
     Q,
     event_bars,
     events,
+    exporters_only,
     graph,
     listing,
     new_dashboard,
@@ -47,10 +48,11 @@ def _status_row() -> list[PanelBuilder]:
     return [
         single(
             "Exporters up",
-            "Targets Prometheus scrapes successfully (`up`), out of all selected.",
+            "Exporters Prometheus scrapes successfully (`up`; other jobs of the Prometheus left out).",
             "none",
-            Q(f"sum({sel('up')})"),
+            Q(f"count({exporters_only(sel('up') + ' == 1')})"),
             thresholds=((None, "red"), (1, "green")),
+            no_value="0",
             integer=True,
         ),
         single(
