@@ -4,6 +4,8 @@
 #   docker run --rm -p 9741:9741 dydx-exporter:0.1.0                      # against dYdX mainnet
 #   docker run --rm -p 3003:3003 dydx-exporter:0.1.0 simulate --web.listen-address 0.0.0.0:3003
 
+# The Python base. The suite (tests/deploy) builds on a Debian bookworm base with Debian's Python 3.11,
+# bootstrapped locally, because no registry is reachable there: `make image IMAGE_BUILD_ARGS=--build-arg ...`.
 ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
 
 # --- build: a self-contained virtualenv with the package and its pinned dependencies --------------------

@@ -179,10 +179,18 @@ def test_shards_times_replicas_pods_each_with_its_shard_flag_and_labels():
     assert len(set(names)) == 4 and all(len(n) <= 63 for n in names)
     (service,) = of_kind(objects, "Service")
     for deployment in deployments:
-        assert (
-            service["spec"]["selector"].items()
-            <= deployment["spec"]["template"]["metadata"]["labels"].items()
-        )
+        assert service["spec"]["selector"].items() <= pod_labels(deployment).items()
+    # A drain takes one replica of a shard at a time: each budget selects exactly its shard's pair.
+    budgets = of_kind(objects, "PodDisruptionBudget")
+    assert len(budgets) == 2
+    for budget in budgets:
+        assert budget["spec"]["maxUnavailable"] == 1
+        selector = budget["spec"]["selector"]["matchLabels"].items()
+        pair = {
+            pod_labels(d)["dydx-exporter/shard"] for d in deployments if selector <= pod_labels(d).items()
+        }
+        assert len(pair) == 1 and sum(selector <= pod_labels(d).items() for d in deployments) == 2
+    assert not of_kind(render({}), "PodDisruptionBudget"), "no budget for a single replica"
 
 
 def test_the_service_monitor_selects_the_service_and_its_relabelings_are_valid_prometheus(tmp_path):
