@@ -24,7 +24,7 @@ def _simulate(argv: list[str]) -> int:
 
 
 def _record(argv: list[str]) -> int:
-    from exporter.simulator.capture import record_main
+    from exporter.simulator.recorder import record_main
 
     return record_main(argv)
 

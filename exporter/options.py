@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from exporter.protocol import channels as ch
 
@@ -203,6 +204,7 @@ class Option:
     parse: Callable[[object], Any] = parse_str
     dest: str | tuple[str, ...] = ""
     env_prefix: str = "DYDX_EXPORTER_"
+    short: str = ""  # a one-letter alias (`-o`)
 
     @property
     def env(self) -> str:
@@ -258,6 +260,7 @@ def build_parser(
         where = f"default {_shown(opt.default)}" + (f"; env {opt.env}" if with_env else "")
         parser.add_argument(
             f"--{opt.flag}",
+            *([f"-{opt.short}"] if opt.short else []),
             dest=opt.flag,
             default=argparse.SUPPRESS,
             help=f"{_escape(opt.help)} ({where})",
@@ -308,3 +311,18 @@ def parse_values(options: Sequence[Option], raw: RawValues) -> dict[str, Any]:
         else:
             values[opt.dest or opt.flag] = parsed
     return values
+
+
+T = TypeVar("T")
+
+
+def parse_command_line(prog: str, build: Callable[[], T]) -> T | int:
+    """`build()` (which parses the command line), or the exit status when there is nothing to run: 0 after
+    --help or --version, 2 after printing `PROG: error: <what is wrong>` for a bad flag or value."""
+    try:
+        return build()
+    except SystemExit as done:  # --help and --version
+        return done.code if isinstance(done.code, int) else 0
+    except ConfigError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2

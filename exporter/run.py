@@ -13,21 +13,19 @@ import sys
 from collections.abc import Sequence
 
 from exporter import logs
-from exporter.config import ConfigError, Settings
+from exporter.config import Settings
 from exporter.lifecycle import StopSignals
 from exporter.logs import get_logger
+from exporter.options import parse_command_line
 
 log = get_logger(__name__)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        settings = Settings.from_sources(list(sys.argv[1:] if argv is None else argv), os.environ)
-    except SystemExit as done:  # --help and --version
-        return done.code if isinstance(done.code, int) else 0
-    except ConfigError as exc:
-        print(f"dydx-exporter: error: {exc}", file=sys.stderr)
-        return 2
+    args = list(sys.argv[1:] if argv is None else argv)
+    settings = parse_command_line("dydx-exporter", lambda: Settings.from_sources(args, os.environ))
+    if isinstance(settings, int):
+        return settings
     logs.configure(settings.log_level, settings.log_format)  # type: ignore[arg-type]
     try:
         return asyncio.run(serve(settings))

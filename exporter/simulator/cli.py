@@ -193,7 +193,7 @@ def source_from_args(args: argparse.Namespace) -> SourceFactory | None:
     """The replay source when --replay is given; None means the synthetic market."""
     if args.replay is None:
         return None
-    from exporter.simulator.capture import replay_source
+    from exporter.simulator.replay import replay_source
 
     # Reads the header now: a file that is not a capture fails here, naming the file.
     return replay_source(args.replay, speed=args.speed, loop=args.replay_loop, retime=args.replay_retime)

@@ -12,8 +12,15 @@ from pathlib import Path
 
 import pytest
 
+from exporter.config import NETWORKS, OPTIONS, Settings
 from exporter.protocol import channels as ch
-from exporter.simulator.capture import FrameRecord, LinkEvent, Trailer, read_header, read_records, record_main
+from exporter.simulator.capture import FrameRecord, LinkEvent, Trailer, read_header, read_records
+from exporter.simulator.recorder import (
+    EXPORTER_FLAGS,
+    build_record_parser,
+    record_config_from_argv,
+    record_main,
+)
 from exporter.simulator.server import Simulator
 from tests.capture.expect import frames
 from tests.data.make_capture import record_simulator
@@ -161,19 +168,52 @@ async def test_record_cli_exits_1_when_nothing_can_be_recorded(tmp_path: Path) -
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ([], "--output"),
-        (["--output", "x.gz", "--markets", "btc"], "--markets: btc is not a ticker"),
-        (["--output", "x.gz", "--channels", "v4_nope"], "--channels: unknown channel 'v4_nope'"),
-        (["--output", "x.gz", "--channels", "v4_candles"], "--candles.resolutions"),
-        (["--output", "x.gz", "--duration", "soon"], "--duration"),
-        (["--output", "x.gz", "--dydx.ws-url", "http://x"], "--dydx.ws-url must start with ws://"),
-        (["--output", "x.gz", "--dydx.network", "devnet"], "--dydx.network"),
+        ([], "--output: the capture file to write is required"),
+        (["-o", "x.gz", "--markets", "btc"], "--markets: btc is not a ticker such as BTC-USD"),
+        (["-o", "x.gz", "--channels", "v4_nope"], "--channels: unknown channel 'v4_nope'"),
+        (["-o", "x.gz", "--channels", "v4_candles"], "--candles.resolutions: v4_candles is in --channels"),
+        (["-o", "x.gz", "--duration", "soon"], "--duration: expected a duration such as 5s or 500ms"),
+        (["-o", "x.gz", "--duration", "0"], "--duration: duration must be greater than zero"),
+        (["-o", "x.gz", "--dydx.ws-url", "http://x"], "--dydx.ws-url: must start with ws:// or wss://"),
+        (["-o", "x.gz", "--dydx.network", "devnet"], "--dydx.network: must be one of mainnet, testnet"),
+        (["-o", "x.gz", "--feed.subscribe-rate", "0"], "--feed.subscribe-rate: expected a positive number"),
+        (["-o", "x.gz", "--feed.batched"], "unrecognized arguments: --feed.batched"),
     ],
 )
 def test_record_cli_refuses_bad_flags_with_a_reason(
     args: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        record_main(args)
-    assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
+    """The exporter's own wording (one parser for both): the flag once, the reason, where it came from."""
+    assert record_main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"dydx-exporter record: error: {message}"), err
+    assert err.count("\n") == 1, "one line, no usage dump"
+
+
+def test_record_flags_are_the_exporters_own() -> None:
+    """The shared flags parse into the exporter's Settings (defaults too), and --dydx.rest-url follows
+    --dydx.ws-url's host unless given."""
+    config = record_config_from_argv(
+        [
+            "-o",
+            "c.gz",
+            "--dydx.ws-url",
+            "ws://127.0.0.1:3003/v4/ws",
+            "--markets",
+            "BTC-USD",
+            "--duration",
+            "90s",
+        ]
+    )
+    exporter = Settings.from_sources(
+        ["--dydx.ws-url", "ws://127.0.0.1:3003/v4/ws", "--markets", "BTC-USD"], {}
+    )
+    assert config.settings.feed.ws_url == exporter.feed.ws_url and config.settings.markets == ("BTC-USD",)
+    assert config.settings.feed.rest_url == "http://127.0.0.1:3003" and config.duration == 90.0
+    assert config.settings.channels == exporter.channels and config.output == Path("c.gz")
+    testnet = record_config_from_argv(["--output", "c.gz", "--dydx.network", "testnet"])
+    assert testnet.settings.feed.rest_url == NETWORKS["testnet"][1] and testnet.duration is None
+    help_text = build_record_parser().format_help()
+    for option in OPTIONS:
+        if option.flag in EXPORTER_FLAGS:
+            assert option.help.split()[0] in help_text

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from exporter.protocol import channels as ch
-from exporter.simulator.capture import ReplaySource, replay_source
+from exporter.simulator.replay import ReplaySource, replay_source
 from exporter.simulator.server import Simulator
 from tests.capture.expect import SHIPPED, first_snapshots, frames, recorded_updates
 from tests.data.make_capture import record_simulator

@@ -18,11 +18,11 @@ from exporter.simulator.capture import (
     CaptureWriter,
     FrameRecord,
     LinkEvent,
-    ReplaySource,
     Trailer,
     read_header,
     read_records,
 )
+from exporter.simulator.replay import ReplaySource
 from tests.capture.expect import (
     SHIPPED,
     SHIPPED_TRUTH,

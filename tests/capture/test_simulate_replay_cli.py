@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 
 from exporter.protocol import channels as ch
-from exporter.simulator.capture import ReplaySource
 from exporter.simulator.cli import build_parser, source_from_args
+from exporter.simulator.replay import ReplaySource
 from tests.capture.expect import SHIPPED, RecordingPublisher, first_snapshots, recorded_updates
 from tests.fixtures.simulator import simulator_ws_url, start_simulator_process
 from tests.helpers import LoggedProcess, kill_if_running, wait_for

@@ -17,9 +17,10 @@ from typing import Any
 
 import orjson
 
+from exporter.config import Settings
 from exporter.protocol import channels as ch
 from exporter.simulator import faults
-from exporter.simulator.capture import RecordConfig, Recorder
+from exporter.simulator.recorder import RecordConfig, Recorder
 from exporter.simulator.server import Simulator, SimulatorConfig
 from tests.helpers import wait_for
 
@@ -57,13 +58,14 @@ async def record_simulator(
     recorder = Recorder(
         RecordConfig(
             output=path,
-            ws_url=sim.ws_url,
-            rest_url=sim.base_url,
-            network="simulator",
-            markets=markets,
-            channels=CHANNELS,
-            candle_resolutions=RESOLUTIONS,
-            subscribe_rate=200.0,
+            settings=Settings.for_simulator(
+                sim,
+                network="simulator",
+                markets=markets,
+                channels=CHANNELS,
+                candle_resolutions=RESOLUTIONS,
+                subscribe_rate=200.0,
+            ),
         )
     )
     await recorder.start()
