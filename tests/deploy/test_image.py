@@ -29,7 +29,7 @@ import pytest
 from exporter.simulator.server import Simulator
 from tests.fixtures.simulator import SimulatorFactory
 from tests.groundtruth.support import exporter_argv, pause, wait_equal
-from tests.helpers import free_port, wait_for
+from tests.helpers import ConditionTimeout, free_port, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 SETUP = Path(__file__).with_name("podman-setup.sh")
@@ -100,6 +100,19 @@ async def http_status(url: str) -> int:
         return 0
 
 
+async def wait_ready(url: str, container: str) -> None:
+    """/readyz answers 200 within a minute; otherwise fail showing the container's log."""
+
+    async def ready() -> bool:
+        return await http_status(url + "/readyz") == 200
+
+    try:
+        await wait_for(ready, timeout=60, interval=0.2, message="/readyz answers 200")
+    except ConditionTimeout as exc:
+        logs = await podman("logs", container, check=False)
+        raise AssertionError(f"{exc}\n{logs.stdout[-3000:]}{logs.stderr[-3000:]}") from None
+
+
 async def test_the_image_runs_read_only_as_10001_exports_the_truth_and_stops_on_sigterm(
     image: Built, simulator_factory: SimulatorFactory
 ):
@@ -115,7 +128,7 @@ async def test_the_image_runs_read_only_as_10001_exports_the_truth_and_stops_on_
         image.image, *exporter_argv(sim, f"--web.listen-address=127.0.0.1:{port}"),
     )  # fmt: skip
     try:
-        await wait_for(lambda: _ready(url), timeout=60, interval=0.2, message="/readyz answers 200")
+        await wait_ready(url, name)
 
         # Who it runs as, seen from the host (no user namespace): the image's USER, not root.
         pid = (await podman("inspect", "--format", "{{.State.Pid}}", name)).stdout.strip()
@@ -164,10 +177,6 @@ async def test_the_image_runs_read_only_as_10001_exports_the_truth_and_stops_on_
         f"README says {stated.group(1)} MB, the image is {size_mb:.0f} MB "
         f"(built in {image.build_seconds:.0f} s)"
     )
-
-
-async def _ready(url: str) -> bool:
-    return await http_status(url + "/readyz") == 200
 
 
 def test_the_dockerfile_is_clean_under_hadolint():
