@@ -15,12 +15,25 @@ import math
 import random
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 from exporter.protocol import channels as ch
 from exporter.simulator import formats
 from exporter.simulator.catalog import DEFAULT_MARKET_COUNT, REAL_MARKETS
+from exporter.simulator.shapes import (
+    CANDLE_HISTORY,
+    Candle,
+    Market,
+    Subaccount,
+    candle_contents,
+    market_object,
+    parent_subaccount_snapshot,
+    price_decimals_for,
+    size_decimals_for,
+    subaccount_snapshot,
+    uuid4,
+)
 from exporter.simulator.source import Publisher, valid_market_subscription
 
 #: Baseline activity at rate 1.0, across all markets.
@@ -29,9 +42,6 @@ TRADES_PER_S: Final = 25.0
 MIN_LEVELS: Final = 105
 MAX_LEVELS: Final = 160
 INITIAL_LEVELS: Final = 130
-#: History kept for snapshots and REST, compactly (a long run must not grow without bound).
-TRADE_HISTORY: Final = 1000
-CANDLE_HISTORY: Final = 500
 MAX_TICK_S: Final = 0.05
 BECH32: Final = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
 #: Chance of each of ch.TRADE_TYPES, in its order.
@@ -46,98 +56,6 @@ class MarketConfig:
     rate: float = 1.0
     trading_interval: float = ch.TRADING_DIFF_INTERVAL_S
     subaccounts: int = 1
-
-
-@dataclass(slots=True)
-class Candle:
-    started_at: float
-    open: float
-    high: float
-    low: float
-    close: float
-    base_volume: float = 0.0
-    usd_volume: float = 0.0
-    trades: int = 0
-    starting_oi: float = 0.0
-    mid_open: str | None = None
-    mid_close: str | None = None
-
-
-@dataclass(slots=True)
-class Market:
-    ticker: str
-    clob_pair_id: int
-    price: float
-    price_decimals: int
-    size_decimals: int
-    weight: float
-    bids: dict[int, int] = field(default_factory=dict)
-    asks: dict[int, int] = field(default_factory=dict)
-    best_bid: int | None = None
-    best_ask: int | None = None
-    ghost_bid: int | None = None
-    status: str = "ACTIVE"
-    open_interest: float = 0.0
-    volume_24h: float = 0.0
-    trades_24h: int = 0
-    price_change_24h: float = 0.0
-    next_funding_rate: float = 0.0
-    #: (id, side, size, price, type, createdAt, createdAtHeight), oldest first.
-    trades: deque[tuple[str, str, str, str, str, str, int]] = field(
-        default_factory=lambda: deque(maxlen=TRADE_HISTORY)
-    )
-    candles: dict[str, Candle] = field(default_factory=dict)
-    candle_history: dict[str, deque[Candle]] = field(default_factory=dict)
-
-    @property
-    def tick_size(self) -> str:
-        return formats.fixed(1, self.price_decimals)
-
-    @property
-    def step_size(self) -> str:
-        return formats.fixed(1, self.size_decimals)
-
-    def mid_ticks(self) -> int:
-        return round(self.price * 10.0**self.price_decimals)
-
-    def fmt_price(self, ticks: int) -> str:
-        return formats.fixed(ticks, self.price_decimals)
-
-    def fmt_size(self, steps: int) -> str:
-        return formats.fixed(steps, self.size_decimals)
-
-    def oracle_price(self) -> str:
-        return formats.decimal(self.price, self.price_decimals + 2)
-
-    def book_mid(self) -> str | None:
-        if self.best_bid is None or self.best_ask is None:
-            return None
-        return formats.decimal(
-            (self.best_bid + self.best_ask) / 2 / 10**self.price_decimals, self.price_decimals + 1
-        )
-
-
-@dataclass(slots=True)
-class Subaccount:
-    address: str
-    number: int
-    equity: float
-    subaccount_id: str
-    orders: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=20))
-
-
-def _uuid(rng: random.Random) -> str:
-    return "-".join(f"{rng.getrandbits(4 * n):0{n}x}" for n in (8, 4, 4, 4, 12))
-
-
-def price_decimals_for(price: float) -> int:
-    """Tick size ≈ 1e-4 of the price, a power of ten (BTC 1, ETH 0.1, SOL 0.01, DOGE 0.00001)."""
-    return max(0, math.ceil(-math.log10(price * 1e-4)))
-
-
-def size_decimals_for(price: float) -> int:
-    """Step size worth about 1..10 quote units (BTC 0.0001, ETH 0.001; negative means whole tens)."""
-    return math.ceil(math.log10(price)) - 1
 
 
 class MarketModel:
@@ -213,7 +131,7 @@ class MarketModel:
         rng = random.Random(f"{self.config.seed}-subaccount-{index}")
         address = "dydx1" + "".join(rng.choice(BECH32) for _ in range(38))
         return Subaccount(
-            address=address, number=0, equity=round(rng.uniform(1e3, 1e6), 2), subaccount_id=_uuid(rng)
+            address=address, number=0, equity=round(rng.uniform(1e3, 1e6), 2), subaccount_id=uuid4(rng)
         )
 
     def _reweight(self) -> None:
@@ -436,29 +354,11 @@ class MarketModel:
                 m.candles[resolution] = self._new_candle(m, started, old.close)
                 self._publish_candle(m, resolution)
 
-    def _candle_contents(self, m: Market, resolution: str, c: Candle) -> dict[str, Any]:
-        d = m.price_decimals
-        return {
-            "startedAt": formats.iso_ms(c.started_at),
-            "ticker": m.ticker,
-            "resolution": resolution,
-            "low": formats.decimal(c.low, d),
-            "high": formats.decimal(c.high, d),
-            "open": formats.decimal(c.open, d),
-            "close": formats.decimal(c.close, d),
-            "baseTokenVolume": formats.decimal(c.base_volume, max(m.size_decimals, 0)),
-            "usdVolume": formats.decimal(c.usd_volume, 6),
-            "trades": c.trades,
-            "startingOpenInterest": formats.decimal(c.starting_oi, max(m.size_decimals, 0)),
-            "orderbookMidPriceOpen": c.mid_open,
-            "orderbookMidPriceClose": c.mid_close,
-        }
-
     def _publish_candle(self, m: Market, resolution: str) -> None:
         candle = m.candles.get(resolution)
         if candle is not None:
             self._pub.publish(
-                ch.CANDLES, ch.candle_id(m.ticker, resolution), self._candle_contents(m, resolution, candle)
+                ch.CANDLES, ch.candle_id(m.ticker, resolution), candle_contents(m, resolution, candle)
             )
 
     # ---- trading diffs, subaccounts ----
@@ -489,7 +389,7 @@ class MarketModel:
                 continue
             m = self.markets[self._order[min(len(self._order) - 1, int(rng.expovariate(0.3)))]]
             order = {
-                "id": _uuid(rng),
+                "id": uuid4(rng),
                 "subaccountId": sub.subaccount_id,
                 "clientId": str(rng.randrange(2**31)),
                 "clobPairId": str(m.clob_pair_id),
@@ -549,81 +449,17 @@ class MarketModel:
             return {"candles": self.rest_candles(ticker, resolution)}
         if channel == ch.SUBACCOUNTS:
             sub = self._subaccounts_by_id.get(key)
-            return self._subaccount_snapshot(sub) if sub else {}
+            return subaccount_snapshot(sub, self.block_height) if sub else {}
         address, _, parent = key.rpartition("/")
         children = [s for s in self.subaccounts if s.address == address and s.number % 128 == int(parent)]
-        if not children:
-            return {}
-        return {
-            "subaccount": {
-                "address": address,
-                "parentSubaccountNumber": int(parent),
-                "equity": formats.decimal(sum(s.equity for s in children), 6),
-                "freeCollateral": formats.decimal(sum(s.equity for s in children) * 0.8, 6),
-                "childSubaccounts": [self._subaccount_snapshot(s)["subaccount"] for s in children],
-            },
-            "orders": [o for s in children for o in s.orders if o["status"] == "OPEN"],
-            "blockHeight": str(self.block_height),
-        }
-
-    def _subaccount_snapshot(self, sub: Subaccount) -> dict[str, Any]:
-        return {
-            "subaccount": {
-                "address": sub.address,
-                "subaccountNumber": sub.number,
-                "equity": formats.decimal(sub.equity, 6),
-                "freeCollateral": formats.decimal(sub.equity * 0.8, 6),
-                "openPerpetualPositions": {},
-                "assetPositions": {
-                    "USDC": {
-                        "symbol": "USDC",
-                        "side": "LONG",
-                        "size": formats.decimal(sub.equity, 6),
-                        "assetId": "0",
-                        "subaccountNumber": sub.number,
-                    }
-                },
-                "marginEnabled": True,
-                "updatedAtHeight": str(self.block_height),
-                "latestProcessedBlockHeight": str(self.block_height),
-            },
-            "orders": [o for o in sub.orders if o["status"] == "OPEN"],
-            "blockHeight": str(self.block_height),
-        }
-
-    def market_object(self, m: Market) -> dict[str, Any]:
-        """The REST perpetualMarkets object, in comlink's key order."""
-        return {
-            "clobPairId": str(m.clob_pair_id),
-            "ticker": m.ticker,
-            "status": m.status,
-            "oraclePrice": m.oracle_price(),
-            "priceChange24H": formats.decimal(m.price_change_24h, m.price_decimals),
-            "volume24H": formats.decimal(m.volume_24h, 2),
-            "trades24H": m.trades_24h,
-            "nextFundingRate": formats.decimal(m.next_funding_rate, 10),
-            "initialMarginFraction": "0.05" if m.weight > 0.3 else "0.1",
-            "maintenanceMarginFraction": "0.03" if m.weight > 0.3 else "0.05",
-            "openInterest": formats.decimal(m.open_interest, max(m.size_decimals, 0)),
-            "atomicResolution": -(m.size_decimals + 6),
-            "quantumConversionExponent": -9,
-            "tickSize": m.tick_size,
-            "stepSize": m.step_size,
-            "stepBaseQuantums": 1_000_000,
-            "subticksPerTick": 100_000,
-            "marketType": "CROSS" if m.weight > 0.05 else "ISOLATED",
-            "openInterestLowerCap": "0",
-            "openInterestUpperCap": "0",
-            "baseOpenInterest": formats.decimal(m.open_interest, max(m.size_decimals, 0)),
-            "defaultFundingRate1H": "0",
-        }
+        return parent_subaccount_snapshot(address, int(parent), children, self.block_height)
 
     def rest_markets(self, ticker: str | None, limit: int) -> Mapping[str, Any] | None:
         if ticker is not None:
             m = self.markets.get(ticker)
-            return None if m is None else {"markets": {ticker: self.market_object(m)}}
+            return None if m is None else {"markets": {ticker: market_object(m)}}
         chosen = itertools.islice(self.markets.values(), limit)
-        return {"markets": {m.ticker: self.market_object(m) for m in chosen}}
+        return {"markets": {m.ticker: market_object(m) for m in chosen}}
 
     def rest_orderbook(self, ticker: str) -> Mapping[str, Any] | None:
         m = self.markets.get(ticker)
@@ -655,7 +491,7 @@ class MarketModel:
         if m is None:
             return None
         history = [*m.candle_history.get(resolution, ()), *filter(None, [m.candles.get(resolution)])]
-        return [self._candle_contents(m, resolution, c) for c in reversed(history)]
+        return [candle_contents(m, resolution, c) for c in reversed(history)]
 
     # ---- control ----
     def list_market(self, ticker: str, price: float | None) -> dict[str, Any]:
@@ -669,7 +505,7 @@ class MarketModel:
         if self._time_set:
             self._open_candles(m, self.block_at)
         self._reweight()
-        obj = self.market_object(m)
+        obj = market_object(m)
         full = {
             "id": str(m.clob_pair_id),
             "clobPairId": str(m.clob_pair_id),
