@@ -14,6 +14,7 @@ import helm_python
 import yaml
 
 from deploy.helm import generate
+from tests.groundtruth.support import FAST_FLAGS
 
 CHART = generate.CHART
 VALUES_FILES = {path.name: path for path in sorted((CHART / "ci").glob("*.yaml"))}
@@ -23,6 +24,11 @@ CONTAINER_CONFIG = "/etc/dydx-exporter/config/config.yaml"
 CONTAINER_WEB = "/etc/dydx-exporter/web/"
 
 Object = dict[str, Any]
+
+
+def fast_config() -> dict[str, Any]:
+    """The suite's short loopback timings (tests.groundtruth.support.FAST_FLAGS) as `config` values."""
+    return dict(flag.removeprefix("--").split("=", 1) for flag in FAST_FLAGS)
 
 
 def load_values(name: str) -> dict[str, Any]:

@@ -12,23 +12,25 @@ from __future__ import annotations
 
 import contextlib
 from collections import defaultdict
-from typing import Any
 
 import pytest
 import yaml
 
-from tests.deploy.chart import discovery_labels, materialize, of_kind, pod_labels, relabel_configs, render
+from tests.deploy.chart import (
+    discovery_labels,
+    fast_config,
+    materialize,
+    of_kind,
+    pod_labels,
+    relabel_configs,
+    render,
+)
 from tests.fixtures.prom import PrometheusFactory
 from tests.fixtures.simulator import SimulatorFactory
-from tests.groundtruth.support import FAST_FLAGS, CliExporter, drained, pause
+from tests.groundtruth.support import CliExporter, drained, pause
 from tests.helpers import Samples, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(180)]
-
-
-def fast_config() -> dict[str, Any]:
-    """The suite's short loopback timings (FAST_FLAGS), as `config` values."""
-    return dict(flag.removeprefix("--").split("=", 1) for flag in FAST_FLAGS)
 
 
 def trades_by_market_side(samples: Samples) -> dict[tuple[str, str], float]:
