@@ -5,18 +5,24 @@ Each of the four rendered Deployments becomes a real `dydx-exporter` process wit
 ConfigMap's --config.file (only the listen address moves to a free loopback port), against one simulator.
 A real Prometheus scrapes them with the ServiceMonitor's relabelings applied to the labels Kubernetes
 discovery and the operator would give each pod (the operator's `pod` label included), and evaluates the
-rendered PrometheusRule. About 15 s.
+rendered PrometheusRule. Then one exporter behind the chart's web config Secret, probed as the rendered
+probes say and scraped as the ServiceMonitor would. About 20 s for both.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import ssl
 from collections import defaultdict
 
+import aiohttp
+import bcrypt
 import pytest
 import yaml
 
 from tests.deploy.chart import (
+    container,
     discovery_labels,
     fast_config,
     materialize,
@@ -29,6 +35,7 @@ from tests.fixtures.prom import PrometheusFactory
 from tests.fixtures.simulator import SimulatorFactory
 from tests.groundtruth.support import CliExporter, drained, pause
 from tests.helpers import Samples, wait_for
+from tests.stack.certs import CertificateAuthority
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -135,3 +142,71 @@ async def test_two_shards_of_two_replicas_count_every_trade_once(
             interval=0.5,
             message="market:dydx_trades_total:sum == max of each pair",
         )
+
+
+async def test_the_probes_and_the_scrape_as_rendered_pass_tls_and_basic_auth(tmp_path, simulator_factory):
+    """An exporter behind the chart's web config Secret (TLS and basic auth): the kubelet's probes as
+    rendered (HTTPS, certificate not verified, the configured header) pass, a request without credentials
+    gets 401, and Prometheus's scrape with the CA and its own user gets /metrics."""
+    sim = await simulator_factory(markets=3)
+    ca = CertificateAuthority.create(tmp_path, "test-ca")
+    server = ca.issue(tmp_path, "dydx-exporter", server=True, sans=("127.0.0.1",))
+    users = {"probe": "probe-secret", "prometheus": "scrape-secret"}
+    values = {
+        "config": {**fast_config(), "dydx.ws-url": sim.ws_url, "dydx.rest-url": sim.base_url},
+        "webConfig": {
+            "enabled": True,
+            "config": {
+                "tls_server_config": {"cert_file": "tls.crt", "key_file": "tls.key"},
+                "basic_auth_users": {
+                    user: bcrypt.hashpw(password.encode(), bcrypt.gensalt(4)).decode()
+                    for user, password in users.items()
+                },
+            },
+            "files": {"tls.crt": server.cert_file.read_text(), "tls.key": server.key_file.read_text()},
+        },
+        "probes": {"httpHeaders": [{"name": "Authorization", "value": basic("probe", users["probe"])}]},
+    }
+    objects = render(values)
+    (deployment,) = of_kind(objects, "Deployment")
+    box = container(deployment)
+    argv = [
+        "--web.listen-address=127.0.0.1:0" if arg.startswith("--web.listen-address=") else arg
+        for arg in materialize(objects, deployment, tmp_path / "pod")
+    ]
+    exporter = await CliExporter.start(sim, argv=argv)
+    try:
+        port = exporter.url.rsplit(":", 1)[1]
+        kubelet = ssl.create_default_context()
+        kubelet.check_hostname, kubelet.verify_mode = False, ssl.CERT_NONE
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+
+            async def probe(name: str) -> int:
+                spec = box[name]["httpGet"]
+                url = f"{spec['scheme'].lower()}://127.0.0.1:{port}{spec['path']}"
+                headers = {h["name"]: h["value"] for h in spec.get("httpHeaders", [])}
+                async with session.get(url, headers=headers, ssl=kubelet) as response:
+                    return response.status
+
+            assert await probe("livenessProbe") == 200
+
+            async def ready() -> bool:
+                return await probe("readinessProbe") == 200
+
+            await wait_for(ready, timeout=30, message="the readiness probe answers 200")
+            async with session.get(f"https://127.0.0.1:{port}/healthz", ssl=kubelet) as response:
+                assert response.status == 401
+
+            scraper = ssl.create_default_context(cafile=str(ca.cert_file))
+            auth = {"Authorization": basic("prometheus", users["prometheus"])}
+            async with session.get(
+                f"https://127.0.0.1:{port}/metrics", headers=auth, ssl=scraper
+            ) as response:
+                assert response.status == 200
+                assert "dydx_ws_connected" in await response.text()
+    finally:
+        await exporter.stop()
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
