@@ -1,202 +1,198 @@
 """`dydx-exporter simulate [flags]`: the embedded indexer simulator as a process.
 
-SIGINT / SIGTERM stop it cleanly: every client is closed with 1012 ("Service restarting").
+Its flags are option rows (exporter.options), parsed and worded as the exporter's are; each default is the
+`SimulatorConfig` default, so it is written once. SIGINT / SIGTERM stop it cleanly: every client is closed
+with 1012 ("Service restarting").
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
+import dataclasses
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
 
-from exporter import logs
-from exporter.config import parse_listen_address
+from exporter import logs, options
+from exporter.config import OPTIONS_BY_FLAG
 from exporter.lifecycle import StopSignals
+from exporter.options import (
+    ConfigError,
+    Option,
+    parse_bool,
+    parse_int,
+    parse_listen_address,
+    parse_non_negative_float,
+    parse_non_negative_int,
+    parse_positive_float,
+    parse_positive_int,
+    parse_str,
+)
 from exporter.protocol import channels as ch
-from exporter.simulator.catalog import DEFAULT_MARKET_COUNT
 from exporter.simulator.server import Simulator, SimulatorConfig, SourceFactory
 
-DEFAULT_LISTEN = "127.0.0.1:3003"
+PROG: Final = "dydx-exporter simulate"
+_DEFAULTS: Final = SimulatorConfig()
+DEFAULT_LISTEN: Final = f"{_DEFAULTS.host}:{_DEFAULTS.port}"
 
 
-def listen_address_arg(value: str) -> tuple[str, int]:
-    try:
-        return parse_listen_address(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--web.listen-address must be HOST:PORT, not {value!r}") from None
-
-
-def parse_markets(value: str) -> int | tuple[str, ...]:
-    if value.isdigit():
-        if int(value) < 1:
-            raise argparse.ArgumentTypeError("--markets must be >= 1")
-        return int(value)
-    tickers = tuple(t.strip().upper() for t in value.split(",") if t.strip())
+def parse_markets(value: object) -> int | tuple[str, ...]:
+    """A count (real tickers first) or a comma-separated list of tickers."""
+    text = parse_str(value)
+    if text.isascii() and text.isdigit():
+        if int(text) < 1:
+            raise ValueError(f"expected a count >= 1 or a list like BTC-USD,ETH-USD, not {text!r}")
+        return int(text)
+    tickers = tuple(t.strip().upper() for t in text.split(",") if t.strip())
     bad = [t for t in tickers if not ch.TICKER_RE.match(t)]
     if not tickers or bad:
-        raise argparse.ArgumentTypeError(
-            f"--markets must be a count or a list like BTC-USD,ETH-USD; bad: {bad}"
-        )
+        raise ValueError(f"expected a count or a list like BTC-USD,ETH-USD, not {text!r}")
+    twice = sorted({t for t in tickers if tickers.count(t) > 1})
+    if twice:
+        raise ValueError(f"{', '.join(twice)} listed twice")
     return tickers
 
 
-def _positive(name: str, allow_zero: bool = False) -> Callable[[str], float]:
-    def parse(value: str) -> float:
-        try:
-            number = float(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a number, not {value!r}") from None
-        if number < 0 or (number == 0 and not allow_zero):
-            raise argparse.ArgumentTypeError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, not {value}")
-        return number
-
-    return parse
+def parse_speed(value: object) -> float:
+    """A number >= 0, or `max` (= 0, as fast as possible)."""
+    return 0.0 if parse_str(value).lower() == "max" else parse_non_negative_float(value)
 
 
-def _replay_speed(value: str) -> float:
-    """--speed: a number >= 0, or `max` (= 0, as fast as possible)."""
-    return 0.0 if value.strip().lower() == "max" else _positive("--speed", allow_zero=True)(value)
+def _sim(flag: str, dest: str, help: str, parse: Any) -> Option:
+    """A row whose default is SimulatorConfig's."""
+    return Option(flag, getattr(_DEFAULTS, dest), help, parse, dest)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="dydx-exporter simulate",
+SIMULATOR_OPTIONS: Final = (
+    Option(
+        "web.listen-address",
+        DEFAULT_LISTEN,
+        "HOST:PORT (or :PORT, every interface) to serve everything on; port 0 picks a free one",
+        parse_listen_address,
+        ("host", "port"),
+    ),
+    _sim("seed", "seed", "seed of the synthetic market: the same seed gives the same events", parse_int),
+    _sim("markets", "markets", "market count (real tickers first) or a comma-separated list", parse_markets),
+    _sim("block-time", "block_time", "seconds per block", parse_positive_float),
+    _sim(
+        "rate",
+        "rate",
+        "activity multiplier; 1 ≈ 400 orderbook updates/s and 25 trades/s in total",
+        parse_non_negative_float,
+    ),
+    _sim("paused", "paused", "start with market events paused (POST /control/resume)", parse_bool),
+    _sim(
+        "ping-interval",
+        "ping_interval",
+        "seconds between protocol pings to each client",
+        parse_positive_float,
+    ),
+    _sim(
+        "pong-timeout",
+        "pong_timeout",
+        "close 1011 when a ping is not answered within this many seconds",
+        parse_positive_float,
+    ),
+    _sim(
+        "snapshot-delay",
+        "snapshot_delay",
+        "seconds a subscription's snapshot fetch takes",
+        parse_non_negative_float,
+    ),
+    _sim(
+        "batch-interval",
+        "batch_interval",
+        "flush period of batched subscriptions, seconds",
+        parse_positive_float,
+    ),
+    _sim(
+        "trading-interval",
+        "trading_interval",
+        "seconds between v4_markets trading diffs",
+        parse_positive_float,
+    ),
+    _sim("subaccounts", "subaccounts", "synthetic subaccounts", parse_non_negative_int),
+    _sim(
+        "send-buffer",
+        "send_buffer_bytes",
+        "bytes queued for one client before it is cut off as a slow consumer",
+        parse_positive_int,
+    ),
+    _sim(
+        "rest.rate-limit",
+        "rest_rate_limit",
+        "REST requests allowed per 10 s per client IP, then 429 (comlink's default is 100; 0 = off)",
+        parse_non_negative_int,
+    ),
+    _sim(
+        "control.allow-remote",
+        "allow_remote_control",
+        "let non-loopback clients use /control/ (otherwise 403)",
+        parse_bool,
+    ),
+    Option("replay", "", "serve a capture made by `dydx-exporter record` instead of the synthetic market"),
+    Option("speed", "1", "replay pace multiplier (0 or max = as fast as possible)", parse_speed),
+    Option("replay.loop", False, "start the capture over when it ends", parse_bool, "replay_loop"),
+    Option(
+        "replay.retime",
+        False,
+        "move exchange timestamps to the replay's clock (data as fresh as when recorded)",
+        parse_bool,
+        "replay_retime",
+    ),
+    OPTIONS_BY_FLAG["log.level"],
+    OPTIONS_BY_FLAG["log.format"],
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SimulateArgs:
+    config: SimulatorConfig
+    replay: str = ""
+    speed: float = 1.0
+    replay_loop: bool = False
+    replay_retime: bool = False
+    log_level: str = "info"
+    log_format: str = "auto"
+
+
+def build_parser() -> Any:
+    return options.build_parser(
+        SIMULATOR_OPTIONS,
+        prog=PROG,
         description="The embedded dYdX v4 indexer simulator: WebSocket at /v4/ws, REST under /v4/, ground "
-        "truth at /metrics and the control API under /control/, all on one address.",
-    )
-    p.add_argument(
-        "--web.listen-address",
-        dest="listen",
-        metavar="HOST:PORT",
-        type=listen_address_arg,
-        default=DEFAULT_LISTEN,
-        help=f"HOST:PORT to serve on (default {DEFAULT_LISTEN})",
-    )
-    p.add_argument("--seed", type=int, default=1, help="seed of the synthetic market (default 1)")
-    p.add_argument(
-        "--markets",
-        type=parse_markets,
-        default=DEFAULT_MARKET_COUNT,
-        help=f"market count (real tickers first) or a comma-separated list (default {DEFAULT_MARKET_COUNT})",
-    )
-    p.add_argument(
-        "--block-time", type=_positive("--block-time"), default=1.0, help="seconds per block (default 1)"
-    )
-    p.add_argument(
-        "--rate",
-        type=_positive("--rate", allow_zero=True),
-        default=1.0,
-        help="activity multiplier; 1 ≈ 400 orderbook updates/s and 25 trades/s in total (default 1)",
-    )
-    p.add_argument(
-        "--paused", action="store_true", help="start with market events paused (POST /control/resume)"
-    )
-    p.add_argument(
-        "--ping-interval",
-        type=_positive("--ping-interval"),
-        default=ch.SERVER_PING_INTERVAL_S,
-        help="seconds between protocol pings to each client (default 30)",
-    )
-    p.add_argument(
-        "--pong-timeout",
-        type=_positive("--pong-timeout"),
-        default=ch.SERVER_PONG_TIMEOUT_S,
-        help="close 1011 when a ping is not answered within this (default 10)",
-    )
-    p.add_argument(
-        "--snapshot-delay",
-        type=_positive("--snapshot-delay", allow_zero=True),
-        default=0.01,
-        help="seconds a subscription's snapshot fetch takes (default 0.01)",
-    )
-    p.add_argument(
-        "--batch-interval",
-        type=_positive("--batch-interval"),
-        default=ch.BATCH_SEND_INTERVAL_S,
-        help="flush period of batched subscriptions (default 0.25)",
-    )
-    p.add_argument(
-        "--trading-interval",
-        type=_positive("--trading-interval"),
-        default=ch.TRADING_DIFF_INTERVAL_S,
-        help="seconds between v4_markets trading diffs (default 30)",
-    )
-    p.add_argument("--subaccounts", type=int, default=1, help="synthetic subaccounts (default 1)")
-    p.add_argument(
-        "--send-buffer",
-        type=int,
-        default=8 * 1024 * 1024,
-        help="bytes queued for one client before it is cut off as a slow consumer (default 8 MiB)",
-    )
-    p.add_argument(
-        "--rest.rate-limit",
-        dest="rest_rate_limit",
-        type=int,
-        default=0,
-        help="REST requests allowed per 10 s per client IP, then 429 (comlink's default is 100; 0 = off)",
-    )
-    p.add_argument(
-        "--control.allow-remote",
-        dest="allow_remote",
-        action="store_true",
-        help="let non-loopback clients use /control/ (default: 403)",
-    )
-    p.add_argument(
-        "--replay",
-        metavar="FILE",
-        default=None,
-        help="serve a capture made by `dydx-exporter record` instead of the synthetic market",
-    )
-    p.add_argument(
-        "--speed",
-        type=_replay_speed,
-        default=1.0,
-        help="replay pace multiplier (default 1; 0 or max = as fast as possible)",
-    )
-    p.add_argument(
-        "--replay.loop", dest="replay_loop", action="store_true", help="start the capture over when it ends"
-    )
-    p.add_argument(
-        "--replay.retime",
-        dest="replay_retime",
-        action="store_true",
-        help="move exchange timestamps to the replay's clock (data as fresh as when recorded)",
-    )
-    logs.add_flags(p)
-    return p
-
-
-def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
-    host, port = args.listen
-    return SimulatorConfig(
-        host=host,
-        port=port,
-        seed=args.seed,
-        markets=args.markets,
-        block_time=args.block_time,
-        rate=args.rate,
-        paused=args.paused,
-        ping_interval=args.ping_interval,
-        pong_timeout=args.pong_timeout,
-        snapshot_delay=args.snapshot_delay,
-        batch_interval=args.batch_interval,
-        trading_interval=args.trading_interval,
-        subaccounts=args.subaccounts,
-        send_buffer_bytes=args.send_buffer,
-        allow_remote_control=args.allow_remote,
-        rest_rate_limit=args.rest_rate_limit,
+        "truth at /metrics and /control/truth, the control API under /control/ (its index at /control/ and "
+        "/), all on one address.",
+        with_env=False,
     )
 
 
-def source_from_args(args: argparse.Namespace) -> SourceFactory | None:
+def parse_args(argv: Sequence[str]) -> SimulateArgs:
+    """The command line → SimulateArgs. Raises ConfigError naming the flag (SystemExit for --help)."""
+    flags = options.parse_flags(build_parser(), argv)
+    raw = options.resolve(SIMULATOR_OPTIONS, flags)
+    values = options.parse_values(SIMULATOR_OPTIONS, raw)
+    config_fields = {f.name for f in dataclasses.fields(SimulatorConfig)}
+    try:
+        config = SimulatorConfig(**{k: v for k, v in values.items() if k in config_fields})
+    except ValueError as exc:  # what one flag cannot tell (a ticker listed twice)
+        raise ConfigError(str(exc)) from None
+    rest = {f.name: values[f.name] for f in dataclasses.fields(SimulateArgs) if f.name != "config"}
+    return SimulateArgs(config=config, **rest)
+
+
+def source_from_args(args: SimulateArgs) -> SourceFactory | None:
     """The replay source when --replay is given; None means the synthetic market."""
-    if args.replay is None:
+    if not args.replay:
         return None
     from exporter.simulator.replay import replay_source
 
     # Reads the header now: a file that is not a capture fails here, naming the file.
-    return replay_source(args.replay, speed=args.speed, loop=args.replay_loop, retime=args.replay_retime)
+    try:
+        return replay_source(args.replay, speed=args.speed, loop=args.replay_loop, retime=args.replay_retime)
+    except (ValueError, OSError) as exc:
+        raise options.config_error("replay", str(exc), "flag --replay") from None
 
 
 async def serve(config: SimulatorConfig, source_factory: SourceFactory | None = None) -> None:
@@ -210,20 +206,21 @@ async def serve(config: SimulatorConfig, source_factory: SourceFactory | None = 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-    logs.configure(args.log_level, args.log_format)
+    flags = list(sys.argv[1:] if argv is None else argv)
+
+    def build() -> tuple[SimulateArgs, SourceFactory | None]:
+        args = parse_args(flags)
+        return args, source_from_args(args)
+
+    parsed = options.parse_command_line(PROG, build)
+    if isinstance(parsed, int):
+        return parsed
+    args, source_factory = parsed
+    logs.configure(args.log_level, args.log_format)  # type: ignore[arg-type]
     try:
-        config = config_from_args(args)
-        source_factory = source_from_args(args)
-    except (ValueError, OSError) as exc:
-        parser.error(str(exc))
-    try:
-        asyncio.run(serve(config, source_factory))
+        asyncio.run(serve(args.config, source_factory))
     except OSError as exc:
-        print(
-            f"dydx-exporter simulate: cannot serve on {args.listen[0]}:{args.listen[1]}: {exc}",
-            file=sys.stderr,
-        )
+        host, port = args.config.host, args.config.port
+        print(f"{PROG}: cannot serve on {host}:{port}: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from exporter.protocol import channels as ch
-from exporter.simulator.cli import build_parser, source_from_args
+from exporter.simulator.cli import main, parse_args, source_from_args
 from exporter.simulator.replay import ReplaySource
 from tests.capture.expect import SHIPPED, RecordingPublisher, first_snapshots, recorded_updates
 from tests.fixtures.simulator import simulator_ws_url, start_simulator_process
@@ -91,8 +91,7 @@ async def test_simulate_refuses_what_is_not_a_capture(tmp_path: Path) -> None:
 def test_simulate_replay_flags_reach_the_source(
     flags: list[str], speed: float, loop: bool, retime: bool
 ) -> None:
-    args = build_parser().parse_args(["--replay", str(SHIPPED), *flags])
-    factory = source_from_args(args)
+    factory = source_from_args(parse_args(["--replay", str(SHIPPED), *flags]))
     assert factory is not None
     source = factory(RecordingPublisher())
     assert isinstance(source, ReplaySource)
@@ -100,6 +99,5 @@ def test_simulate_replay_flags_reach_the_source(
 
 
 def test_simulate_refuses_a_bad_speed(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["--replay", str(SHIPPED), "--speed", "fast"])
-    assert "--speed must be a number" in capsys.readouterr().err
+    assert main(["--replay", str(SHIPPED), "--speed", "fast"]) == 2
+    assert "error: --speed: expected a number >= 0, not 'fast'" in capsys.readouterr().err
