@@ -79,8 +79,9 @@ class MarketRow:
     spread_ratio: float | None
     levels: float | None
     age: float | None
-    crossed: bool
+    crossed: bool  # crossed at the scrape
     status: str = ""
+    crossings: int = 0  # crossing episodes that began in the interval (a short one may be over by now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +228,7 @@ def _markets(cur: Scrape, prev: Scrape | None, sort_key: str) -> tuple[MarketRow
     spread = cur.by(m.BOOK_SPREAD_RATIO.name, "market")
     levels = cur.by(m.BOOK_LEVELS.name, "market")
     crossed = cur.by(m.BOOK_CROSSED.name, "market")
+    crossings = increases(prev, cur, m.BOOK_CROSSED_EPISODES.name, "market") if prev is not None else {}
     freshest: dict[str, float] = {}
     for labels, value in cur.items(m.MARKET_LAST_UPDATE.name):
         market = labels.get("market", "")
@@ -242,6 +244,7 @@ def _markets(cur: Scrape, prev: Scrape | None, sort_key: str) -> tuple[MarketRow
             age=cur.wall - freshest[name] if freshest.get(name) else None,
             crossed=crossed.get(name, 0.0) >= 1,
             status=status.get(name, ""),
+            crossings=round(crossings.get(name, 0.0)),
         )
         for name in names
         if name
@@ -250,8 +253,9 @@ def _markets(cur: Scrape, prev: Scrape | None, sort_key: str) -> tuple[MarketRow
 
 
 def sort_markets(rows: list[MarketRow], key: str) -> list[MarketRow]:
-    """Crossed books first (what an operator must see), then by `key`: busiest, widest spread, stalest or
-    deepest first; `market` alphabetically. Ties and missing values go last, by name."""
+    """Crossed books first (what an operator must see), then books that crossed during the interval, then
+    by `key`: busiest, widest spread, stalest or deepest first; `market` alphabetically. Ties and missing
+    values go last, by name."""
     if key not in SORT_KEYS:
         raise ValueError(f"sort key must be one of {', '.join(SORT_KEYS)}, not {key!r}")
 
@@ -271,5 +275,5 @@ def sort_markets(rows: list[MarketRow], key: str) -> list[MarketRow]:
     rows = sorted(rows, key=lambda row: row.market)
     if key != "market":
         rows.sort(key=lambda row: (value(row) is None, -(value(row) or 0.0)))
-    rows.sort(key=lambda row: not row.crossed)
+    rows.sort(key=lambda row: (not row.crossed, row.crossings == 0))
     return rows

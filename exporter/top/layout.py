@@ -223,7 +223,12 @@ def _market_cells(row: MarketRow, width: int, stale_after: float) -> Iterable[Re
     yield "—" if row.spread_ratio is None else f"{row.spread_ratio * 1e4:.1f}bp"
     yield "—" if row.levels is None else f"{row.levels:.0f}"
     yield Text(duration(row.age), style=age_style(row.age, stale_after))
-    yield Text("CROSSED", style=BAD) if row.crossed else Text("ok", style=DIM)
+    if row.crossed:
+        yield Text("CROSSED", style=BAD)
+    elif row.crossings:
+        yield Text(f"crossed {row.crossings}x", style=WARN)  # in the interval, uncrossed by the scrape
+    else:
+        yield Text("ok", style=DIM)
 
 
 # --- whole screens --------------------------------------------------------------------------------------

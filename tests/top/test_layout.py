@@ -122,6 +122,17 @@ def test_without_readyz_the_ready_gauge_decides():
     assert build("u", cur, None, Readiness(True)).status.ready is True  # /readyz, when read, wins
 
 
+def test_a_book_that_crossed_and_uncrossed_between_scrapes_is_flagged_after_the_crossed_ones():
+    episodes = 'dydx_orderbook_crossed_total{{market="M05-USD"}} {}\n'
+    prev = parse(exposition(10.0, crossed="M07-USD", extra=episodes.format(3)), 10.0, 1_000_010.0)
+    cur = parse(exposition(12.0, crossed="M07-USD", extra=episodes.format(4)), 12.0, 1_000_012.0)
+    lines = draw(build("u", cur, prev, Readiness(True)), 80, 24)
+    rows = [line.rstrip() for line in lines if "-USD" in line]
+    assert rows[0].startswith("M07-USD") and rows[0].endswith("CROSSED")
+    assert rows[1].startswith("M05-USD") and rows[1].endswith("crossed 1x")
+    assert "crossed episodes 4 (+1)" in " ".join(" ".join(lines).split())  # wherever the line wraps
+
+
 def test_not_ready_shows_the_exporters_reasons():
     text = "\n".join(draw(frame(ready=Readiness(False, ("v4_trades data is 40s old",))), 80, 24))
     assert "NOT READY" in text and "not ready: v4_trades data is 40s old" in text
