@@ -28,6 +28,7 @@ from tests.deploy.chart import (
     materialize,
     of_kind,
     pod_labels,
+    regenerated_chart,
     relabel_configs,
     render,
 )
@@ -60,7 +61,7 @@ async def test_two_shards_of_two_replicas_count_every_trade_once(
         "prometheusRule": {"enabled": True},
         "config": {**fast_config(), "dydx.ws-url": sim.ws_url, "dydx.rest-url": sim.base_url},
     }
-    objects = render(values)
+    objects = render(values, regenerated_chart(tmp_path))
     (monitor,) = of_kind(objects, "ServiceMonitor")
     (endpoint,) = monitor["spec"]["endpoints"]
     (service,) = of_kind(objects, "Service")

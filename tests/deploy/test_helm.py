@@ -29,6 +29,7 @@ from tests.deploy.chart import (
     materialize,
     of_kind,
     pod_labels,
+    regenerated_chart,
     relabel_configs,
     render,
 )
@@ -38,6 +39,12 @@ from tests.stack.certs import CertificateAuthority
 REPO = generate.REPO
 #: The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest schemas shipped.
 KUBE_VERSIONS = ("1.25.0", kubernetes_validate.utils.latest_version())
+
+
+def promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [find_binary("promtool"), *args], capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 # --- generated parts --------------------------------------------------------------------------------------
@@ -52,7 +59,8 @@ def test_the_generated_files_match_the_repo():
 def test_the_prometheus_rule_is_the_repo_rules_and_passes_their_promtool_tests(tmp_path):
     """The rendered PrometheusRule holds exactly the groups of prometheus/rules/*.yml, and each promtool test
     file of prometheus/tests/ passes against the rendered groups of the rule files it names."""
-    (rule,) = of_kind(render(load_values("sharded-ha-values.yaml")), "PrometheusRule")
+    chart = regenerated_chart(tmp_path)
+    (rule,) = of_kind(render(load_values("sharded-ha-values.yaml"), chart), "PrometheusRule")
     rendered = {group["name"]: group for group in rule["spec"]["groups"]}
     repo_groups = {
         path: yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]
@@ -61,7 +69,6 @@ def test_the_prometheus_rule_is_the_repo_rules_and_passes_their_promtool_tests(t
     flat = [group for groups in repo_groups.values() for group in groups]
     assert rule["spec"]["groups"] == flat
 
-    promtool = find_binary("promtool")
     tests = sorted((REPO / "prometheus" / "tests").glob("*.yml"))
     assert tests
     for test_file in tests:
@@ -78,17 +85,15 @@ def test_the_prometheus_rule_is_the_repo_rules_and_passes_their_promtool_tests(t
         spec["rule_files"] = [str(rules_file)]
         copy = tmp_path / test_file.name
         copy.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
-        result = subprocess.run(
-            [promtool, "test", "rules", str(copy)], capture_output=True, text=True, timeout=120, check=False
-        )
+        result = promtool("test", "rules", str(copy))
         assert result.returncode == 0, f"{test_file.name}:\n{result.stdout}{result.stderr}"
 
 
-def test_the_dashboard_configmaps_are_the_repo_dashboards_for_the_grafana_sidecar():
+def test_the_dashboard_configmaps_are_the_repo_dashboards_for_the_grafana_sidecar(tmp_path):
     values = load_values("sharded-ha-values.yaml")
     maps = {
         name: configmap
-        for configmap in of_kind(render(values), "ConfigMap")
+        for configmap in of_kind(render(values, regenerated_chart(tmp_path)), "ConfigMap")
         for name in configmap["data"]
         if name.endswith(".json")
     }
@@ -212,13 +217,7 @@ def test_the_service_monitor_selects_the_service_and_its_relabelings_are_valid_p
     }
     path = tmp_path / "prometheus.yml"
     path.write_text(yaml.safe_dump({"scrape_configs": [job]}), encoding="utf-8")
-    check = subprocess.run(
-        [find_binary("promtool"), "check", "config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    check = promtool("check", "config", str(path))
     assert check.returncode == 0, check.stdout + check.stderr
 
 
@@ -262,13 +261,7 @@ def test_every_exporter_option_is_reachable_through_values_and_accepted_by_the_e
     assert settings.listen_port == 9999
     box = container(of_kind(objects, "Deployment")[0])
     assert box["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
-    check = subprocess.run(
-        [find_binary("promtool"), "check", "web-config", str(mounted / "web.yml")],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    check = promtool("check", "web-config", str(mounted / "web.yml"))
     assert check.returncode == 0, check.stdout + check.stderr
 
 
