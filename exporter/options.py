@@ -72,57 +72,31 @@ def parse_bool(value: object) -> bool:
     raise ValueError(f"expected true or false, not {value!r}")
 
 
-def _integer(value: object, what: str) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"expected {what}, not {value!r}")
-    try:
-        return int(str(value).strip())
-    except ValueError:
-        raise ValueError(f"expected {what}, not {value!r}") from None
+N = TypeVar("N", int, float)
 
 
-def parse_int(value: object) -> int:
-    return _integer(value, "an integer")
+def _numbers(convert: Callable[[str], N], what: str, ok: Callable[[N], bool]) -> Callable[[object], N]:
+    """A parser of `convert`ible numbers for which `ok` holds (never a bool, NaN or infinity)."""
+
+    def parse(value: object) -> N:
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            number = convert(str(value).strip())
+        except ValueError:
+            raise ValueError(f"expected {what}, not {value!r}") from None
+        if number != number or abs(number) == float("inf") or not ok(number):
+            raise ValueError(f"expected {what}, not {value!r}")
+        return number
+
+    return parse
 
 
-def parse_positive_int(value: object) -> int:
-    number = _integer(value, "a positive integer")
-    if number <= 0:
-        raise ValueError(f"expected a positive integer, not {value!r}")
-    return number
-
-
-def parse_non_negative_int(value: object) -> int:
-    number = _integer(value, "an integer >= 0")
-    if number < 0:
-        raise ValueError(f"expected an integer >= 0, not {value!r}")
-    return number
-
-
-def _number(value: object, what: str) -> float:
-    if isinstance(value, bool):
-        raise ValueError(f"expected {what}, not {value!r}")
-    try:
-        number = float(str(value).strip())
-    except ValueError:
-        raise ValueError(f"expected {what}, not {value!r}") from None
-    if number != number or number == float("inf"):
-        raise ValueError(f"expected {what}, not {value!r}")
-    return number
-
-
-def parse_positive_float(value: object) -> float:
-    number = _number(value, "a positive number")
-    if not number > 0:
-        raise ValueError(f"expected a positive number, not {value!r}")
-    return number
-
-
-def parse_non_negative_float(value: object) -> float:
-    number = _number(value, "a number >= 0")
-    if number < 0:
-        raise ValueError(f"expected a number >= 0, not {value!r}")
-    return number
+parse_int = _numbers(int, "an integer", lambda n: True)
+parse_positive_int = _numbers(int, "a positive integer", lambda n: n > 0)
+parse_non_negative_int = _numbers(int, "an integer >= 0", lambda n: n >= 0)
+parse_positive_float = _numbers(float, "a positive number", lambda n: n > 0)
+parse_non_negative_float = _numbers(float, "a number >= 0", lambda n: n >= 0)
 
 
 def parse_list(value: object) -> tuple[str, ...]:
