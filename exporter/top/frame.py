@@ -68,7 +68,7 @@ class Count:
     name: str
     total: float
     delta: float | None
-    parts: tuple[tuple[str, float, float | None], ...] = ()  # (label value, total, delta), nonzero only
+    parts: tuple[tuple[str, float], ...] = ()  # (label value, total) of the nonzero ones, largest first
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +158,7 @@ def _status(cur: Scrape, prev: Scrape | None, readiness: Readiness | None) -> St
 def _channels(cur: Scrape, prev: Scrape | None) -> tuple[ChannelRow, ...]:
     names = set(cur.by(m.UPDATES.name, "channel")) | set(cur.by(m.LAST_MESSAGE.name, "channel"))
     last = cur.by(m.LAST_MESSAGE.name, "channel")
-    updates = rates(prev, cur, m.UPDATES.name, "channel") if prev else {}
+    updates = rates(prev, cur, m.UPDATES.name, "channel") if prev is not None else {}
     frames: dict[str, float] = {}
     feed: dict[str, Quantiles] = {}
     processing: dict[str, Quantiles] = {}
@@ -174,8 +174,8 @@ def _channels(cur: Scrape, prev: Scrape | None) -> tuple[ChannelRow, ...]:
         rows.append(
             ChannelRow(
                 channel=channel,
-                updates_per_s=updates.get(channel, 0.0) if prev else None,
-                frames_per_s=frames.get(channel, 0.0) if prev else None,
+                updates_per_s=updates.get(channel, 0.0) if prev is not None else None,
+                frames_per_s=frames.get(channel, 0.0) if prev is not None else None,
                 age=cur.wall - seen if seen > 0 else None,
                 feed=feed.get(channel, NO_QUANTILES),
                 processing=processing.get(channel, NO_QUANTILES),
@@ -193,7 +193,7 @@ def _count(cur: Scrape, prev: Scrape | None, title: str, name: str, label: str |
     totals = cur.by(name, label) if label else {"": cur.total(name)}
     deltas = increases(prev, cur, name, label) if prev is not None else {}
     parts = tuple(
-        (key, total, deltas.get(key) if prev is not None else None)
+        (key, total)
         for key, total in sorted(totals.items(), key=lambda item: -item[1])
         if total > 0 and label
     )

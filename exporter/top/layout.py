@@ -80,6 +80,10 @@ def header(frame: Frame) -> Text:
     return text
 
 
+def _behind(blocks: float) -> str:
+    return f"{blocks:.0f} behind" if blocks >= 0 else f"{-blocks:.0f} ahead"
+
+
 def status(frame: Frame) -> Text:
     s = frame.status
     text = Text()
@@ -109,15 +113,17 @@ def status(frame: Frame) -> Text:
     else:
         text.append(f"block {s.block_height:.0f} ")
         text.append(f"{duration(s.block_age)} old", style=age_style(s.block_age, 30.0))
+    # Heads of issue 14, each as "N behind" the WebSocket's head (the chain's: the indexer behind it).
     if s.chain_height is not None:
         behind = s.chain_height - (s.block_height or 0.0)
-        text.append(f"  chain head {s.chain_height:.0f} ")
-        text.append(f"(indexer {behind:+.0f})", style=BAD if behind >= 100 else "")
+        text.append(f"  chain head {s.chain_height:.0f}, indexer ")
+        text.append(_behind(behind), style=BAD if behind >= 100 else "")
     if s.rest_height is not None and s.block_height is not None:
-        text.append(f"  rest {s.rest_height:.0f} ({s.rest_height - s.block_height:+.0f})")
+        text.append(f"  rest {s.rest_height:.0f} {_behind(s.block_height - s.rest_height)}")
     if s.worst_link is not None:
         name, behind = s.worst_link
-        text.append(f"  slowest link {name} -{behind:.0f}", style=WARN if behind > 0 else "")
+        text.append(f"  slowest link {name} ")
+        text.append(_behind(behind), style=WARN if behind > 0 else "")
     for reason in s.reasons:
         text.append(f"\nnot ready: {reason}", style=BAD)
     return text
@@ -182,7 +188,7 @@ def _count(count: Count) -> Text:
     if growing:
         text.append(f" (+{count.delta:.0f})", style=BAD)
     if count.parts:
-        parts = ", ".join(f"{label} {total:.0f}" for label, total, _ in count.parts)
+        parts = ", ".join(f"{label} {total:.0f}" for label, total in count.parts)
         text.append(f" [{parts}]", style=style)
     return text
 
