@@ -124,13 +124,65 @@ def test_every_rendered_object_is_valid_kubernetes(name):
     assert {"Deployment", "Service", "ConfigMap", "ServiceAccount"} <= kinds
     for obj, version in itertools.product(objects, KUBE_VERSIONS):
         if obj["apiVersion"].startswith("monitoring.coreos.com/"):
-            continue  # Prometheus Operator CRDs: checked below by promtool and by their own tests
+            continue  # Prometheus Operator CRDs: no schema here; see test_operator_objects_use_known_fields
         try:
             kubernetes_validate.validate(obj, version, strict=True)
         except kubernetes_validate.ValidationError as exc:
             raise AssertionError(
                 f"{name}: {obj['kind']} {obj['metadata']['name']} (k8s {version}): {exc}"
             ) from None
+
+
+#: Fields of monitoring.coreos.com/v1 the chart may write (the operator's API reference), to catch a
+#: misspelt one: kubernetes-validate has no schema for CRDs, and an unknown field is silently dropped.
+OPERATOR_FIELDS = {
+    "ServiceMonitor": {
+        "jobLabel",
+        "targetLabels",
+        "podTargetLabels",
+        "selector",
+        "namespaceSelector",
+        "endpoints",
+    },
+    "endpoint": {
+        "port",
+        "targetPort",
+        "path",
+        "scheme",
+        "params",
+        "interval",
+        "scrapeTimeout",
+        "tlsConfig",
+        "basicAuth",
+        "authorization",
+        "bearerTokenSecret",
+        "honorLabels",
+        "honorTimestamps",
+        "relabelings",
+        "metricRelabelings",
+        "followRedirects",
+        "enableHttp2",
+        "filterRunning",
+        "proxyUrl",
+    },
+    "relabeling": {"sourceLabels", "separator", "targetLabel", "regex", "modulus", "replacement", "action"},
+    "PrometheusRule": {"groups"},
+}
+
+
+def test_operator_objects_use_known_fields():
+    objects = render(load_values("sharded-ha-values.yaml"))
+    (monitor,) = of_kind(objects, "ServiceMonitor")
+    assert set(monitor["spec"]) <= OPERATOR_FIELDS["ServiceMonitor"]
+    for endpoint in monitor["spec"]["endpoints"]:
+        assert set(endpoint) <= OPERATOR_FIELDS["endpoint"], set(endpoint) - OPERATOR_FIELDS["endpoint"]
+        for step in endpoint["relabelings"]:
+            assert set(step) <= OPERATOR_FIELDS["relabeling"], step
+    (rule,) = of_kind(objects, "PrometheusRule")
+    assert set(rule["spec"]) <= OPERATOR_FIELDS["PrometheusRule"]
+    for obj in (monitor, rule):
+        assert obj["apiVersion"] == "monitoring.coreos.com/v1"
+        assert obj["metadata"]["namespace"] == NAMESPACE
 
 
 def test_a_typo_in_values_fails_at_install():
