@@ -43,14 +43,16 @@ PROG = "dydx-exporter top"
 MIN_INTERVAL = 0.1
 
 
-def _duration(flag: str, minimum: float) -> Any:
+def _duration(minimum: float) -> Any:
+    """A duration flag's type; argparse names the flag in front of the message."""
+
     def parse(value: str) -> float:
         try:
             seconds = parse_duration(value)
         except ValueError as exc:
-            raise argparse.ArgumentTypeError(f"{flag}: {exc}") from None
+            raise argparse.ArgumentTypeError(str(exc)) from None
         if seconds < minimum:
-            raise argparse.ArgumentTypeError(f"{flag} must be at least {minimum:g}s, not {value!r}")
+            raise argparse.ArgumentTypeError(f"must be at least {minimum:g}s, not {value!r}")
         return seconds
 
     return parse
@@ -71,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"the exporter's metrics URL (default {DEFAULT_URL}; HOST:PORT works)",
     )
     parser.add_argument(
-        "--interval", type=_duration("--interval", MIN_INTERVAL), default=1.0, metavar="DURATION",
+        "--interval", type=_duration(MIN_INTERVAL), default=1.0, metavar="DURATION",
         help="time between refreshes; rates and quantiles cover it (default 1s)",
     )  # fmt: skip
     parser.add_argument("--once", action="store_true", help="print one plain-text frame and exit")
@@ -79,11 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--sort", choices=SORT_KEYS, default="trades", help="markets table order (default trades)"
     )
     parser.add_argument(
-        "--stale-after", type=_duration("--stale-after", 0.0), default=30.0, metavar="DURATION",
+        "--stale-after", type=_duration(0.0), default=30.0, metavar="DURATION",
         help="highlight data older than this (use the exporter's --data.stale-after; default 30s)",
     )  # fmt: skip
     parser.add_argument(
-        "--timeout", type=_duration("--timeout", MIN_INTERVAL), default=5.0, metavar="DURATION",
+        "--timeout", type=_duration(MIN_INTERVAL), default=5.0, metavar="DURATION",
         help="timeout of one request (default 5s)",
     )  # fmt: skip
     auth = parser.add_argument_group("basic auth and TLS (as the exporter's --web.config.file asks)")

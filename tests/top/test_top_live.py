@@ -251,7 +251,8 @@ async def test_the_live_view_needs_a_terminal():
 async def test_bad_flags_are_refused_with_the_flag_named():
     cases = [
         (("--url", "ftp://x"), "--url must be an http(s) URL"),
-        (("--interval", "0s"), "--interval must be at least 0.1s"),
+        (("--interval", "0s"), "argument --interval: must be at least 0.1s, not '0s'"),
+        (("--timeout", "soon"), "argument --timeout: expected a duration such as 5s or 500ms, not 'soon'"),
         (("--password-file", "/nonexistent/pw", "--user", "u"), "cannot read the password file"),
         (("--password-file", "/dev/null"), "a password needs --user"),
         (("--url", "https://127.0.0.1:1/metrics", "--tls.ca-file", "/nonexistent/ca"), "TLS client files"),
