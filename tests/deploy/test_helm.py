@@ -237,6 +237,8 @@ def test_shards_times_replicas_pods_each_with_its_shard_flag_and_labels():
     (service,) = of_kind(objects, "Service")
     for deployment in deployments:
         assert service["spec"]["selector"].items() <= pod_labels(deployment).items()
+    # Scraped while not ready: an exporter whose feed is down is the one the alerts are about.
+    assert service["spec"]["publishNotReadyAddresses"] is True
     # A drain takes one replica of a shard at a time: each budget selects exactly its shard's pair.
     budgets = of_kind(objects, "PodDisruptionBudget")
     assert len(budgets) == 2
