@@ -84,7 +84,13 @@ def _behind(blocks: float) -> str:
     return f"{blocks:.0f} behind" if blocks >= 0 else f"{-blocks:.0f} ahead"
 
 
-def status(frame: Frame) -> Text:
+#: dYdX's own alarm: an indexer 100 blocks behind the chain (the protocol reference, section 7).
+CHAIN_BEHIND_ALARM: Final = 100
+#: Not-ready reasons shown; the rest are counted (a screen of reasons would hide everything else).
+MAX_REASONS: Final = 3
+
+
+def status(frame: Frame, stale_after: float) -> Text:
     s = frame.status
     text = Text()
     if s.ready is None:
@@ -112,20 +118,22 @@ def status(frame: Frame) -> Text:
         text.append("block —", style=WARN)
     else:
         text.append(f"block {s.block_height:.0f} ")
-        text.append(f"{duration(s.block_age)} old", style=age_style(s.block_age, 30.0))
+        text.append(f"{duration(s.block_age)} old", style=age_style(s.block_age, stale_after))
     # Heads of issue 14, each as "N behind" the WebSocket's head (the chain's: the indexer behind it).
     if s.chain_height is not None:
         behind = s.chain_height - (s.block_height or 0.0)
         text.append(f"  chain head {s.chain_height:.0f}, indexer ")
-        text.append(_behind(behind), style=BAD if behind >= 100 else "")
+        text.append(_behind(behind), style=BAD if behind >= CHAIN_BEHIND_ALARM else "")
     if s.rest_height is not None and s.block_height is not None:
         text.append(f"  rest {s.rest_height:.0f} {_behind(s.block_height - s.rest_height)}")
     if s.worst_link is not None:
         name, behind = s.worst_link
         text.append(f"  slowest link {name} ")
         text.append(_behind(behind), style=WARN if behind > 0 else "")
-    for reason in s.reasons:
+    for reason in s.reasons[:MAX_REASONS]:
         text.append(f"\nnot ready: {reason}", style=BAD)
+    if len(s.reasons) > MAX_REASONS:
+        text.append(f"\nnot ready: {len(s.reasons) - MAX_REASONS} more reasons (curl /readyz)", style=BAD)
     return text
 
 
@@ -244,7 +252,11 @@ def render(frame: Frame, console: Console, stale_after: float = 30.0) -> Rendera
     """The whole frame, sized to `console` (its width and height)."""
     width, height = console.size
     top = Group(
-        header(frame), status(frame), channels(frame, width, stale_after), trades(frame), errors(frame)
+        header(frame),
+        status(frame, stale_after),
+        channels(frame, width, stale_after),
+        trades(frame),
+        errors(frame),
     )
     used = len(console.render_lines(top, console.options.update(width=width, height=None), pad=False))
     # The markets table needs a title, a header and its rule besides its rows; keep one line spare so a

@@ -136,6 +136,10 @@ def test_a_book_that_crossed_and_uncrossed_between_scrapes_is_flagged_after_the_
 def test_not_ready_shows_the_exporters_reasons():
     text = "\n".join(draw(frame(ready=Readiness(False, ("v4_trades data is 40s old",))), 80, 24))
     assert "NOT READY" in text and "not ready: v4_trades data is 40s old" in text
+    many = tuple(f"market M{i:02d}-USD has no book" for i in range(30))
+    lines = draw(frame(ready=Readiness(False, many)), 80, 24)
+    assert len(lines) < 24 and "not ready: 27 more reasons (curl /readyz)" in lines
+    assert any(line.startswith("Markets: top") for line in lines)  # the reasons leave room for the rest
 
 
 def test_metrics_of_newer_exporters_are_shown_only_when_present():
