@@ -399,15 +399,15 @@ async def _naive(spec: ConsumerSpec) -> RunResult:
 
 
 def build_pipeline(workload: Workload) -> tuple[Any, Any]:
-    """The exporter's Processor and Collector, loaded with the workload's markets, link `conn-0` open."""
+    """The exporter's Router and Collector, loaded with the workload's markets, link `conn-0` open."""
     from exporter.metrics.collector import Collector
-    from exporter.state.processor import Processor
+    from exporter.state.router import Router
 
     collector = Collector(version="bench", channels=PIPELINE_CHANNELS)
-    processor = Processor(collector)
-    processor.load_markets(workload.perpetual_markets)
-    processor.link_opened(LINK)
-    return processor, collector
+    router = Router(collector)
+    router.universe.load(workload.perpetual_markets)
+    router.link_opened(LINK)
+    return router, collector
 
 
 def updates_counted(registry: Any) -> float:

@@ -1,8 +1,9 @@
-"""The exporter as one object: Collector → Processor → Pool/Discovery → WebServer, started and stopped.
+"""The exporter as one object: Collector, MarketUniverse → Router → Pool/Discovery → WebServer.
 
 `Exporter(settings)`, `await start()`, `url`, `await stop()`. The web server comes up first, so /metrics
 and /healthz answer even while the indexer or its REST API is unreachable; `stop()` unsubscribes, closes
-the sockets and the web server within `settings.shutdown_timeout`.
+the sockets and the web server within `settings.shutdown_timeout`. `Readiness` is what /readyz answers and
+what `dydx_ready` exports: one decision, two views.
 """
 
 from __future__ import annotations
@@ -24,10 +25,39 @@ from exporter.feed.resync import Resyncer, ResyncPolicy
 from exporter.logs import get_logger
 from exporter.metrics.collector import Collector
 from exporter.metrics.looplag import LoopLagProbe
-from exporter.state.processor import Processor
+from exporter.state.router import Router
+from exporter.state.universe import MarketUniverse
 from exporter.web.app import WebServer
 
 log = get_logger(__name__)
+
+
+class Readiness:
+    """/readyz's decision: the feed's reasons (links connected, subscriptions active), then the data's:
+    each subscribed channel expected to flow has sent a frame within --data.stale-after."""
+
+    def __init__(self, router: Router) -> None:
+        self._router = router
+        self.pool: Pool | None = None
+
+    def not_ready_reasons(self, now: float) -> list[str]:
+        pool = self.pool
+        if pool is None:
+            return ["feed not started"]
+        return [*pool.not_ready_reasons(now), *self._router.stale_channels(now, pool.active_channels())]
+
+    def ready(self, now: float) -> bool:
+        """True exactly when /readyz answers 200 (a failing check means not ready there too)."""
+        try:
+            return not self.not_ready_reasons(now)
+        except Exception:
+            return False
+
+    def data_fresh(self, now: float) -> bool:
+        """dydx_component_up{component="processor"}: some channel is subscribed and none is stale."""
+        pool = self.pool
+        active = pool.active_channels() if pool is not None else set()
+        return bool(active) and not self._router.stale_channels(now, active)
 
 
 class Exporter:
@@ -36,14 +66,18 @@ class Exporter:
         self.collector = Collector(
             version=__version__, channels=settings.channels, subaccounts=settings.subaccounts
         )
-        self.processor = Processor(
+        self.universe = MarketUniverse(settings.wants_market)
+        self.router = Router(
             self.collector,
+            self.universe,
             clock=clock,
             stale_after=settings.stale_after,
             id_grace=settings.message_id_grace,
             max_frame_bytes=settings.feed.max_frame_bytes,
-            wants_market=settings.wants_market,
         )
+        self.readiness = Readiness(self.router)
+        self.collector.set_component_probe("processor", self.readiness.data_fresh)
+        self.collector.set_ready_probe(self.readiness.ready)
         self._loop_lag = LoopLagProbe(self.collector)
         self._session: aiohttp.ClientSession | None = None
         self._pool: Pool | None = None
@@ -84,12 +118,6 @@ class Exporter:
     def metrics_url(self) -> str:
         return self.url + self.settings.telemetry_path
 
-    def not_ready_reasons(self, now: float) -> list[str]:
-        """What /readyz says: the feed's reasons (links, subscriptions), then the data's freshness."""
-        reasons = self.pool.not_ready_reasons(now) if self._pool is not None else ["feed not started"]
-        reasons.extend(self.processor.not_ready_reasons(now))
-        return reasons
-
     async def start(self) -> None:
         s = self.settings
         middlewares: list[Any] = []
@@ -103,8 +131,9 @@ class Exporter:
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=s.feed.handshake_timeout),
         )
-        self._pool = Pool(s, self._session, self.processor, self.collector)
-        self._discovery = Discovery(s, self._session, self.processor, self.collector, self._pool)
+        self._pool = Pool(s, self._session, self.router, self.collector, self.universe)
+        self.readiness.pool = self._pool
+        self._discovery = Discovery(s, self._session, self.universe, self.collector, self._pool)
         policy = ResyncPolicy(
             crossed_after=s.crossed_resync_after,
             book_interval=s.resync_interval,
@@ -112,13 +141,13 @@ class Exporter:
             # A quarter of the subscribe budget at most: the pool's own subscribes come first.
             max_per_second=max(1.0, s.feed.subscribe_rate / 4),
         )
-        self._resyncer = Resyncer(policy, self._pool, self.processor)
+        self._resyncer = Resyncer(policy, self._pool, self.router.books)
         self._web = WebServer(
             s.listen_host,
             s.listen_port,
             s.telemetry_path,
             self.collector.registry,
-            [self._pool, self.processor],
+            [self.readiness],
             middlewares=middlewares,
             ssl_context=self._ssl_context,
         )

@@ -31,7 +31,6 @@ from exporter.feed.sink import (
     Control,
     FeedObserver,
     FrameSink,
-    MarketsChanged,
     ServerError,
     Subscribed,
 )
@@ -110,8 +109,6 @@ def classify_connect_error(exc: BaseException) -> tuple[str, float]:
 
 class LinkEvents(Protocol):
     """What a link tells its pool."""
-
-    def markets_changed(self, change: MarketsChanged) -> None: ...
 
     def subscriptions_changed(self) -> None: ...
 
@@ -544,12 +541,6 @@ class Link:
                 sub.refreshing = False
                 sub.active_since = time.time()
                 self._events.subscriptions_changed()
-            if control.channel == ch.MARKETS:
-                # The pipeline parks a change found in the markets snapshot; act on it now, not at the
-                # next markets update.
-                change = self._sink.take_markets_change()
-                if change is not None:
-                    self._events.markets_changed(change)
         elif isinstance(control, ServerError):
             self._on_error(control)
         elif isinstance(control, Connected):
@@ -557,8 +548,6 @@ class Link:
             self.connection_id = control.connection_id
             self._down_reason = ""
             self._wake.set()
-        elif isinstance(control, MarketsChanged):
-            self._events.markets_changed(control)
 
     def _on_error(self, error: ServerError) -> None:
         channel, sub_id = error.channel, error.sub_id

@@ -1,10 +1,10 @@
-"""Market discovery: REST /v4/perpetualMarkets at start and every few minutes, plus the v4_markets channel.
+"""Market discovery: REST /v4/perpetualMarkets at start and every few minutes, into the market universe.
 
-The REST list is authoritative (a market missing from it is gone); `MarketsChanged` from the WebSocket
-catches listings and status changes between refreshes. Either way the wanted set is every market not in
-FINAL_SETTLEMENT that passes --markets and --shard, and the pool subscribes or unsubscribes the
-difference. REST being down or slow never blocks the exporter: it keeps retrying with backoff and honours
-429 `Retry-After`, which the indexer's REST API gives in milliseconds.
+The REST list is authoritative (a market missing from it is gone); the v4_markets channel feeds the same
+universe between refreshes. The pool follows the universe: the wanted set is every market not in
+FINAL_SETTLEMENT that passes --markets and --shard. REST being down or slow never blocks the exporter: it
+keeps retrying with backoff and honours 429 `Retry-After`, which the indexer's REST API gives in
+milliseconds.
 """
 
 from __future__ import annotations
@@ -22,14 +22,15 @@ from exporter.config import Settings
 from exporter.feed.backoff import Backoff, parse_retry_after
 from exporter.feed.errors import describe, shorten
 from exporter.feed.pool import Pool
-from exporter.feed.sink import FeedObserver, FrameSink, MarketsChanged
+from exporter.feed.sink import FeedObserver
 from exporter.lifecycle import cancel_and_wait
 from exporter.logs import get_logger
+from exporter.state.universe import DELISTED_STATUSES, MarketUniverse
 
 log = get_logger(__name__)
 
 MARKETS_ENDPOINT = "/v4/perpetualMarkets"
-DELISTED_STATUSES = frozenset({"FINAL_SETTLEMENT"})
+__all__ = ["DELISTED_STATUSES", "MARKETS_ENDPOINT", "Discovery", "RestFailed"]
 
 
 class RestFailed(Exception):
@@ -47,19 +48,19 @@ class Discovery:
         self,
         settings: Settings,
         session: aiohttp.ClientSession,
-        sink: FrameSink,
+        universe: MarketUniverse,
         observer: FeedObserver,
         pool: Pool,
     ) -> None:
+        """`pool` is asked to retry the markets it gave up on after each refresh."""
         self._settings = settings
         self._session = session
-        self._sink = sink
+        self._universe = universe
         self._observer = observer
         self._pool = pool
         self._task: asyncio.Task[None] | None = None
         self._refresh = asyncio.Event()
         self.fetches = 0
-        pool.on_markets_changed = self.on_markets_changed
 
     async def start(self) -> None:
         if self._task is None:
@@ -72,22 +73,6 @@ class Discovery:
     def refresh_now(self) -> None:
         """Ask for a REST refresh without waiting for the interval."""
         self._refresh.set()
-
-    def on_markets_changed(self, change: MarketsChanged) -> None:
-        """From the v4_markets channel (via the pool)."""
-        if change.listed or change.delisted:
-            log.info("markets_changed", listed=list(change.listed[:20]), delisted=list(change.delisted[:20]))
-        self._apply(change.markets)
-
-    def wanted(self, statuses: Mapping[str, str]) -> set[str]:
-        return {
-            ticker
-            for ticker, status in statuses.items()
-            if status not in DELISTED_STATUSES and self._settings.wants_market(ticker)
-        }
-
-    def _apply(self, statuses: Mapping[str, str]) -> None:
-        self._pool.set_markets(self.wanted(statuses))
 
     async def _loop(self) -> None:
         feed = self._settings.feed
@@ -110,9 +95,7 @@ class Discovery:
                 continue
             self._observer.component_up("rest", True)
             backoff.reset()
-            self._sink.load_markets(markets)
-            statuses = {ticker: str(m.get("status", "ACTIVE")) for ticker, m in markets.items()}
-            self._apply(statuses)
+            self._universe.load(markets)
             self._pool.retry_given_up()
             await self._wait(feed.discovery_interval)
 

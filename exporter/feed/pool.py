@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import aiohttp
 
 from exporter.config import Settings
 from exporter.feed.backoff import Pacer
 from exporter.feed.connection import SUB_STATES, Link, SubKey
-from exporter.feed.sink import FeedObserver, FrameSink, MarketsChanged
+from exporter.feed.sink import FeedObserver, FrameSink
 from exporter.logs import get_logger
 from exporter.protocol import channels as ch
+from exporter.state.universe import MarketsChanged, MarketUniverse
 
 log = get_logger(__name__)
 
@@ -55,7 +56,8 @@ def links_needed(settings: Settings, market_count: int) -> int:
 
 
 class Pool:
-    """Owns the links. `set_markets` says which markets are wanted; the pool does the rest."""
+    """Owns the links. It follows `universe` (every change sets the wanted markets), or is told the
+    markets directly with `set_markets`; the pool does the rest."""
 
     def __init__(
         self,
@@ -63,6 +65,7 @@ class Pool:
         session: aiohttp.ClientSession,
         sink: FrameSink,
         observer: FeedObserver,
+        universe: MarketUniverse | None = None,
     ) -> None:
         self._settings = settings
         self._session = session
@@ -76,7 +79,9 @@ class Pool:
         self._markets: frozenset[str] = frozenset()
         self._markets_known = False
         self._started = False
-        self.on_markets_changed: Callable[[MarketsChanged], None] | None = None
+        self._universe = universe
+        if universe is not None:
+            universe.subscribe(self._follow)
 
     @property
     def links(self) -> tuple[Link, ...]:
@@ -134,9 +139,17 @@ class Pool:
             log.info("markets_added", count=len(added), markets=added[:20], links=len(self._links))
         self.subscriptions_changed()
 
+    def _follow(self, change: MarketsChanged) -> None:
+        assert self._universe is not None
+        self.set_markets(self._universe.wanted())
+
     def retry_given_up(self) -> None:
         for link in self._links:
             link.retry_given_up()
+
+    def active_channels(self) -> set[str]:
+        """Channels with at least one active subscription now."""
+        return {key[0] for key, link in self._placement.items() if link.state_of(key) == "active"}
 
     def active_keys(self, channel: str) -> list[SubKey]:
         """Subscriptions of `channel` that are active now."""
@@ -152,10 +165,6 @@ class Pool:
         return link is not None and link.resync(key)
 
     # --- LinkEvents ----------------------------------------------------------------------------------
-
-    def markets_changed(self, change: MarketsChanged) -> None:
-        if self.on_markets_changed is not None:
-            self.on_markets_changed(change)
 
     def subscriptions_changed(self) -> None:
         counts: Counter[tuple[str, str]] = Counter()

@@ -1,10 +1,12 @@
 """The boundary between the feed (sockets, subscriptions) and the pipeline (decode → state → metrics).
 
 The feed owns sockets and decides what to subscribe where. It hands every received frame, undecoded, to a
-`FrameSink` and acts on the control event the sink returns (data frames return None: the hot path
-allocates nothing for the feed). It reports its own health to a `FeedObserver`. Both are implemented on
-the pipeline side: `exporter.state.processor.Processor` is the FrameSink, and
-`exporter.metrics.collector.Collector` is the FeedObserver. `ReadinessSource` is what /readyz asks.
+`FrameSink` and acts on the control event the sink returns (exporter.protocol.control; data frames return
+None: the hot path allocates nothing for the feed). It reports its own health to a `FeedObserver`. Both
+are implemented on the pipeline side: `exporter.state.router.Router` is the FrameSink, and
+`exporter.metrics.collector.Collector` is the FeedObserver. Which markets exist is not the sink's business:
+the MarketUniverse (exporter.state.universe) owns that, and the pool follows it. `ReadinessSource` is what
+/readyz asks.
 
 Links are named by the pool ("conn-0", "conn-1", ...): the names are bounded by the pool size and are the
 `connection` label of `dydx_ws_connected`. A link keeps its name across reconnects.
@@ -13,60 +15,20 @@ Links are named by the pool ("conn-0", "conn-1", ...): the names are bounded by 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Protocol
 
+from exporter.protocol.control import Connected, Control, ServerError, Subscribed, Unsubscribed
 
-@dataclass(frozen=True, slots=True)
-class Connected:
-    """The server's `connected` frame: a new connection_id, message ids restart at 0."""
-
-    link: str
-    connection_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class Subscribed:
-    """A `subscribed` frame; its snapshot has already been applied to state. sub_id is None for v4_markets."""
-
-    link: str
-    channel: str
-    sub_id: str | None
-    message_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class Unsubscribed:
-    link: str
-    channel: str
-    sub_id: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class ServerError:
-    """An `error` frame. `reason` is the bounded label from protocol.channels.classify_error."""
-
-    link: str
-    message: str
-    reason: str
-    channel: str | None
-    sub_id: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class MarketsChanged:
-    """The set of markets, or a market's status, changed (REST discovery or the v4_markets channel).
-
-    `markets` maps every known ticker to its status (ACTIVE, PAUSED, ..., FINAL_SETTLEMENT) after the
-    change; `listed` and `delisted` are the tickers that appeared or disappeared.
-    """
-
-    markets: Mapping[str, str]
-    listed: tuple[str, ...]
-    delisted: tuple[str, ...]
-
-
-Control = Connected | Subscribed | Unsubscribed | ServerError | MarketsChanged
+__all__ = [
+    "Connected",
+    "Control",
+    "FeedObserver",
+    "FrameSink",
+    "ReadinessSource",
+    "ServerError",
+    "Subscribed",
+    "Unsubscribed",
+]
 
 
 class FrameSink(Protocol):
@@ -80,15 +42,8 @@ class FrameSink(Protocol):
         dydx_messages_invalid_total and logged, and None is returned.
         """
 
-    def take_markets_change(self) -> MarketsChanged | None:
-        """A market change found while `handle` returned another Control (the v4_markets snapshot comes in
-        a `subscribed` frame), handed over once; None when there is none."""
-
     def link_closed(self, link: str) -> None:
         """`link` is gone: forget its message ids; books it fed are no longer live until re-snapshotted."""
-
-    def load_markets(self, perpetual_markets: Mapping[str, Mapping[str, object]]) -> MarketsChanged | None:
-        """REST /v4/perpetualMarkets `markets` object (ticker → market). Returns the change, if any."""
 
     def forget_market(self, ticker: str) -> None:
         """The market is delisted or no longer subscribed: drop its state and remove its series."""

@@ -188,6 +188,12 @@ COMPONENT_UP = MetricSpec(
     "(data is fresh).",
     ("component",),
 )
+READY = MetricSpec(
+    "dydx_ready",
+    "gauge",
+    "1 exactly when /readyz answers 200: links connected, subscriptions active, and every subscribed "
+    "channel expected to flow sent data within --data.stale-after.",
+)
 WS_CONNECTED = MetricSpec(
     "dydx_ws_connected",
     "gauge",
@@ -365,6 +371,7 @@ SCRAPE_SIZE = MetricSpec(
 CATALOG: Final[tuple[MetricSpec, ...]] = (
     BUILD_INFO,
     COMPONENT_UP,
+    READY,
     WS_CONNECTED,
     SUBSCRIPTIONS,
     WS_MESSAGES,

@@ -83,8 +83,12 @@ class Histogram:
         self.sum = 0.0
 
     def observe(self, value: float) -> None:
-        self.counts[bisect_left(self.bounds, value)] += 1
-        self.sum += value
+        """One observation; a negative value (an exchange clock ahead of ours) counts as zero."""
+        if value > 0.0:
+            self.counts[bisect_left(self.bounds, value)] += 1
+            self.sum += value
+        else:
+            self.counts[0] += 1
 
     @property
     def count(self) -> int:
@@ -223,6 +227,7 @@ class Collector:
         )
         self._components: dict[str, int] = dict.fromkeys(c.COMPONENTS, 0)
         self._component_probes: dict[str, Callable[[float], bool]] = {}
+        self._ready_probe: Callable[[float], bool] | None = None
         self._links: dict[str, int] = {}
         self._disconnects: dict[str, int] = dict.fromkeys(c.DISCONNECT_CODES, 0)
         self._reconnects = 0
@@ -300,6 +305,10 @@ class Collector:
         self._component_probes[component] = probe
         self._components.setdefault(component, 0)
 
+    def set_ready_probe(self, probe: Callable[[float], bool]) -> None:
+        """`probe(now)` decides dydx_ready at scrape time (the same decision as /readyz); 0 without one."""
+        self._ready_probe = probe
+
     # --- FeedObserver ---------------------------------------------------------------------------------
     def link_up(self, link: str, up: bool) -> None:
         self._links[link] = 1 if up else 0
@@ -375,6 +384,9 @@ class Collector:
                 probe = self._component_probes.get(component)
                 value = (1 if probe(now) else 0) if probe is not None else up
                 add(f'{name}{{component="{escape(component)}"}} {value}\n')
+        elif spec is c.READY:
+            probe = self._ready_probe
+            add(f"{name} {1 if probe is not None and probe(now) else 0}\n")
         elif spec is c.WS_CONNECTED:
             for link, up in sorted(self._links.items()):
                 add(f'{name}{{connection="{escape(link)}"}} {up}\n')

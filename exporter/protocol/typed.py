@@ -1,11 +1,12 @@
 """A typed decoder (msgspec) for the data frames the protocol sends, in the shapes it sends them.
 
-The processor tries this decoder first: a `channel_data` / `channel_batch_data` frame of a known channel
-whose envelope and (for order book and oracle price frames) contents have exactly the protocol's shape
-decodes to the Structs below in C, with its shape already checked. Anything else (control frames,
-wrong types, missing fields, an order book update with more than one level, unknown channels, invalid JSON)
-raises `TypedDecodeError` and the processor takes its dict (orjson) path, which does every check and counts
-every reason: the typed decoder only ever accepts frames the dict path would handle the same way.
+The frame router tries this decoder first (exporter.state.fastpath): a `channel_data` /
+`channel_batch_data` frame whose envelope and (for order book and oracle price frames) contents have
+exactly the protocol's shape decodes to the Structs below in C, with its shape already checked. Anything
+else (control frames, wrong types, missing fields, an order book update with more than one level, a
+`trading` diff, invalid JSON) raises `TypedDecodeError` and takes the dict (orjson) path, which does every
+check and counts every reason: the typed decoder only ever accepts what the dict path would handle the
+same way.
 """
 
 from __future__ import annotations
@@ -37,10 +38,11 @@ class OraclePriceRow(msgspec.Struct, gc=False):
     effectiveAt: str
 
 
-class MarketsContents(msgspec.Struct, gc=False):
-    oraclePrices: dict[str, OraclePriceRow] | None = None
-    #: Present only when a market is listed or changes status: such a frame takes the dict path.
-    trading: msgspec.Raw | None = None
+class OraclePrices(msgspec.Struct, gc=False, forbid_unknown_fields=True):
+    """A v4_markets update holding oracle prices only; one with `trading` (a listing or a status change)
+    is refused and takes the dict path."""
+
+    oraclePrices: dict[str, OraclePriceRow]
 
 
 class Envelope(msgspec.Struct, gc=False):
@@ -63,8 +65,8 @@ def levels_decoder() -> msgspec.json.Decoder[Levels | list[Levels]]:
     return msgspec.json.Decoder(Levels | list[Levels], strict=False)
 
 
-def markets_decoder() -> msgspec.json.Decoder[MarketsContents | list[MarketsContents]]:
-    return msgspec.json.Decoder(MarketsContents | list[MarketsContents])
+def oracle_decoder() -> msgspec.json.Decoder[OraclePrices | list[OraclePrices]]:
+    return msgspec.json.Decoder(OraclePrices | list[OraclePrices])
 
 
 def to_builtins(value: object) -> object:

@@ -80,7 +80,7 @@ class Book:
         self.crossed_total = 0
         self._crossed_accrued = 0.0
         self._crossed_reported = 0.0
-        #: Wall-clock time of the latest snapshot or update, stamped by the processor.
+        #: Wall-clock time of the latest snapshot or update (load_snapshot, update_bid/ask).
         self.updated_at = 0.0
 
     # --- feeding --------------------------------------------------------------------------------------
@@ -101,11 +101,15 @@ class Book:
         self.has_snapshot = True
         self.needs_resync = False
         self.link = link
+        self.updated_at = now
         self._check_crossed(now)
 
     def update_bid(self, price: float, size: float, message_id: int, now: float) -> None:
+        """The update rule: the level's new absolute size (0 removes it), from the frame `message_id`
+        received at `now` (which stamps the book's freshness). Prices > 0 and sizes >= 0, both finite."""
         # Runs for every order book update, so Side.set's common cases are inlined: a size change of an
         # existing level moves no price (the crossing cannot change) and costs two dict writes.
+        self.updated_at = now
         side = self.bids
         sizes = side.sizes
         if price in sizes:
@@ -127,6 +131,8 @@ class Book:
             self._check_crossed(now)
 
     def update_ask(self, price: float, size: float, message_id: int, now: float) -> None:
+        """See update_bid."""
+        self.updated_at = now
         side = self.asks
         sizes = side.sizes
         if price in sizes:

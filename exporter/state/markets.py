@@ -1,97 +1,91 @@
-"""The market directory: which markets exist and their status, from REST and the v4_markets channel.
+"""v4_markets: the market list (snapshot, `trading` diffs) into the universe, and oracle prices.
 
-Listings and delistings are found by comparing full lists (REST /v4/perpetualMarkets, the v4_markets
-snapshot); the channel's `trading` diffs add a market when a full market object arrives and change a
-status in place. Statuses outside the protocol's enum are reported as UNKNOWN so the `status` label stays
-bounded.
+The channel's snapshot is a full market list and its `trading` diffs list markets and change statuses:
+both go to the MarketUniverse, which announces the change to everyone following it. This handler follows
+it too: a listed market gets its `dydx_market_info` series (when --markets / --shard want it), and the
+oracle prices of a full list (REST or the channel's snapshot) are taken in. Oracle price updates, from
+either decode path, end in `oracle_price()`: the rule is written once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Final
+from typing import Any
 
-from exporter.protocol.channels import MARKET_STATUSES, TICKER_RE
-
-UNKNOWN_STATUS: Final = "UNKNOWN"
-_STATUSES: Final = frozenset(MARKET_STATUSES)
-#: Fields only a full market object carries (a listing), never a 30 s trading diff.
-_FULL_OBJECT_FIELDS: Final = ("ticker", "clobPairId")
-MAX_MARKETS: Final = 5000
+from exporter.protocol.frames import positive
+from exporter.state.context import ChannelHandler, FrameContext, Shared
+from exporter.state.universe import MarketsChanged
 
 
-def status_of(market: Mapping[str, object]) -> str:
-    status = market.get("status")
-    return status if status.__class__ is str and status in _STATUSES else UNKNOWN_STATUS
+class MarketsHandler(ChannelHandler):
+    def __init__(self, shared: Shared) -> None:
+        super().__init__(shared)
+        shared.universe.subscribe(self._follow)
 
+    def snapshot(self, ctx: FrameContext, sub_id: str | None, contents: Any) -> None:
+        markets = contents.get("markets") if contents.__class__ is dict else None
+        if markets.__class__ is not dict:
+            ctx.invalid("wrong_type", contents)
+            return
+        self.shared.universe.load(markets, ctx.received_at)
 
-def valid_ticker(ticker: object) -> bool:
-    return ticker.__class__ is str and len(ticker) <= 64 and TICKER_RE.match(ticker) is not None
+    def update(self, ctx: FrameContext, sub_id: Any, contents: Any) -> None:
+        if contents.__class__ is not dict:
+            ctx.invalid("wrong_type", contents)
+            return
+        oracle = contents.get("oraclePrices")
+        trading = contents.get("trading")
+        if oracle is None and trading is None:
+            ctx.invalid("missing_field", contents)
+            return
+        if oracle is not None:
+            if oracle.__class__ is not dict:
+                ctx.invalid("wrong_type", oracle)
+            else:
+                for ticker, row in oracle.items():
+                    price = positive(row.get("oraclePrice")) if row.__class__ is dict else None
+                    if price is None:
+                        ctx.invalid("bad_number" if row.__class__ is dict else "wrong_type", row)
+                    else:
+                        self.oracle_price(ctx, ticker, price, row.get("effectiveAt"))
+        if trading is not None:
+            if trading.__class__ is not dict:
+                ctx.invalid("wrong_type", trading)
+            else:
+                self.shared.universe.apply_trading(trading, ctx.received_at)
 
+    def oracle_price(self, ctx: FrameContext, ticker: str, price: float, effective_at: object) -> None:
+        """A market's new oracle price (> 0, finite), effective at the exchange time `effective_at`."""
+        shared = self.shared
+        market = shared.collector.markets.get(ticker)
+        if market is None:
+            # Markets outside --markets are listed but not tracked; only a ticker nobody listed is odd.
+            if ticker not in shared.universe.statuses:
+                ctx.invalid("unknown_market", ticker)
+            return
+        now = ctx.received_at
+        market.oracle_price = price
+        market.oracle_at = now
+        stamp = shared.timestamp(effective_at)
+        if stamp is None:
+            ctx.invalid("bad_number", effective_at)
+        else:
+            shared.exchange.observe(ctx.cm.latency, stamp, now)  # type: ignore[arg-type]
 
-@dataclass(slots=True)
-class DirectoryChange:
-    listed: list[str] = field(default_factory=list)
-    delisted: list[str] = field(default_factory=list)
-    status_changed: list[str] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(self.listed or self.delisted or self.status_changed)
-
-    def merge(self, other: DirectoryChange) -> None:
-        self.listed.extend(t for t in other.listed if t not in self.listed)
-        self.delisted.extend(t for t in other.delisted if t not in self.delisted)
-        self.status_changed.extend(t for t in other.status_changed if t not in self.status_changed)
-
-
-class MarketDirectory:
-    __slots__ = ("statuses",)
-
-    def __init__(self) -> None:
-        self.statuses: dict[str, str] = {}
-
-    def load(self, markets: Mapping[str, object]) -> DirectoryChange:
-        """A full list (REST or the channel's snapshot): whatever is absent from it is delisted. Entries
-        that are not market objects or have a malformed ticker are skipped."""
-        fresh: dict[str, str] = {}
-        for ticker, market in markets.items():
-            if isinstance(market, Mapping) and valid_ticker(ticker) and len(fresh) < MAX_MARKETS:
-                fresh[ticker] = status_of(market)
-        change = DirectoryChange()
-        old = self.statuses
-        for ticker, status in fresh.items():
-            previous = old.get(ticker)
-            if previous is None:
-                change.listed.append(ticker)
-            elif previous != status:
-                change.status_changed.append(ticker)
-        change.delisted = [ticker for ticker in old if ticker not in fresh]
-        self.statuses = fresh
-        return change
-
-    def apply_trading(self, trading: Mapping[str, object]) -> DirectoryChange:
-        """A v4_markets `trading` diff: status changes in place; a full object for a new ticker lists it."""
-        change = DirectoryChange()
-        statuses = self.statuses
-        for ticker, diff in trading.items():
-            if not isinstance(diff, Mapping):
-                continue
-            known = statuses.get(ticker)
-            if known is None:
-                if (
-                    valid_ticker(ticker)
-                    and all(key in diff for key in _FULL_OBJECT_FIELDS)
-                    and len(statuses) < MAX_MARKETS
-                ):
-                    statuses[ticker] = status_of(diff)
-                    change.listed.append(ticker)
-            elif "status" in diff:
-                status = status_of(diff)
-                if status != known:
-                    statuses[ticker] = status
-                    change.status_changed.append(ticker)
-        return change
-
-    def forget(self, ticker: str) -> None:
-        self.statuses.pop(ticker, None)
+    def _follow(self, change: MarketsChanged) -> None:
+        """The universe changed: oracle prices of a full list (freshness stamped only when a frame carried
+        it, not for REST), then the info series of the markets listed or changed."""
+        collector = self.shared.collector
+        for ticker, market in change.full_list.items():
+            price = positive(market.get("oraclePrice")) if isinstance(market, Mapping) else None
+            tracked = collector.existing_market(ticker)
+            if price is not None and tracked is not None:
+                tracked.oracle_price = price
+                if change.received_at is not None:
+                    tracked.oracle_at = change.received_at
+        wants = self.shared.universe.wants
+        for ticker in (*change.listed, *change.status_changed):
+            if wants(ticker):
+                market = collector.market(ticker)
+                market.listed = True
+                market.status = change.markets[ticker]

@@ -1,4 +1,4 @@
-"""Trade de-duplication by event id, in small constant memory.
+"""v4_trades: live trades counted per market and side, de-duplicated by event id in small constant memory.
 
 Duplicates happen around subscribe time (a snapshot row delivered again as an update, a batched buffer
 replayed) and across a resubscribe. A trade id is the 24-hex eventId: block height, txIndex + 2 and
@@ -23,13 +23,22 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from typing import Final
+from typing import Any, Final
+
+from exporter.metrics.collector import MarketMetrics
+from exporter.protocol.frames import positive
+from exporter.state.context import ChannelHandler, FrameContext, Shared
+from exporter.state.universe import valid_ticker
 
 #: Ids per market in the window: far more than the feed ever delivers out of order (one message per market
 #: per block, fills oldest first), and small enough that 267 full windows cost 3.9 MB.
 TRADE_WINDOW: Final = 128
 RECENT_IDS_PER_MARKET: Final = 2048
 _EVENT_ID_LENGTH: Final = 24
+#: Taker side → index of the per-side counters (0 buy, 1 sell).
+SIDE_INDEX: Final = {"BUY": 0, "SELL": 1}
+#: Longer ids are refused (a real one is 24 characters).
+MAX_ID_LENGTH: Final = 64
 
 
 def trade_key(trade_id: str) -> int | str:
@@ -142,3 +151,82 @@ class RecentIds:
 
     def __len__(self) -> int:
         return len(self._seen)
+
+
+class TradesHandler(ChannelHandler):
+    def __init__(self, shared: Shared) -> None:
+        super().__init__(shared)
+        #: ticker → its trade ids and its metrics.
+        self._tapes: dict[str, tuple[TradeIds, MarketMetrics]] = {}
+
+    def snapshot(self, ctx: FrameContext, sub_id: str | None, contents: Any) -> None:
+        if not valid_ticker(sub_id):
+            ctx.invalid("wrong_type", sub_id)
+            return
+        assert sub_id is not None
+        entry = self._tapes.get(sub_id)
+        if entry is None:
+            market = self.shared.collector.market(sub_id)
+            market.has_trades = True
+            entry = self._tapes[sub_id] = (TradeIds(), market)
+        tape = entry[0]
+        entry[1].trades_at = ctx.received_at
+        rows = contents.get("trades") if contents.__class__ is dict else None
+        if rows.__class__ is not list:
+            ctx.invalid("wrong_type", contents)
+            return
+        snapshot_ids: list[str] = []
+        for row in rows:
+            trade_id = row.get("id") if row.__class__ is dict else None
+            if trade_id.__class__ is str and len(trade_id) <= MAX_ID_LENGTH:
+                snapshot_ids.append(trade_id)
+            else:
+                ctx.invalid("wrong_type", row)
+        tape.load_snapshot(snapshot_ids)
+
+    def update(self, ctx: FrameContext, sub_id: Any, contents: Any) -> None:
+        entry = self._tapes.get(sub_id) if sub_id.__class__ is str else None
+        if entry is None:
+            ctx.invalid("unknown_market", sub_id)
+            return
+        rows = contents.get("trades") if contents.__class__ is dict else None
+        if rows.__class__ is not list:
+            ctx.invalid("missing_field" if contents.__class__ is dict else "wrong_type", contents)
+            return
+        tape, market = entry
+        now = ctx.received_at
+        market.trades_at = now
+        collector = self.shared.collector
+        newest: object = None
+        for row in rows:
+            if row.__class__ is not dict:
+                ctx.invalid("wrong_type", row)
+                continue
+            trade_id = row.get("id")
+            side = row.get("side")
+            index = SIDE_INDEX.get(side) if side.__class__ is str else None
+            if trade_id.__class__ is not str or len(trade_id) > MAX_ID_LENGTH or index is None:
+                ctx.invalid("wrong_type" if "id" in row and "side" in row else "missing_field", row)
+                continue
+            price = positive(row.get("price"))
+            size = positive(row.get("size"))
+            if price is None or size is None:
+                ctx.invalid("bad_number", row)
+                continue
+            if not tape.add(trade_id):
+                collector.trades_duplicate += 1
+                continue
+            market.trades[index] += 1
+            market.volume[index] += size
+            market.notional[index] += size * price
+            market.last_trade_price = price
+            newest = row.get("createdAt")
+        if newest is not None:
+            stamp = self.shared.timestamp(newest)
+            if stamp is None:
+                ctx.invalid("bad_number", newest)
+            else:
+                self.shared.exchange.observe(ctx.cm.latency, stamp, now)  # type: ignore[arg-type]
+
+    def forget(self, ticker: str) -> None:
+        self._tapes.pop(ticker, None)

@@ -23,7 +23,7 @@ from aiohttp import web
 from exporter.config import FeedSettings
 from exporter.feed.backoff import Pacer
 from exporter.feed.connection import ACTIVE, Link, SubKey
-from exporter.feed.sink import Connected, Control, MarketsChanged, ServerError, Subscribed
+from exporter.feed.sink import Connected, Control, ServerError, Subscribed
 from exporter.lifecycle import cancel_and_wait
 from exporter.protocol import channels as ch
 from tests.helpers import wait_for
@@ -57,14 +57,8 @@ class RecordingSink:
             )
         return None
 
-    def take_markets_change(self) -> MarketsChanged | None:
-        return None
-
     def link_closed(self, link: str) -> None:
         self.closed += 1
-
-    def load_markets(self, perpetual_markets: Mapping[str, Mapping[str, object]]) -> MarketsChanged | None:
-        return None
 
     def forget_market(self, ticker: str) -> None:
         pass
@@ -110,9 +104,6 @@ class RecordingObserver:
 class Events:
     def __init__(self) -> None:
         self.limits: list[SubKey] = []
-
-    def markets_changed(self, change: MarketsChanged) -> None:
-        pass
 
     def subscriptions_changed(self) -> None:
         pass

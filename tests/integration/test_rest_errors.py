@@ -18,7 +18,8 @@ from exporter.config import Settings
 from exporter.feed.discovery import Discovery, RestFailed
 from exporter.feed.pool import Pool
 from exporter.metrics.collector import Collector
-from exporter.state.processor import Processor
+from exporter.state.router import Router
+from exporter.state.universe import MarketUniverse
 from tests.fixtures.exporter import start_exporter_process
 from tests.helpers import free_port
 
@@ -83,10 +84,10 @@ async def bad_rest() -> AsyncIterator[str]:
 async def test_bad_answers_read_as_sentences(bad_rest, route, code, sentence):
     settings = Settings.for_simulator(_Urls(f"{bad_rest}/{route}"), discovery_timeout=0.3)
     collector = Collector(version="test", channels=settings.channels)
-    processor = Processor(collector)
+    universe = MarketUniverse()
     async with aiohttp.ClientSession() as session:
-        pool = Pool(settings, session, processor, collector)
-        discovery = Discovery(settings, session, processor, collector, pool)
+        pool = Pool(settings, session, Router(collector, universe), collector, universe)
+        discovery = Discovery(settings, session, universe, collector, pool)
         with pytest.raises(RestFailed) as failed:
             await discovery.fetch_markets()
     assert failed.value.code == code

@@ -115,7 +115,7 @@ async def test_half_requests_and_abandoned_readers_are_cut_off(simulator_factory
         0,
         "/metrics",
         exp.collector.registry,
-        [exp.pool, exp.processor],
+        [exp.readiness],
         idle_timeout=1.0,
         write_timeout=1.0,
     )

@@ -1,6 +1,6 @@
 """Frames in the exact shapes of the protocol reference (shared/dydx-v4-ws-protocol.md §3), for the
 pipeline's unit tests (and the capture tests' hand-made captures), and a small harness that feeds them to a
-real Processor + Collector.
+real Router + Collector + MarketUniverse.
 
 Written out by hand, not with exporter.protocol.encode: the tests check the code against the reference,
 so the expected shapes must not come from the code under test."""
@@ -17,7 +17,8 @@ import orjson
 from exporter.feed.sink import Control
 from exporter.metrics.collector import Collector
 from exporter.protocol import channels as ch
-from exporter.state.processor import Processor
+from exporter.state.router import Router
+from exporter.state.universe import MarketsChanged, MarketUniverse
 from tests.helpers import Samples, parse_metrics
 
 CONN = "9a1c5e2e-1d7b-4bd6-9f0e-3d5c4b1e8a11"
@@ -111,21 +112,27 @@ def market_object(ticker: str, status: str = "ACTIVE", oracle: str = "100", clob
 
 
 class Pipeline:
-    """A real Processor + Collector, fed frames as the feed would (serialized JSON, wall-clock receipt)."""
+    """A real Router + Collector + MarketUniverse, fed frames as the feed would (serialized JSON,
+    wall-clock receipt). `changes` are the universe's announcements, in order."""
 
     def __init__(
-        self, channels: tuple[str, ...] = ALL, clock: Callable[[], float] = time.time, **processor_args: Any
+        self,
+        channels: tuple[str, ...] = ALL,
+        clock: Callable[[], float] = time.time,
+        wants_market: Callable[[str], bool] | None = None,
+        **router_args: Any,
     ) -> None:
         self.collector = Collector(version="1.2.3-test", channels=channels, clock=clock)
-        self.processor = Processor(self.collector, clock=clock, **processor_args)
+        self.universe = MarketUniverse(wants_market)
+        self.router = Router(self.collector, self.universe, clock=clock, **router_args)
+        self.changes: list[MarketsChanged] = []
+        self.universe.subscribe(self.changes.append)
         self.link = "conn-0"
         self.next_id = 1
 
     def feed(self, frame: Any, received_at: float | None = None, link: str | None = None) -> Control | None:
         raw = frame if isinstance(frame, str | bytes) else orjson.dumps(frame)
-        return self.processor.handle(
-            link or self.link, raw, time.time() if received_at is None else received_at
-        )
+        return self.router.handle(link or self.link, raw, time.time() if received_at is None else received_at)
 
     def mid(self) -> int:
         value = self.next_id
@@ -133,7 +140,7 @@ class Pipeline:
         return value
 
     def connect(self, link: str | None = None) -> Control | None:
-        self.processor.link_opened(link or self.link)
+        self.router.link_opened(link or self.link)
         self.next_id = 1
         return self.feed(connected(), link=link)
 

@@ -9,9 +9,9 @@ import pytest
 
 from exporter.protocol.frames import TimestampParser, integer, non_negative, positive
 from exporter.state.book import MAX_LEVELS_PER_SIDE, Book
-from exporter.state.markets import MarketDirectory
 from exporter.state.msgids import MessageIds
 from exporter.state.trades import RecentIds
+from exporter.state.universe import MarketUniverse
 
 
 def book_with(bids: list[tuple[float, float, int]], asks: list[tuple[float, float, int]]) -> Book:
@@ -141,12 +141,23 @@ def test_timestamp_parser() -> None:
     assert math.isfinite(parse("2026-03-04T19:21:00.000Z") or math.nan)
 
 
-def test_directory_listing_status_and_bounded_status() -> None:
-    directory = MarketDirectory()
-    change = directory.load({"BTC-USD": {"status": "ACTIVE"}, "bad ticker": {"status": "ACTIVE"}, "X-USD": 5})
-    assert change.listed == ["BTC-USD"]
-    change = directory.apply_trading({"BTC-USD": {"status": "WEIRD"}, "ETH-USD": {"volume24H": "1"}})
-    assert change.status_changed == ["BTC-USD"] and directory.statuses["BTC-USD"] == "UNKNOWN"
+def test_universe_listing_status_and_bounded_status() -> None:
+    universe = MarketUniverse(wants=lambda ticker: ticker != "SOL-USD")
+    heard: list[object] = []
+    universe.subscribe(heard.append)
+    change = universe.load({"BTC-USD": {"status": "ACTIVE"}, "bad ticker": {"status": "ACTIVE"}, "X-USD": 5})
+    assert change.listed == ("BTC-USD",) and heard == [change]
+    change = universe.apply_trading({"BTC-USD": {"status": "WEIRD"}, "ETH-USD": {"volume24H": "1"}}, 1.0)
+    assert change.status_changed == ("BTC-USD",) and universe.statuses["BTC-USD"] == "UNKNOWN"
     assert not change.listed  # a partial diff for an unknown ticker is not a listing
-    change = directory.load({})
-    assert change.delisted == ["BTC-USD"]
+    assert not universe.apply_trading({"ETH-USD": {"volume24H": "1"}}, 2.0) and len(heard) == 2
+    listing = {
+        "SOL-USD": {"ticker": "SOL-USD", "clobPairId": "5"},
+        "ETH-USD": {"ticker": "ETH-USD", "clobPairId": "1"},
+    }
+    assert universe.apply_trading(listing, 3.0).listed == ("SOL-USD", "ETH-USD")
+    assert universe.wanted() == {"BTC-USD", "ETH-USD"}  # filtered by `wants`
+    universe.apply_trading({"ETH-USD": {"status": "FINAL_SETTLEMENT"}}, 4.0)
+    assert universe.wanted() == {"BTC-USD"}  # listed, but no longer traded
+    change = universe.load({})
+    assert change.delisted == ("BTC-USD", "SOL-USD", "ETH-USD") and universe.wanted() == frozenset()

@@ -59,9 +59,9 @@ def test_a_book_crossed_past_the_threshold_is_resubscribed_once_per_period_and_c
     crossed_book(pipe, "BTC-USD", 1, T0)
     pipe.feed(subscribed(ch.ORDERBOOK, "ETH-USD", 3, book_snapshot([("10", "1")], [("11", "1")])), T0)
     pool = Subscriptions([(ch.ORDERBOOK, "BTC-USD"), (ch.ORDERBOOK, "ETH-USD")])
-    resyncer = Resyncer(ResyncPolicy(crossed_after=30.0), pool, pipe.processor, clock=clock)
+    resyncer = Resyncer(ResyncPolicy(crossed_after=30.0), pool, pipe.router.books, clock=clock)
 
-    assert pipe.processor.crossed_books() == {"BTC-USD": T0}
+    assert pipe.router.books.crossed_books() == {"BTC-USD": T0}
     clock.now = T0 + 29.9
     assert resyncer.check() == []
     clock.now = T0 + 30.0
@@ -87,11 +87,13 @@ def test_crossed_resync_off_and_inactive_books_are_left_alone():
     clock.now = T0 + 3600
     assert not ResyncPolicy(crossed_after=0).enabled
     assert (
-        Resyncer(ResyncPolicy(crossed_after=0), Subscriptions([]), pipe.processor, clock=clock).check() == []
+        Resyncer(ResyncPolicy(crossed_after=0), Subscriptions([]), pipe.router.books, clock=clock).check()
+        == []
     )
     # Crossed long enough, but its subscription is not active (link down): nothing to resubscribe.
     assert (
-        Resyncer(ResyncPolicy(crossed_after=1), Subscriptions([]), pipe.processor, clock=clock).check() == []
+        Resyncer(ResyncPolicy(crossed_after=1), Subscriptions([]), pipe.router.books, clock=clock).check()
+        == []
     )
     pipe.feed(subscribed(ch.ORDERBOOK, "BTC-USD", 5, book_snapshot([("100", "1")], [("101", "1")])))
     s = pipe.samples()
@@ -107,7 +109,7 @@ def test_periodic_resyncs_are_staggered_over_the_interval_and_rate_limited():
     resyncer = Resyncer(
         ResyncPolicy(crossed_after=0, book_interval=120.0, max_per_second=2.0),
         pool,
-        pipe.processor,
+        pipe.router.books,
         clock=clock,
     )
     assert resyncer.check() == []  # first sight: spread over the next 120 s
@@ -128,7 +130,7 @@ def test_periodic_resyncs_are_staggered_over_the_interval_and_rate_limited():
     burst = Resyncer(
         ResyncPolicy(crossed_after=0, book_interval=1.0, max_per_second=2.0),
         pool,
-        pipe.processor,
+        pipe.router.books,
         clock=clock,
     )
     burst.check()
@@ -143,7 +145,9 @@ def test_periodic_snapshot_is_counted_as_periodic():
     snap = book_snapshot([("100", "1")], [("101", "1")])
     pipe.feed(subscribed(ch.ORDERBOOK, "BTC-USD", 1, snap))
     pool = Subscriptions([(ch.ORDERBOOK, "BTC-USD")])
-    resyncer = Resyncer(ResyncPolicy(crossed_after=0, book_interval=60.0), pool, pipe.processor, clock=clock)
+    resyncer = Resyncer(
+        ResyncPolicy(crossed_after=0, book_interval=60.0), pool, pipe.router.books, clock=clock
+    )
     resyncer.check()
     clock.now += 60.0
     assert resyncer.check() == [((ch.ORDERBOOK, "BTC-USD"), "periodic")]
@@ -171,7 +175,7 @@ def test_periodic_snapshot_is_counted_as_periodic():
 def test_last_update_timestamp_per_market_and_channel_and_removed_with_the_market():
     pipe = Pipeline()
     pipe.connect()
-    pipe.processor.load_markets({"BTC-USD": market_object("BTC-USD"), "ETH-USD": market_object("ETH-USD")})
+    pipe.universe.load({"BTC-USD": market_object("BTC-USD"), "ETH-USD": market_object("ETH-USD")})
     name = "dydx_market_last_update_timestamp_seconds"
     assert metric_sum(pipe.samples(), name) == 0  # the REST list is not a frame of the feed
     snap = book_snapshot([("100", "1")], [("101", "1")])
@@ -192,7 +196,7 @@ def test_last_update_timestamp_per_market_and_channel_and_removed_with_the_marke
     assert metric_value(s, name, market="BTC-USD", channel=ch.CANDLES) == T0 + 3
     assert metric_value(s, name, market="BTC-USD", channel=ch.MARKETS) == T0 + 4
     assert metric_sum(s, name, market="ETH-USD") == 0  # nothing received for it yet: no series
-    pipe.processor.forget_market("BTC-USD")
+    pipe.router.forget_market("BTC-USD")
     assert metric_sum(pipe.samples(), name) == 0
     pipe.feed(data(ch.CANDLES, "BTC-USD/1MIN", 8, candle), T0 + 5)  # a straggler does not bring it back
     assert metric_sum(pipe.samples(), name) == 0
@@ -241,7 +245,7 @@ def fill(fill_id: str, side: str) -> dict[str, object]:
 def accounts() -> Pipeline:
     pipe = Pipeline(channels=(ch.SUBACCOUNTS,))
     pipe.collector = type(pipe.collector)(version="t", channels=(ch.SUBACCOUNTS,), subaccounts=(SUB, OTHER))
-    pipe.processor = type(pipe.processor)(pipe.collector)
+    pipe.router = type(pipe.router)(pipe.collector)
     pipe.connect()
     return pipe
 

@@ -22,7 +22,7 @@ def populated(markets: int = 5) -> Pipeline:
     pipe = Pipeline()
     pipe.connect()
     tickers = [f"M{i}-USD" for i in range(markets)]
-    pipe.processor.load_markets({t: market_object(t, clob=i) for i, t in enumerate(tickers)})
+    pipe.universe.load({t: market_object(t, clob=i) for i, t in enumerate(tickers)})
     now = time.time()
     for t in tickers:
         pipe.feed(

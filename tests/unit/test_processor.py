@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from exporter.feed.sink import Connected, MarketsChanged, ServerError, Subscribed, Unsubscribed
+from exporter.feed.sink import Connected, ServerError, Subscribed, Unsubscribed
 from exporter.protocol import channels as ch
 from tests.helpers import metric_sum, metric_value
 from tests.unit.pipeline_frames import (
@@ -116,7 +116,7 @@ def test_resync_reasons(pipe: Pipeline) -> None:
     snap = book_snapshot([("100", "1")], [("101", "1")])
     pipe.feed(subscribed(ch.ORDERBOOK, "BTC-USD", 1, snap))
     pipe.feed(subscribed(ch.ORDERBOOK, "BTC-USD", 2, snap))  # resubscribe on the same link
-    pipe.processor.link_closed("conn-0")
+    pipe.router.link_closed("conn-0")
     s = pipe.samples()
     assert metric_value(s, "dydx_orderbook_levels", market="BTC-USD", side="bid") == 0
     assert metric_value(s, "dydx_orderbook_best_price", market="BTC-USD", side="bid") is None
@@ -209,59 +209,52 @@ def test_block_height_snapshot_and_update_keys(pipe: Pipeline) -> None:
 
 
 def test_markets_listing_status_oracle_and_delisting(pipe: Pipeline) -> None:
-    change = pipe.processor.load_markets(
-        {"BTC-USD": market_object("BTC-USD"), "ETH-USD": market_object("ETH-USD")}
-    )
-    assert isinstance(change, MarketsChanged)
+    change = pipe.universe.load({"BTC-USD": market_object("BTC-USD"), "ETH-USD": market_object("ETH-USD")})
     assert set(change.listed) == {"BTC-USD", "ETH-USD"}
-    assert (
-        pipe.processor.load_markets(
-            {"BTC-USD": market_object("BTC-USD"), "ETH-USD": market_object("ETH-USD")}
-        )
-        is None
-    )
+    assert not pipe.universe.load({"BTC-USD": market_object("BTC-USD"), "ETH-USD": market_object("ETH-USD")})
+    announced = len(pipe.changes)
     # Reference §3.3 oracle update and trading diff.
     row = {"oraclePrice": "3512.4421", "effectiveAt": iso(time.time()), "effectiveAtHeight": "53803431"}
     oracle = {"ETH-USD": {**row, "marketId": 1}}
     assert pipe.feed(data(ch.MARKETS, None, 3, {"oraclePrices": oracle})) is None
     diff = {"BTC-USD": {"volume24H": "412345678.12", "trades24H": 151234, "nextFundingRate": "0.0000125"}}
     assert pipe.feed(data(ch.MARKETS, None, 4, {"trading": diff})) is None
+    assert len(pipe.changes) == announced  # neither frame changed the universe
     s = pipe.samples()
     assert metric_value(s, "dydx_oracle_price", market="ETH-USD") == pytest.approx(3512.4421)
     assert metric_value(s, "dydx_market_info", market="BTC-USD", status="ACTIVE") == 1
     assert metric_value(s, "dydx_feed_latency_seconds_count", channel=ch.MARKETS) == 1
     # A status change and a listing through the channel.
     listing = {"BTC-USD": {"status": "PAUSED"}, "SOL-USD": market_object("SOL-USD", clob=7)}
-    result = pipe.feed(data(ch.MARKETS, None, 5, {"trading": listing}))
-    assert isinstance(result, MarketsChanged)
-    assert result.listed == ("SOL-USD",)
+    assert pipe.feed(data(ch.MARKETS, None, 5, {"trading": listing})) is None
+    result = pipe.changes[-1]
+    assert result.listed == ("SOL-USD",) and result.status_changed == ("BTC-USD",)
     assert result.markets == {"BTC-USD": "PAUSED", "ETH-USD": "ACTIVE", "SOL-USD": "ACTIVE"}
     s = pipe.samples()
     assert metric_value(s, "dydx_market_info", market="BTC-USD", status="PAUSED") == 1
     assert metric_value(s, "dydx_market_info", market="BTC-USD", status="ACTIVE") is None
     # REST says ETH-USD is gone: delisted, and its series are removed.
-    change = pipe.processor.load_markets(
-        {"BTC-USD": market_object("BTC-USD"), "SOL-USD": market_object("SOL-USD")}
-    )
-    assert change is not None and change.delisted == ("ETH-USD",)
+    change = pipe.universe.load({"BTC-USD": market_object("BTC-USD"), "SOL-USD": market_object("SOL-USD")})
+    assert change.delisted == ("ETH-USD",)
     s = pipe.samples()
     assert metric_sum(s, "dydx_oracle_price", market="ETH-USD") == 0
     assert metric_sum(s, "dydx_market_info", market="ETH-USD") == 0
 
 
-def test_markets_snapshot_change_is_returned_with_next_markets_frame(pipe: Pipeline) -> None:
-    pipe.processor.load_markets({"BTC-USD": market_object("BTC-USD")})
+def test_markets_snapshot_change_is_announced_with_the_snapshot(pipe: Pipeline) -> None:
+    pipe.universe.load({"BTC-USD": market_object("BTC-USD")})
     snap = {"markets": {"BTC-USD": market_object("BTC-USD"), "ETH-USD": market_object("ETH-USD")}}
     assert pipe.feed(subscribed(ch.MARKETS, None, 1, snap)) == Subscribed("conn-0", ch.MARKETS, None, 1)
-    result = pipe.feed(data(ch.MARKETS, None, 2, {"oraclePrices": {}}))
-    assert isinstance(result, MarketsChanged) and result.listed == ("ETH-USD",)
+    change = pipe.changes[-1]
+    assert change.listed == ("ETH-USD",) and change.received_at is not None
+    assert pipe.universe.wanted() == {"BTC-USD", "ETH-USD"}
 
 
 def test_forget_market_removes_series(pipe: Pipeline) -> None:
     pipe.feed(subscribed(ch.ORDERBOOK, "BTC-USD", 1, book_snapshot([("1", "1")], [("2", "1")])))
     pipe.feed(subscribed(ch.TRADES, "BTC-USD", 2, {"trades": []}))
     assert metric_value(pipe.samples(), "dydx_trades_total", market="BTC-USD", side="buy") == 0
-    pipe.processor.forget_market("BTC-USD")
+    pipe.router.forget_market("BTC-USD")
     assert not [k for k in pipe.samples() if ("market", "BTC-USD") in k[1]]
 
 
@@ -289,7 +282,7 @@ def test_error_unsubscribed_and_unknown_frames(pipe: Pipeline) -> None:
 def test_message_id_gap_counted_after_grace_not_for_late_subscribed() -> None:
     pipe = Pipeline(id_grace=5.0)
     t0 = time.time()
-    pipe.processor.link_opened("conn-0")
+    pipe.router.link_opened("conn-0")
     pipe.feed({"type": "connected", "connection_id": CONN, "message_id": 0}, t0)
     pipe.feed(subscribed(ch.TRADES, "BTC-USD", 1, {"trades": []}), t0)
     # id 2 is a subscribe whose snapshot is slow; 3 and 4 flow meanwhile; 2 arrives 4 s later.
@@ -308,21 +301,24 @@ def test_message_id_gap_counted_after_grace_not_for_late_subscribed() -> None:
     assert metric_value(pipe.samples(), "dydx_message_id_gaps_total") == 1
 
 
-def test_readiness_and_last_data_at() -> None:
+def test_stale_channels_and_last_data_at() -> None:
     now = time.time()
-    clock = [now]
-    pipe = Pipeline(stale_after=30.0, clock=lambda: clock[0])
-    assert pipe.processor.not_ready_reasons(now) == ["processor: no data frame received yet"]
+    pipe = Pipeline(stale_after=30.0)
+    subscribed_channels = (ch.BLOCK_HEIGHT, ch.TRADES, ch.CANDLES)
+    assert pipe.router.stale_channels(now, subscribed_channels) == [
+        "v4_block_height: no data received yet",
+        "v4_trades: no data received yet",
+    ]  # candles may stay quiet (a market without trades has no candle updates): never a reason
     pipe.connect()
     pipe.feed(data(ch.BLOCK_HEIGHT, ch.BLOCK_HEIGHT_ID, 1, {"blockHeight": "5", "time": iso(now)}), now)
-    assert pipe.processor.not_ready_reasons(now + 1) == []
-    assert pipe.processor.last_data_at("conn-0", ch.BLOCK_HEIGHT) == now
-    assert pipe.processor.last_data_at("conn-0", ch.TRADES) is None
-    assert metric_value(pipe.samples(), "dydx_component_up", component="processor") == 1
-    reasons = pipe.processor.not_ready_reasons(now + 31)
-    assert reasons and "stale" in reasons[0]
-    clock[0] = now + 31
-    assert metric_value(pipe.samples(), "dydx_component_up", component="processor") == 0
+    pipe.feed(subscribed(ch.TRADES, "BTC-USD", 2, {"trades": []}), now - 10)  # a snapshot counts as data
+    assert pipe.router.stale_channels(now + 1, subscribed_channels) == []
+    assert pipe.router.last_data_at("conn-0", ch.BLOCK_HEIGHT) == now
+    assert pipe.router.last_data_at("conn-0", ch.CANDLES) is None
+    assert pipe.router.stale_channels(now + 25, subscribed_channels) == [
+        "v4_trades: no data for 35.0s (stale after 30s)"
+    ]
+    assert pipe.router.stale_channels(now + 25, (ch.BLOCK_HEIGHT,)) == []
 
 
 def test_series_created_at_zero() -> None:
@@ -341,8 +337,8 @@ def test_series_created_at_zero() -> None:
 def test_wants_market_limits_per_market_series_to_this_exporters_markets() -> None:
     pipe = Pipeline(wants_market=lambda ticker: ticker == "BTC-USD")
     pipe.connect()
-    change = pipe.processor.load_markets({t: market_object(t) for t in ("BTC-USD", "ETH-USD")})
-    assert change is not None and set(change.markets) == {"BTC-USD", "ETH-USD"}
+    change = pipe.universe.load({t: market_object(t) for t in ("BTC-USD", "ETH-USD")})
+    assert set(change.markets) == {"BTC-USD", "ETH-USD"} and pipe.universe.wanted() == {"BTC-USD"}
     oracle = {t: {"oraclePrice": "5", "effectiveAt": iso(time.time())} for t in ("BTC-USD", "ETH-USD")}
     pipe.feed(data(ch.MARKETS, None, 1, {"oraclePrices": oracle}))
     s = pipe.samples()

@@ -144,7 +144,7 @@ def sane_book(book: Book) -> None:
 def fresh_pipeline() -> Pipeline:
     pipe = Pipeline(max_frame_bytes=MAX_FRAME)
     pipe.connect()
-    pipe.processor.load_markets({t: market_object(t) for t in TICKERS})
+    pipe.universe.load({t: market_object(t) for t in TICKERS})
     for t in TICKERS:
         pipe.feed(subscribed(ch.ORDERBOOK, t, pipe.mid(), book_snapshot([("100", "1")], [("101", "1")])))
         pipe.feed(subscribed(ch.TRADES, t, pipe.mid(), {"trades": []}))
@@ -175,7 +175,7 @@ def test_any_frame_sequence_is_counted_and_never_corrupts_state(frames: list[byt
         before = counted(pipe)
         pipe.feed(raw)  # must not raise
         assert counted(pipe) > before, raw[:200]
-        for book in pipe.processor._books.values():
+        for book in pipe.router.books.books.values():
             sane_book(book)
     samples = parse_metrics(pipe.collector.render_text())
     for (name, _), value in samples.items():

@@ -30,14 +30,14 @@ def test_orderbook_and_oracle_updates_route_with_channel_names_from_argv() -> No
     channels = ",".join(_runtime(c) for c in (ch.MARKETS, ch.ORDERBOOK, ch.TRADES, ch.BLOCK_HEIGHT))
     settings = Settings.from_sources(["--channels", channels, "--markets", "BTC-USD"], {})
     assert ch.ORDERBOOK in settings.channels
-    exporter = Exporter(settings)  # built, not started: the same Collector and Processor the CLI runs
-    processor, link = exporter.processor, "conn-0"
+    exporter = Exporter(settings)  # built, not started: the same Collector and Router the CLI runs
+    router, link = exporter.router, "conn-0"
 
     def feed(frame: object) -> None:
         # Names inside the frame are decoded from bytes too, so they are never the constants either.
-        processor.handle(link, orjson.dumps(frame), time.time())
+        router.handle(link, orjson.dumps(frame), time.time())
 
-    processor.link_opened(link)
+    router.link_opened(link)
     feed(connected())
     feed(subscribed(_runtime(ch.MARKETS), None, 1, {"markets": {"BTC-USD": market_object("BTC-USD")}}))
     feed(subscribed(ch.ORDERBOOK, "BTC-USD", 2, book_snapshot([("100", "1")], [("101", "2")])))

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -32,16 +31,10 @@ pytestmark = pytest.mark.timeout(60)
 NOW = 1_772_652_067.9  # a fixed clock: both pipelines must see identical times
 
 
-def _refuse(raw: str | bytes) -> Any:
-    raise msgspec.DecodeError("typed path disabled")
-
-
 def pipeline(typed: bool) -> Pipeline:
-    pipe = Pipeline(max_frame_bytes=MAX_FRAME, clock=lambda: NOW)
-    if not typed:
-        pipe.processor._decode_typed = _refuse  # type: ignore[assignment]
+    pipe = Pipeline(max_frame_bytes=MAX_FRAME, clock=lambda: NOW, typed=typed)
     pipe.connect()
-    pipe.processor.load_markets({t: market_object(t) for t in TICKERS})
+    pipe.universe.load({t: market_object(t) for t in TICKERS})
     for t in TICKERS:
         pipe.feed(subscribed(ch.ORDERBOOK, t, pipe.mid(), book_snapshot([("100", "1")], [("101", "1")])), NOW)
         pipe.feed(subscribed(ch.TRADES, t, pipe.mid(), {"trades": []}), NOW)
@@ -129,7 +122,7 @@ def test_typed_and_dict_paths_export_the_same(frames: list[Any]) -> None:
         else:
             frame, in_order = item
             # The next id in order (a frame refused before its id was read leaves the id unused).
-            expected = plain.processor._links[plain.link].ids.fast_next
+            expected = plain.router._links[plain.link].ids.fast_next
             frame["message_id"] = (expected if expected is not None else plain.mid()) if in_order else 10**6
             raws = [json.dumps(frame, allow_nan=True).encode("utf-8", "surrogatepass")] * 2
         assert typed.feed(raws[0], NOW) == plain.feed(raws[1], NOW)
@@ -147,13 +140,13 @@ def book_states(pipe: Pipeline) -> dict[str, Any]:
             book.updated_at,
             book.crossed,
         )
-        for ticker, book in pipe.processor._books.items()
+        for ticker, book in pipe.router.books.books.items()
     }
 
 
 def test_protocol_frames_take_the_typed_path() -> None:
     """The frames of the protocol's own shapes decode typed (else the fast path would never run)."""
-    decode = pipeline(True).processor._decode_typed
+    decode = pipeline(True).router.typed.envelope
     for channel, contents_ in [
         (ch.ORDERBOOK, {"bids": [["100.5", "2"]]}),
         (ch.MARKETS, {"oraclePrices": {"BTC-USD": {"oraclePrice": "1", "effectiveAt": "t", "marketId": 0}}}),
@@ -190,7 +183,7 @@ decimal_text = st.one_of(
 @given(price=decimal_text, size=decimal_text)
 def test_decoded_levels_equal_python_float(price: str, size: str) -> None:
     """Prices and sizes decoded by msgspec are the floats the dict path's float() gives, or refused."""
-    decode = pipeline(True).processor._decode_levels
+    decode = pipeline(True).router.typed.levels
     try:
         levels = decode(json.dumps({"bids": [[price, size]]}))
     except TypedDecodeError:
@@ -228,7 +221,7 @@ def test_edge_frames_are_counted_alike(
             "type": ch.T_CHANNEL_BATCH_DATA if batched else ch.T_CHANNEL_DATA,
             "id": sub_id,
             "channel": channel,
-            "message_id": pipe.processor._links[pipe.link].ids.fast_next,
+            "message_id": pipe.router._links[pipe.link].ids.fast_next,
             "contents": [contents_] if batched else contents_,
         }
         pipe.feed(json.dumps(frame, allow_nan=True), NOW)
@@ -251,7 +244,7 @@ def test_invalid_utf8_in_a_string_is_refused_alike(raw_template: bytes) -> None:
     typed, plain = pipeline(True), pipeline(False)
     invalid_before = metric_sum(parse_metrics(typed.collector.render_text()), "dydx_messages_invalid_total")
     for pipe in (typed, plain):
-        pipe.feed(raw_template % pipe.processor._links[pipe.link].ids.fast_next, NOW)
+        pipe.feed(raw_template % pipe.router._links[pipe.link].ids.fast_next, NOW)
     assert typed.collector.render_text() == plain.collector.render_text()
     assert book_states(typed) == book_states(plain)
     invalid_after = metric_sum(parse_metrics(typed.collector.render_text()), "dydx_messages_invalid_total")

@@ -1,0 +1,52 @@
+"""v4_candles: per-market freshness, and a latency estimate (candles carry no event time of their own)."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from exporter.metrics.collector import MarketMetrics
+from exporter.protocol import channels as ch
+from exporter.protocol.frames import positive
+from exporter.state.context import ChannelHandler, FrameContext, Shared
+from exporter.state.universe import valid_ticker
+
+#: Candles are timed against the newest exchange time seen on any channel, but only while that time was
+#: itself received this recently (otherwise the estimate would only measure silence).
+REFERENCE_MAX_AGE_S: Final = 5.0
+_SPEC: Final = ch.CHANNELS[ch.CANDLES]
+
+
+class CandlesHandler(ChannelHandler):
+    def __init__(self, shared: Shared) -> None:
+        super().__init__(shared)
+        #: subscription id ("BTC-USD/1MIN") → its market's metrics, for the freshness stamp.
+        self._markets: dict[str, MarketMetrics] = {}
+
+    def snapshot(self, ctx: FrameContext, sub_id: str | None, contents: Any) -> None:
+        candles = contents.get("candles") if contents.__class__ is dict else None
+        if candles.__class__ is not list:
+            ctx.invalid("wrong_type", contents)
+            return
+        ticker = _SPEC.market_of(sub_id) if sub_id is not None else None
+        if sub_id is not None and valid_ticker(ticker):
+            market = self._markets[sub_id] = self.shared.collector.market(ticker)  # type: ignore[arg-type]
+            market.candles_at = ctx.received_at
+
+    def update(self, ctx: FrameContext, sub_id: Any, contents: Any) -> None:
+        if contents.__class__ is not dict:
+            ctx.invalid("wrong_type", contents)
+            return
+        if positive(contents.get("close")) is None or contents.get("startedAt").__class__ is not str:
+            ctx.invalid("bad_number" if "close" in contents else "missing_field", contents)
+            return
+        now = ctx.received_at
+        market = self._markets.get(sub_id) if sub_id.__class__ is str else None
+        if market is not None:
+            market.candles_at = now
+        reference = self.shared.exchange.reference(now, REFERENCE_MAX_AGE_S)
+        if reference is not None:
+            ctx.cm.latency.observe(now - reference)  # type: ignore[union-attr]
+
+    def forget(self, ticker: str) -> None:
+        for sub_id in _SPEC.market_ids(ticker, ch.CANDLE_RESOLUTIONS):
+            self._markets.pop(sub_id, None)

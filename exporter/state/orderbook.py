@@ -1,0 +1,152 @@
+"""v4_orderbook: one L2 book per market, its snapshots, its single-level updates and its resyncs.
+
+A snapshot carries `{price, size}` objects; an update exactly one `[price, absolute size]` pair on one
+side, size "0" removing the level. Either decode path (the dict path here, the typed one in
+exporter.state.fastpath) ends in `Book.update_bid` / `update_ask`: the update rule is written once. A book
+whose link closes is emptied until its next snapshot, which counts as a resync (reconnect or resubscribe;
+crossed or periodic when the feed asked for it through `expect_resync`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from exporter.logs import get_logger
+from exporter.protocol import channels as ch
+from exporter.protocol.frames import non_negative, positive
+from exporter.state.book import Book
+from exporter.state.context import ChannelHandler, FrameContext, Shared
+from exporter.state.universe import valid_ticker
+
+log = get_logger(__name__)
+
+
+class OrderbookHandler(ChannelHandler):
+    def __init__(self, shared: Shared) -> None:
+        super().__init__(shared)
+        self.books: dict[str, Book] = {}
+        #: link → tickers whose book it feeds.
+        self._by_link: dict[str, set[str]] = {}
+        #: (channel, id) → reason of the resubscribe the feed asked for; its snapshot counts as that resync.
+        self._resync_reasons: dict[tuple[str, str], str] = {}
+
+    # --- snapshots --------------------------------------------------------------------------------------
+    def snapshot(self, ctx: FrameContext, sub_id: str | None, contents: Any) -> None:
+        if not valid_ticker(sub_id):
+            ctx.invalid("wrong_type", sub_id)
+            return
+        assert sub_id is not None
+        if contents.__class__ is not dict:
+            ctx.invalid("wrong_type", contents)
+            return
+        bids = self._snapshot_levels(ctx, contents.get("bids"))
+        asks = self._snapshot_levels(ctx, contents.get("asks"))
+        collector = self.shared.collector
+        book = self.books.get(sub_id)
+        if book is None:
+            book = self.books[sub_id] = Book()
+            collector.market(sub_id).book = book
+        reason = self._resync_reasons.pop((ch.ORDERBOOK, sub_id), None)
+        if reason is None:
+            reason = "resubscribe" if book.has_snapshot else "reconnect" if book.needs_resync else None
+        if reason is not None:
+            collector.market(sub_id).resyncs[reason] += 1
+            log.info("orderbook_resync", market=sub_id, reason=reason, link=ctx.link)
+        book.load_snapshot(ctx.link, bids, asks, ctx.message_id, ctx.received_at)
+        self._by_link.setdefault(ctx.link, set()).add(sub_id)
+
+    @staticmethod
+    def _snapshot_levels(ctx: FrameContext, levels: Any) -> list[tuple[float, float]]:
+        if levels is None:
+            return []
+        if levels.__class__ is not list:
+            ctx.invalid("wrong_type", levels)
+            return []
+        parsed = []
+        for level in levels:
+            if level.__class__ is not dict:
+                ctx.invalid("wrong_type", level)
+                continue
+            price = positive(level.get("price"))
+            size = non_negative(level.get("size"))
+            if price is None or size is None:
+                ctx.invalid("bad_number", level)
+                continue
+            parsed.append((price, size))
+        return parsed
+
+    # --- updates ----------------------------------------------------------------------------------------
+    def live_book(self, ctx: FrameContext, sub_id: Any, count: int = 1) -> Book | None:
+        """The snapshotted book `count` updates are for; None (each counted invalid) when there is none."""
+        book = self.books.get(sub_id) if sub_id.__class__ is str else None
+        if book is not None and book.has_snapshot:
+            return book
+        reason = "unknown_market" if book is None else "no_snapshot"
+        for _ in range(count):
+            ctx.invalid(reason, sub_id)
+        return None
+
+    def update(self, ctx: FrameContext, sub_id: Any, contents: Any) -> None:
+        self.updates(ctx, sub_id, [contents])
+
+    def updates(self, ctx: FrameContext, sub_id: Any, items: list[Any]) -> None:
+        book = self.live_book(ctx, sub_id, len(items))
+        if book is None:
+            return
+        for contents in items:
+            if contents.__class__ is not dict:
+                ctx.invalid("wrong_type", contents)
+                continue
+            bids = contents.get("bids")
+            asks = contents.get("asks")
+            if bids is None and asks is None:
+                ctx.invalid("missing_field", contents)
+                continue
+            if bids is not None:
+                self._side(ctx, book.update_bid, bids)
+            if asks is not None:
+                self._side(ctx, book.update_ask, asks)
+
+    @staticmethod
+    def _side(ctx: FrameContext, update: Callable[[float, float, int, float], None], levels: Any) -> None:
+        if levels.__class__ is not list:
+            ctx.invalid("wrong_type", levels)
+            return
+        for pair in levels:
+            if pair.__class__ is not list or len(pair) != 2:
+                ctx.invalid("wrong_type", pair)
+                continue
+            price = positive(pair[0])
+            size = non_negative(pair[1])
+            if price is None or size is None:
+                ctx.invalid("bad_number", pair)
+                continue
+            update(price, size, ctx.message_id, ctx.received_at)
+
+    # --- lifecycle ----------------------------------------------------------------------------------------
+    def unsubscribed(self, ctx: FrameContext, sub_id: str | None) -> None:
+        # A refresh the feed asked for keeps the book readable until its new snapshot replaces it.
+        if sub_id is None or (ch.ORDERBOOK, sub_id) in self._resync_reasons:
+            return
+        book = self.books.get(sub_id)
+        if book is not None and book.link == ctx.link:
+            book.invalidate(ctx.received_at)
+
+    def link_closed(self, link: str, now: float) -> None:
+        for ticker in self._by_link.pop(link, ()):
+            book = self.books.get(ticker)
+            if book is not None and book.link == link:
+                book.invalidate(now)
+            self._resync_reasons.pop((ch.ORDERBOOK, ticker), None)  # its next snapshot is a reconnect
+
+    def forget(self, ticker: str) -> None:
+        self.books.pop(ticker, None)
+        self._resync_reasons.pop((ch.ORDERBOOK, ticker), None)
+
+    # --- what the resyncer asks (exporter.feed.resync.BookWatch) -----------------------------------------
+    def crossed_books(self) -> Mapping[str, float]:
+        return {ticker: book.crossed_since for ticker, book in self.books.items() if book.crossed}
+
+    def expect_resync(self, channel: str, sub_id: str, reason: str) -> None:
+        self._resync_reasons[(channel, sub_id)] = reason
