@@ -36,7 +36,7 @@ from exporter.top.client import (
     read_password_file,
 )
 from exporter.top.frame import SORT_KEYS, build
-from exporter.top.layout import render, unreachable
+from exporter.top.layout import connecting, render, unreachable
 from exporter.top.stats import Scrape
 
 PROG = "dydx-exporter top"
@@ -203,7 +203,7 @@ class Screen:
         poll = self.last
         url = self.config.client.url
         if poll is None:
-            return unreachable(url, "connecting…", 0, None, None)
+            return connecting(url)
         if poll.scrape is None:
             return unreachable(url, poll.error or "", self.failures, self.failing_since, self.last_ok)
         frame = build(url, poll.scrape, self.prev, poll.readiness, self.sort)

@@ -267,6 +267,14 @@ def render(frame: Frame, console: Console, stale_after: float = 30.0) -> Rendera
     return Group(top, markets(frame, width, rows, stale_after))
 
 
+def connecting(url: str) -> Text:
+    """Before the first answer."""
+    text = Text()
+    text.append("dydx-exporter top", style="bold")
+    text.append(f"  {url}\n\nconnecting…", style=DIM)
+    return text
+
+
 def unreachable(url: str, error: str, attempts: int, since: float | None, last_ok: float | None) -> Text:
     """What `top` shows while it cannot read the exporter; it keeps retrying."""
     text = Text()
