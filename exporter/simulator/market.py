@@ -567,7 +567,7 @@ class MarketModel:
     def _cross_again(self, ticker: str, *, force: bool) -> None:
         """Snapshots (and REST) leave out the asks at or under the ghost bid, and trades eat them: publish
         the best of them again (a level the book really holds) when it changed, or when `force`d for a
-        fresh snapshot; when none is left, move the ghost over the best ask."""
+        fresh snapshot; when none is left, move the ghost over the best ask and publish that ask too."""
         m = self.markets.get(ticker)
         if m is None or m.ghost_bid is None or m.best_ask is None:
             return
@@ -575,11 +575,12 @@ class MarketModel:
             ghost, m.ghost_bid = m.ghost_bid, None
             self._set_level(m, True, ghost, 0)
             self.start_cross(ticker)
-        elif force or self._kept_crossed.get(ticker) != m.best_ask:
-            ask = m.best_ask
+            force = True
+        ask = m.best_ask
+        if force or self._kept_crossed.get(ticker) != ask:
             self._pub.publish(ch.ORDERBOOK, ticker, {"asks": [[m.fmt_price(ask), m.fmt_size(m.asks[ask])]]})
         if ticker in self._kept_crossed:
-            self._kept_crossed[ticker] = m.best_ask
+            self._kept_crossed[ticker] = ask
 
     def end_cross(self, ticker: str) -> None:
         self._kept_crossed.pop(ticker, None)

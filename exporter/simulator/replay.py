@@ -361,18 +361,19 @@ class ReplaySource:
         self._cross_again(ticker, force=True)
 
     def _cross_again(self, ticker: str, *, force: bool) -> None:
-        """Snapshots leave out the asks at or under the crossing bid, and replayed updates take them away:
-        publish the best of them again when it changed (or when `force`d, for a fresh snapshot); when none
-        is left, cross anew over the asks there are."""
+        """Snapshots leave out the asks at or under the crossing bid, and replayed updates take them away (or
+        the bid itself): publish the best of them again when it changed (or when `force`d, for a fresh
+        snapshot); when the replay has uncrossed the book, cross it anew and publish that best ask too."""
         price = self._crossed.get(ticker)
         book = self.state.books.get(ticker)
         if price is None or book is None or not book.asks:
             return
         best = min(book.asks, key=price_key)
-        if price_key(best) > price_key(price):
+        if price not in book.bids or price_key(best) > price_key(price):
             self._end_crossing_bid(ticker)
             self.start_cross(ticker)
-        elif force or self._kept_crossed.get(ticker) != best:
+            force = True
+        if force or self._kept_crossed.get(ticker) != best:
             self._pub.publish(ch.ORDERBOOK, ticker, {"asks": [[best, book.asks[best]]]})
         if ticker in self._kept_crossed:
             self._kept_crossed[ticker] = best

@@ -200,6 +200,51 @@ def test_cross_fault_crosses_the_stream_but_not_rest() -> None:
     assert source.snapshot(ch.ORDERBOOK, "ETH-USD") == book
 
 
+def test_recross_keeps_the_replayed_stream_crossed_for_every_subscriber() -> None:
+    """With keep (a `cross` fault with `recross`), a subscriber that joins at any point (an uncrossed
+    snapshot, then what recross publishes, then the replayed updates) holds a crossed book after every tick,
+    though the replayed trades eat the asks the crossing bid crossed; end_cross uncrosses it."""
+    publisher, clock = RecordingPublisher(), FakeClock()
+    source = ReplaySource(SHIPPED, publisher, clock=clock)  # the recorded pace, one tick at a time
+    source.start_cross("ETH-USD", keep=True)
+    books: list[tuple[dict[str, float], dict[str, float], int]] = []  # bids, asks, updates applied so far
+
+    def apply(
+        book: tuple[dict[str, float], dict[str, float], int],
+    ) -> tuple[dict[str, float], dict[str, float], int]:
+        bids, asks, seen = book
+        for channel, key, update, _ in publisher.updates[seen:]:
+            if (channel, key) == (ch.ORDERBOOK, "ETH-USD"):
+                for side, levels in ((bids, update.get("bids", [])), (asks, update.get("asks", []))):
+                    for price, size in levels:
+                        if float(size) == 0:
+                            side.pop(price, None)
+                        else:
+                            side[price] = float(size)
+        return bids, asks, len(publisher.updates)
+
+    ticks = 0
+    while not source.finished:
+        if ticks % 25 == 0:  # a new subscriber: the snapshot, then recross right after it
+            snapshot = source.snapshot(ch.ORDERBOOK, "ETH-USD")
+            bids = {level["price"]: float(level["size"]) for level in snapshot["bids"]}
+            asks = {level["price"]: float(level["size"]) for level in snapshot["asks"]}
+            assert max(map(float, bids)) < min(map(float, asks)), "snapshots are uncrossed"
+            mark = len(publisher.updates)
+            source.recross("ETH-USD")
+            books.append(apply((bids, asks, mark)))
+        clock.now += source.tick_interval
+        source.advance(0.0)
+        ticks += 1
+        books = [apply(book) for book in books]
+        for bids, asks, _ in books:
+            assert max(map(float, bids)) >= min(map(float, asks)), f"uncrossed at tick {ticks}"
+    assert len(books) >= 3
+    source.end_cross("ETH-USD")
+    for bids, asks, _ in (apply(book) for book in books):
+        assert max(map(float, bids)) < min(map(float, asks)), "uncrossed once the fault ends"
+
+
 def test_delist_and_list_through_the_control_seam() -> None:
     publisher = RecordingPublisher()
     source = ReplaySource(SHIPPED, publisher, speed=0)
