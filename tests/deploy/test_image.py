@@ -42,14 +42,10 @@ UID = 10001
 SIZE_SENTENCE = re.compile(r"The\s+image\s+weighs\s+about\s+(\d+)\s+MB")
 SIZE_TOLERANCE = 0.15
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.timeout(900),
-    pytest.mark.skipif(
-        os.geteuid() != 0 and shutil.which("podman") is None,
-        reason="needs podman, or root to install it (CI runs as root)",
-    ),
-]
+needs_podman = pytest.mark.skipif(
+    os.geteuid() != 0 and shutil.which("podman") is None,
+    reason="needs podman, or root to install it (CI runs as root)",
+)
 
 
 async def run(*argv: str, timeout: float = 60.0, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -115,6 +111,9 @@ async def wait_ready(url: str, name: str) -> None:
         raise AssertionError(f"{exc}\n{logs.stdout[-3000:]}{logs.stderr[-3000:]}") from None
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@needs_podman
 async def test_the_image_runs_read_only_as_10001_exports_the_truth_and_stops_on_sigterm(
     image: Built, simulator_factory: SimulatorFactory, tmp_path: Path
 ):
