@@ -27,11 +27,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from exporter import __version__
 from exporter.simulator.server import Simulator
 from tests.deploy.chart import container, fast_config, materialize, of_kind, render
 from tests.fixtures.simulator import SimulatorFactory
 from tests.groundtruth.support import pause, wait_equal
-from tests.helpers import ConditionTimeout, free_port, wait_for
+from tests.helpers import ConditionTimeout, free_port, metric_value, scrape, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 SETUP = Path(__file__).with_name("podman-setup.sh")
@@ -155,9 +156,12 @@ async def test_the_image_runs_read_only_as_10001_exports_the_truth_and_stops_on_
             write = await podman("exec", name, "python", "-c", f"open({path!r}, 'w')", check=False)
             assert write.returncode != 0 and "Read-only file system" in write.stderr, write
 
-        # /metrics serves the contract: with the simulator paused, what it exports equals what was sent.
+        # /metrics serves the contract: with the simulator paused, what it exports equals what was sent, and
+        # the installed package knows its version (its metadata made it into the image).
         await pause(sim)
         await wait_equal(url + "/metrics", sim, timeout=30)
+        samples = await scrape(url + "/metrics")
+        assert metric_value(samples, "dydx_exporter_build_info", version=__version__) == 1.0, samples.keys()
 
         # The image's own HEALTHCHECK passes, and the same command fails against a wrong URL.
         health = await podman("healthcheck", "run", name, check=False)
