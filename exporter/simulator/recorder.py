@@ -25,12 +25,13 @@ from exporter import __version__, logs, options
 from exporter.config import OPTIONS, Settings, from_raw
 from exporter.feed.discovery import Discovery
 from exporter.feed.pool import Pool
-from exporter.feed.sink import Connected, Control, ServerError, Subscribed, Unsubscribed
 from exporter.lifecycle import StopSignals
 from exporter.options import ConfigError, Option, parse_positive_duration, parse_str
 from exporter.protocol import channels as ch
+from exporter.protocol.control import Connected, Control, Rejected, parse_control
 from exporter.simulator import formats
 from exporter.simulator.capture import DATA_PREFIXES, FORMAT, FORMAT_VERSION, CaptureWriter, channel_of
+from exporter.state.universe import MarketUniverse
 
 log = logs.get_logger(__name__)
 
@@ -66,7 +67,9 @@ RECORD_OPTIONS: Final = (
 
 class RecordingSink:
     """A FrameSink that writes every frame to the capture and tells the feed only what it needs to keep
-    its subscriptions (connected, subscribed, unsubscribed, error). Data frames are not parsed."""
+    its subscriptions (connected, subscribed, unsubscribed, error), read by the exporter's own
+    `parse_control`. Data frames are not parsed. Which markets to record is the MarketUniverse's business
+    (fed by REST discovery, or --markets), never the recorded stream's."""
 
     def __init__(self, writer: CaptureWriter, clock: Callable[[], float] = time.time) -> None:
         self._writer = writer
@@ -89,8 +92,7 @@ class RecordingSink:
         if data.startswith(DATA_PREFIXES):
             channel = channel_of(data)
             if channel is not None:
-                self._last_data[(link, channel)] = received_at
-                self.data_frames[channel] = self.data_frames.get(channel, 0) + 1
+                self._note_data(link, channel, received_at)
             return None
         try:
             msg = orjson.loads(data)
@@ -98,37 +100,21 @@ class RecordingSink:
             return None
         if not isinstance(msg, dict):
             return None
-        kind = msg.get("type")
-        channel = msg.get("channel")
-        sub_id = msg.get("id")
-        sub_id = sub_id if isinstance(sub_id, str) else None
-        if kind == ch.T_CONNECTED:
-            self.connections += 1
-            return Connected(link, str(msg.get("connection_id", "")))
-        if not isinstance(channel, str):
-            if kind == ch.T_ERROR:
-                message = str(msg.get("message", ""))
-                return ServerError(link, message, ch.classify_error(message), None, None)
+        if msg.get("type") in (ch.T_CHANNEL_DATA, ch.T_CHANNEL_BATCH_DATA):  # another server's key order
+            channel = msg.get("channel")
+            if isinstance(channel, str):
+                self._note_data(link, channel, received_at)
             return None
-        if kind == ch.T_SUBSCRIBED:
-            message_id = msg.get("message_id")
-            return Subscribed(link, channel, sub_id, message_id if isinstance(message_id, int) else -1)
-        if kind == ch.T_UNSUBSCRIBED:
-            return Unsubscribed(link, channel, sub_id)
-        if kind == ch.T_ERROR:
-            message = str(msg.get("message", ""))
-            return ServerError(link, message, ch.classify_error(message), channel, sub_id)
-        if kind in (ch.T_CHANNEL_DATA, ch.T_CHANNEL_BATCH_DATA):  # another server's key order
-            self._last_data[(link, channel)] = received_at
-            self.data_frames[channel] = self.data_frames.get(channel, 0) + 1
-        return None
+        event = parse_control(link, msg)  # the exporter's own reading of a control frame
+        if isinstance(event, Rejected):
+            return None
+        if isinstance(event, Connected):
+            self.connections += 1
+        return event
 
-    def take_markets_change(self) -> None:
-        """Markets come from REST discovery (or --markets), never from the recorded stream."""
-        return None
-
-    def load_markets(self, perpetual_markets: Mapping[str, Mapping[str, object]]) -> None:
-        return None
+    def _note_data(self, link: str, channel: str, received_at: float) -> None:
+        self._last_data[(link, channel)] = received_at
+        self.data_frames[channel] = self.data_frames.get(channel, 0) + 1
 
     def forget_market(self, ticker: str) -> None:
         return None
@@ -220,14 +206,15 @@ class Recorder:
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=settings.feed.handshake_timeout)
         )
         observer = _QuietObserver()
-        self._pool = Pool(settings, self._session, self.sink, observer)
+        universe = MarketUniverse(settings.wants_market)  # REST discovery feeds it; the pool follows it
+        self._pool = Pool(settings, self._session, self.sink, observer, universe)
         try:
             await self._pool.start()
             if settings.markets is None and settings.market_channels:
                 self._discovery = Discovery(
                     settings,
                     self._session,
-                    self.sink,
+                    universe,
                     observer,
                     self._pool,
                 )
