@@ -11,12 +11,12 @@ import re
 import sys
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
-import aiohttp
 import pytest
 
 from tests.fixtures.exporter import start_exporter_process
-from tests.fixtures.simulator import simulator_ws_url, start_simulator_process
+from tests.fixtures.simulator import control, simulator_ws_url, start_simulator_process
 from tests.helpers import LoggedProcess, free_port
 from tests.stack.certs import CertificateAuthority
 from tests.stack.test_webconfig import PASSWORD, bcrypt_hash, write_config
@@ -48,16 +48,6 @@ async def run_once(*flags: str, **env: str) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
-async def control(base_url: str, body: dict[str, object]) -> None:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(
-            f"{base_url}/control/faults", json=body, timeout=aiohttp.ClientTimeout(total=10)
-        ) as resp,
-    ):
-        assert resp.status == 200, await resp.text()
-
-
 def number(screen: str, pattern: str) -> float:
     """The first number after `pattern` on the screen (k and M suffixes read as such)."""
     found = re.search(pattern + r"\s+([\d.]+)([kM]?)", screen)
@@ -79,23 +69,22 @@ async def exporter_url(process: LoggedProcess, scheme: str = "http") -> str:
     return f"{scheme}://127.0.0.1:{port}/metrics"
 
 
-async def start_stack(*exporter_flags: str) -> tuple[LoggedProcess, LoggedProcess, str]:
+async def start_stack(*exporter_flags: str) -> tuple[LoggedProcess, LoggedProcess, Any]:
     """A simulator (20 markets, pings every second) and an exporter fed by it, both real processes."""
     simulator = await start_simulator_process("--markets", "20", "--ping-interval", "1")
     try:
         ws_url = await simulator_ws_url(simulator)
         base_url = ws_url.replace("ws://", "http://").removesuffix("/v4/ws")
-        exporter = await start_exporter_process(
-            SimpleNamespace(ws_url=ws_url, base_url=base_url), *exporter_flags
-        )
+        sim = SimpleNamespace(ws_url=ws_url, base_url=base_url)  # what the fixtures' helpers read
+        exporter = await start_exporter_process(sim, *exporter_flags)
     except BaseException:
         await simulator.close()
         raise
-    return simulator, exporter, base_url
+    return simulator, exporter, sim
 
 
 async def test_live_view_shows_live_numbers_and_faults_within_two_refreshes():
-    simulator, exporter, sim_url = await start_stack()
+    simulator, exporter, sim = await start_stack()
     panes: list[Pane] = []
     try:
         url = await exporter_url(exporter)
@@ -136,14 +125,16 @@ async def test_live_view_shows_live_numbers_and_faults_within_two_refreshes():
         # Faults through the simulator's control API show within two refreshes.
         # The simulator's crossing lasts until trades eat the crossed asks, sometimes less than a refresh:
         # the row says CROSSED while it lasts, "crossed 1x" for the interval in which it began and ended.
-        await control(sim_url, {"kind": "cross", "market": "BTC-USD", "seconds": 60})
+        await control(sim, "POST", "/control/faults", {"kind": "cross", "market": "BTC-USD", "seconds": 60})
         screen = await small.within_refreshes(
             lambda s: re.search(r"^BTC-USD\s.*(CROSSED|crossed 1x)$", s, re.MULTILINE),
             2,
             "a crossed BTC-USD book",
         )
         assert "crossed episodes 1" in screen
-        await control(sim_url, {"kind": "stall", "channel": "v4_trades", "seconds": 60})
+        await control(
+            sim, "POST", "/control/faults", {"kind": "stall", "channel": "v4_trades", "seconds": 60}
+        )
         screen = await small.within_refreshes(
             lambda s: channel_rate(s, "v4_trades") == 0 and (channel_rate(s, "v4_orderbook") or 0) > 0,
             2, "v4_trades stalled while the book flows",
