@@ -37,6 +37,7 @@ import orjson
 from aiohttp import web
 
 from exporter.logs import get_logger
+from exporter.options import parse_listen_address
 from exporter.protocol import channels as ch
 from exporter.simulator import formats
 from exporter.simulator.source import EventSource, Publisher
@@ -51,6 +52,13 @@ RELEASE_INTERVAL_S: Final = 0.02
 #: Block heads kept for REST lag and /block?height= (blocks).
 HISTORY_BLOCKS: Final = 10_000
 COMETBFT_VERSION: Final = "0.38.12"
+
+
+def parse_rpc_listen_address(value: object) -> tuple[str, int | None]:
+    """`--chain-rpc.listen-address`: HOST:PORT as --web.listen-address, or empty for no RPC (port None)."""
+    if value is None or str(value).strip() == "":
+        return "127.0.0.1", None
+    return parse_listen_address(value)
 
 
 def rfc3339_nanos(epoch: float) -> str:
@@ -163,15 +171,14 @@ class ChainedSource:
     def delist_market(self, ticker: str) -> None:
         self.inner.delist_market(ticker)
 
-    def start_cross(self, ticker: str) -> None:
-        self.inner.start_cross(ticker)
+    def start_cross(self, ticker: str, keep: bool = False) -> None:
+        self.inner.start_cross(ticker, keep)
+
+    def recross(self, ticker: str) -> None:
+        self.inner.recross(ticker)
 
     def end_cross(self, ticker: str) -> None:
         self.inner.end_cross(ticker)
-
-    def __getattr__(self, name: str) -> Any:
-        # Source methods added after this proxy was written (for example a fault's hook) still reach it.
-        return getattr(self.inner, name)
 
 
 class DelayedSubscriber:

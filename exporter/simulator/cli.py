@@ -30,6 +30,7 @@ from exporter.options import (
     parse_str,
 )
 from exporter.protocol import channels as ch
+from exporter.simulator.chain import parse_rpc_listen_address
 from exporter.simulator.server import Simulator, SimulatorConfig, SourceFactory
 
 PROG: Final = "dydx-exporter simulate"
@@ -125,6 +126,14 @@ SIMULATOR_OPTIONS: Final = (
         "REST requests allowed per 10 s per client IP, then 429 (comlink's default is 100; 0 = off)",
         parse_non_negative_int,
     ),
+    Option(
+        "chain-rpc.listen-address",
+        "",
+        "HOST:PORT of the chain's CometBFT RPC (/status, /block) for --chain.rpc-url; empty = not served",
+        parse_rpc_listen_address,
+        ("chain_rpc_host", "chain_rpc_port"),
+    ),
+    _sim("chain-rpc.network", "network", "the network (chain id) the chain's RPC reports", parse_str),
     _sim(
         "control.allow-remote",
         "allow_remote_control",

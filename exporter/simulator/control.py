@@ -15,6 +15,7 @@ import orjson
 from aiohttp import web
 
 from exporter.simulator import faults as fault_kinds
+from exporter.simulator.chain import Chain
 from exporter.simulator.faults import FaultKind
 from exporter.simulator.hub import Hub
 from exporter.simulator.market import MarketModel
@@ -33,6 +34,9 @@ class Controlled(Protocol):
 
     @property
     def hub(self) -> Hub: ...
+
+    @property
+    def chain(self) -> Chain: ...
 
     @property
     def faults(self) -> _Faults: ...
@@ -218,6 +222,8 @@ class ControlApi:
             return bad_request(f"market(s) not listed: {', '.join(unknown)}")
         tickers = [t for t in listed if t in wanted] if wanted else listed
         report = self._sim.hub.ledger.report(tickers, source.rest_orderbook, self._sim.paused)
+        # What the chain, the indexer, REST and each connection really are (who is at fault).
+        report["chain"] = self._sim.chain.truth()
         return web.json_response(report)
 
     def _index(self, request: web.Request) -> dict[str, Any]:

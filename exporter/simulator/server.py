@@ -25,6 +25,7 @@ from exporter.logs import get_logger
 from exporter.protocol import channels as ch
 from exporter.simulator import rest
 from exporter.simulator.catalog import DEFAULT_MARKET_COUNT
+from exporter.simulator.chain import MAINNET, Chain, ChainRpc
 from exporter.simulator.control import ControlApi
 from exporter.simulator.faults import Fault, FaultKind, Faults
 from exporter.simulator.faults.base import as_dict
@@ -68,6 +69,11 @@ class SimulatorConfig:
     allow_remote_control: bool = False
     #: comlink's REST rate limit, requests per 10 s per client IP (the source default is 100); 0 = off.
     rest_rate_limit: int = 0
+    #: The chain's CometBFT RPC (/status, /block) listens here; None = not served (0: any free port).
+    chain_rpc_port: int | None = None
+    chain_rpc_host: str = "127.0.0.1"
+    #: The chain's network (CometBFT chain id) its RPC reports.
+    network: str = MAINNET
 
     def __post_init__(self) -> None:
         checks = [
@@ -82,6 +88,10 @@ class SimulatorConfig:
             (self.send_buffer_bytes > 0, f"send_buffer_bytes must be > 0, not {self.send_buffer_bytes}"),
             (self.rest_rate_limit >= 0, f"rest_rate_limit must be >= 0, not {self.rest_rate_limit}"),
             (0 <= self.port <= 65535, f"port must be 0-65535, not {self.port}"),
+            (
+                self.chain_rpc_port is None or 0 <= self.chain_rpc_port <= 65535,
+                f"chain_rpc_port must be 0-65535, not {self.chain_rpc_port}",
+            ),
         ]
         if isinstance(self.markets, int):
             checks.append((self.markets >= 1, f"markets must be >= 1, not {self.markets}"))
@@ -118,7 +128,15 @@ class Simulator:
         self.config = config
         self.stats = Stats()
         self.hub = Hub(self.stats)
-        self.source: EventSource = (source_factory or synthetic_market(config))(self.hub)
+        # The source makes the chain's blocks; clients see them through the indexer that follows it.
+        self.chain = Chain(self.hub, config.network, config.block_time)
+        self.source: EventSource = (source_factory or synthetic_market(config))(self.chain.feed)
+        self._indexer_view = self.chain.attach(self.source, self.hub)
+        self._chain_rpc = (
+            ChainRpc(self.chain, config.chain_rpc_host, config.chain_rpc_port)
+            if config.chain_rpc_port is not None
+            else None
+        )
         self.faults = Faults()
         self.limits = SessionLimits(
             ping_interval=config.ping_interval,
@@ -163,6 +181,13 @@ class Simulator:
         return f"ws://{self._url_host}:{self.port}{WS_PATH}"
 
     @property
+    def chain_rpc_url(self) -> str:
+        """Base URL of the chain's CometBFT RPC (started with a `chain_rpc_port`)."""
+        if self._chain_rpc is None:
+            raise RuntimeError("the chain RPC is not served (SimulatorConfig.chain_rpc_port is None)")
+        return self._chain_rpc.url
+
+    @property
     def _url_host(self) -> str:
         host = self.config.host or "127.0.0.1"
         if host in ("0.0.0.0", "::"):
@@ -175,18 +200,21 @@ class Simulator:
         app = web.Application(middlewares=[control.guard, self._rest_middleware])
         app.router.add_get(WS_PATH, self._ws_handler)
         app.router.add_get("/metrics", self._metrics)
-        app.router.add_routes(rest.RestApi(lambda: self.source).routes())
+        app.router.add_routes(rest.RestApi(lambda: self._indexer_view).routes())
         app.router.add_routes(control.routes())
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.config.close_timeout)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port)
         await site.start()
         self.port = int(self._runner.addresses[0][1])
+        if self._chain_rpc is not None:
+            await self._chain_rpc.start()
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._drive()),
             loop.create_task(self._flush_batches()),
             loop.create_task(self._housekeeping()),
+            loop.create_task(self.chain.run()),
         ]
         log.info(
             "simulator_started",
@@ -207,6 +235,8 @@ class Simulator:
             await asyncio.wait_for(self._no_sessions.wait(), self.config.close_timeout + 1.0)
         for session in list(self.sessions):
             session.abort()
+        if self._chain_rpc is not None:
+            await self._chain_rpc.stop()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -242,7 +272,7 @@ class Simulator:
             if delay > 0:
                 await asyncio.sleep(delay)
                 continue  # look at the pause flag again before producing
-            self.source.advance(time.time() - self.lag_seconds())
+            self._indexer_view.advance(time.time() - self.lag_seconds())
             next_at += interval
             if loop.time() - next_at > 1.0:
                 next_at = loop.time()  # fell far behind (overload): skip, never burst to catch up
@@ -381,7 +411,7 @@ class Simulator:
             ws,
             request,
             hub=self.hub,
-            source=self.source,
+            source=self._indexer_view,
             stats=self.stats,
             limits=self.limits,
             snapshot_conditions=self._snapshot_conditions,

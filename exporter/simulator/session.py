@@ -91,6 +91,7 @@ class Session:
         self.silent = silent
         self._after_snapshot = after_snapshot
         self.connection_id = str(uuid.uuid4())
+        self.opened_at = time.monotonic()
         self._prefix = encode.data_prefix(self.connection_id)
         self._batch_prefix = encode.data_prefix(self.connection_id, batched=True)
         self._mid = 0

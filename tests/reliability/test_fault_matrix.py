@@ -103,6 +103,18 @@ CASES: dict[str, Case] = {
         True,
         lasts=1.0,
     ),
+    # The chain apart from the indexer (issue 14): a halt starves the links' watchdog, the lags are late
+    # data that must not break readiness, and the RPC faults touch only the chain's RPC.
+    "chain-halt": Case(({"kind": "chain_halt", "seconds": 2.0},), (failures(DEAD_LINK),), True, lasts=2.0),
+    "indexer-lag": Case(
+        ({"kind": "indexer_lag", "seconds": 0.6, "duration": 1.5},), (HIGH_LATENCY,), False, lasts=1.5
+    ),
+    "rest-lag": Case(({"kind": "rest_lag", "blocks": 5, "seconds": 1.0},), (), False, lasts=1.0),
+    "link-lag": Case(
+        ({"kind": "link_lag", "seconds": 0.6, "duration": 1.5},), (HIGH_LATENCY,), False, lasts=1.5
+    ),
+    "rpc-down": Case(({"kind": "rpc_down", "seconds": 1.0},), (), False, lasts=1.0),
+    "rpc-catching-up": Case(({"kind": "rpc_catching_up", "seconds": 1.0},), (), False, lasts=1.0),
     # --- pairs ---
     "lag+cross": Case(
         (

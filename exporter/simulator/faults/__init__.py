@@ -2,7 +2,7 @@
 
 `KINDS` is the registry: each entry (a `base.FaultKind`) names its typed parameters (its schema), whether
 it lasts, and how it starts and ends; its behaviour lives in the module beside it (`connection.py`,
-`feed.py`, `rest.py`). The control API validates requests against it (`parse`) and lists it
+`feed.py`, `rest.py`, `chain.py`). The control API validates requests against it (`parse`) and lists it
 (`GET /control/`); the tests' fault matrix and soak take their kinds from it. Adding a kind is one
 parameter dataclass, its start/end functions in a behaviour module, and one entry below.
 
@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from exporter.simulator.faults import connection, feed, rest
+from exporter.simulator.faults import chain, connection, feed, rest
 from exporter.simulator.faults.base import FaultError, FaultKind, as_dict
 
 __all__ = ["INSTANT_KINDS", "KINDS", "LASTING_KINDS", "Fault", "FaultError", "FaultKind", "Faults", "parse"]
@@ -43,6 +43,7 @@ KINDS: Final = _registry(
     rest.REST_ERROR,
     rest.REST_SLOW,
     connection.SILENT,
+    *chain.KINDS,
 )
 INSTANT_KINDS: Final = tuple(name for name, kind in KINDS.items() if kind.length is None)
 LASTING_KINDS: Final = tuple(name for name, kind in KINDS.items() if kind.length is not None)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
+    from exporter.simulator.chain import Chain
     from exporter.simulator.hub import Hub
     from exporter.simulator.session import Session
     from exporter.simulator.source import EventSource
@@ -60,6 +61,10 @@ class FaultTarget(Protocol):
 
     @property
     def stats(self) -> Stats: ...
+
+    @property
+    def chain(self) -> Chain:
+        """The chain the source makes blocks for, and the indexer following it (chain faults)."""
 
     def open_sessions(self) -> list[Session]:
         """The connections that are not closing."""

@@ -1,0 +1,177 @@
+"""Faults that tell the chain, the indexer, REST and one connection apart (exporter.simulator.chain):
+chain_halt, indexer_lag, rest_lag, link_lag, rpc_down, rpc_catching_up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from exporter.simulator.faults.base import (
+    FaultError,
+    FaultKind,
+    FaultTarget,
+    check_http_error,
+    check_seconds,
+    param,
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChainHalt:
+    seconds: float | None = param("how long the chain makes no block (default: until cleared)", None)
+
+    def __post_init__(self) -> None:
+        check_seconds("chain_halt", "seconds", self.seconds)
+
+
+def _halt(target: FaultTarget, _: ChainHalt) -> None:
+    target.chain.start_halt()
+
+
+def _unhalt(target: FaultTarget, _: ChainHalt) -> None:
+    if not target.active_params(CHAIN_HALT.name):
+        target.chain.end_halt()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IndexerLag:
+    blocks: int | None = param("how many blocks the indexer (WebSocket and REST) trails the chain", None)
+    seconds: float | None = param("the same lag in seconds (give blocks or seconds)", None)
+    growing: bool = param("the lag grows from 0 by half a second per second up to blocks/seconds", False)
+    duration: float | None = param("how long it lasts (default: until cleared)", None)
+
+    def __post_init__(self) -> None:
+        if (self.blocks is None) == (self.seconds is None):
+            raise FaultError("indexer_lag needs exactly one of 'blocks' and 'seconds'")
+        if self.blocks is not None and not 1 <= self.blocks <= 100_000:
+            raise FaultError(f"indexer_lag.blocks must be between 1 and 100000, not {self.blocks!r}")
+        check_seconds("indexer_lag", "seconds", self.seconds)
+        check_seconds("indexer_lag", "duration", self.duration)
+
+
+def _start_indexer_lag(target: FaultTarget, p: IndexerLag) -> None:
+    chain = target.chain
+    seconds = p.seconds if p.seconds is not None else (p.blocks or 0) * chain.block_time
+    chain.start_indexer_lag(seconds, p.growing)
+
+
+def _end_indexer_lag(target: FaultTarget, _: IndexerLag) -> None:
+    remaining: list[IndexerLag] = target.active_params(INDEXER_LAG.name)
+    if remaining:
+        _start_indexer_lag(target, remaining[-1])
+    else:
+        target.chain.end_indexer_lag()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RestLag:
+    blocks: int = param("how many blocks REST's /v4/height trails the WebSocket")
+    seconds: float | None = param("how long it lasts (default: until cleared)", None)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.blocks <= 10_000:
+            raise FaultError(f"rest_lag.blocks must be between 1 and 10000, not {self.blocks!r}")
+        check_seconds("rest_lag", "seconds", self.seconds)
+
+
+def _rest_lag(target: FaultTarget, _: RestLag) -> None:
+    lags: list[RestLag] = target.active_params(REST_LAG.name)
+    target.chain.rest_lag_blocks = max((p.blocks for p in lags), default=0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LinkLag:
+    seconds: float = param("how late the connection's data frames arrive")
+    connection: str = param("a connection_id, or the index of a connection in order of arrival", "0")
+    duration: float | None = param("how long it lasts (default: until cleared)", None)
+
+    def __post_init__(self) -> None:
+        check_seconds("link_lag", "seconds", self.seconds)
+        check_seconds("link_lag", "duration", self.duration)
+
+
+def _start_link_lag(target: FaultTarget, p: LinkLag) -> None:
+    try:
+        target.chain.start_link_lag(target.open_sessions(), p.connection, p.seconds)
+    except ValueError as exc:
+        raise FaultError(str(exc)) from None
+
+
+def _end_link_lag(target: FaultTarget, p: LinkLag) -> None:
+    chain = target.chain
+    for connection_id in list(chain.links):
+        if p.connection in (connection_id, chain.link_index.get(connection_id)):
+            chain.end_link_lag(connection_id)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RpcDown:
+    seconds: float | None = param("how long it lasts (default: until cleared)", None)
+    status: int | None = param("answer this HTTP status (default: drop the connection unanswered)", None)
+
+    def __post_init__(self) -> None:
+        check_seconds("rpc_down", "seconds", self.seconds)
+        if self.status is not None:
+            check_http_error("rpc_down", self.status)
+
+
+def _rpc_down(target: FaultTarget, _: RpcDown) -> None:
+    downs: list[RpcDown] = target.active_params(RPC_DOWN.name)
+    target.chain.rpc_down = bool(downs)
+    target.chain.rpc_status = downs[-1].status if downs else None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RpcCatchingUp:
+    seconds: float | None = param("how long it lasts (default: until cleared)", None)
+
+    def __post_init__(self) -> None:
+        check_seconds("rpc_catching_up", "seconds", self.seconds)
+
+
+def _start_catching_up(target: FaultTarget, _: RpcCatchingUp) -> None:
+    if target.chain.catching_up_at is None:
+        target.chain.start_catching_up()
+
+
+def _end_catching_up(target: FaultTarget, _: RpcCatchingUp) -> None:
+    if not target.active_params(RPC_CATCHING_UP.name):
+        target.chain.catching_up_at = None
+
+
+CHAIN_HALT = FaultKind(
+    "chain_halt",
+    ChainHalt,
+    "the chain stops making blocks, and the indexer (WebSocket, REST) with it",
+    start=_halt,
+    end=_unhalt,
+)
+INDEXER_LAG = FaultKind(
+    "indexer_lag",
+    IndexerLag,
+    "the chain moves on while the indexer's WebSocket and REST fall behind it",
+    length="duration",
+    start=_start_indexer_lag,
+    end=_end_indexer_lag,
+)
+REST_LAG = FaultKind(
+    "rest_lag", RestLag, "REST's /v4/height trails the WebSocket's head", start=_rest_lag, end=_rest_lag
+)
+LINK_LAG = FaultKind(
+    "link_lag",
+    LinkLag,
+    "one connection's data frames arrive late while the others stay fresh",
+    length="duration",
+    start=_start_link_lag,
+    end=_end_link_lag,
+)
+RPC_DOWN = FaultKind(
+    "rpc_down", RpcDown, "the chain's RPC node does not answer", start=_rpc_down, end=_rpc_down
+)
+RPC_CATCHING_UP = FaultKind(
+    "rpc_catching_up",
+    RpcCatchingUp,
+    "the chain's RPC node is catching up: its head stops and /status says catching_up",
+    start=_start_catching_up,
+    end=_end_catching_up,
+)
+KINDS = (CHAIN_HALT, INDEXER_LAG, REST_LAG, LINK_LAG, RPC_DOWN, RPC_CATCHING_UP)
