@@ -97,10 +97,6 @@ def parse_url_base(value: object) -> str:
     return parse_str(value).rstrip("/")
 
 
-def _tuple(value: object) -> tuple[str, ...]:
-    return parse_list(value)
-
-
 # --- the option table -------------------------------------------------------------------------------------
 
 OPTIONS: tuple[Option, ...] = (
@@ -131,20 +127,24 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("markets", "all", "'all' or a comma-separated list of tickers", parse_markets, "markets"),
     Option(
-        "channels", ",".join(DEFAULT_CHANNELS), "comma-separated channels to subscribe", _tuple, "channels"
+        "channels",
+        ",".join(DEFAULT_CHANNELS),
+        "comma-separated channels to subscribe",
+        parse_list,
+        "channels",
     ),
     Option(
         "candles.resolutions",
         "",
         "candle resolutions to subscribe (enables v4_candles), e.g. 1MIN,5MINS",
-        _tuple,
+        parse_list,
         "candle_resolutions",
     ),
     Option(
         "subaccounts",
         "",
         "comma-separated subaccounts ADDRESS/N (dydx1.../0) to subscribe on v4_subaccounts (off when empty)",
-        _tuple,
+        parse_list,
         "subaccounts",
     ),
     Option(
