@@ -11,6 +11,7 @@ import itertools
 import json
 import re
 import subprocess
+import textwrap
 from typing import Any
 
 import helm_python
@@ -131,6 +132,53 @@ def test_every_rendered_object_is_valid_kubernetes(name):
             raise AssertionError(
                 f"{name}: {obj['kind']} {obj['metadata']['name']} (k8s {version}): {exc}"
             ) from None
+
+
+def test_the_readme_scrape_config_for_plain_prometheus_labels_targets_as_the_service_monitor_does(tmp_path):
+    """The README's kubernetes_sd_configs job for clusters without the operator: promtool accepts it, it
+    keeps the chart's pods, and it makes instance, shard and replica exactly as the ServiceMonitor does."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("**Without the Prometheus Operator**") :]
+    block = re.search(r"```yaml\n(.*?)```", section, re.DOTALL)
+    assert block, "README: the scrape config for plain Prometheus"
+    config = yaml.safe_load(textwrap.dedent(block.group(1)))
+    (job,) = config["scrape_configs"]
+    assert job["job_name"] == "dydx-exporter"
+    (discovery,) = job["kubernetes_sd_configs"]
+    assert discovery["role"] == "pod", "the relabelings read __meta_kubernetes_pod_* labels"
+    # Debian builds Prometheus without Kubernetes discovery: promtool checks the rest around a static target.
+    checkable = {k: v for k, v in job.items() if k != "kubernetes_sd_configs"}
+    checkable["static_configs"] = [{"targets": ["x:1"]}]
+    path = tmp_path / "prometheus.yml"
+    path.write_text(yaml.safe_dump({"scrape_configs": [checkable]}), encoding="utf-8")
+    check = promtool("check", "config", str(path))
+    assert check.returncode == 0, check.stdout + check.stderr
+
+    objects = render({})
+    (deployment,) = of_kind(objects, "Deployment")
+    keeps = {
+        step["source_labels"][0]: step["regex"]
+        for step in job["relabel_configs"]
+        if step.get("action") == "keep"
+    }
+    assert (
+        keeps["__meta_kubernetes_pod_label_app_kubernetes_io_name"]
+        == pod_labels(deployment)["app.kubernetes.io/name"]
+    )
+    assert keeps["__meta_kubernetes_pod_container_port_name"] == container(deployment)["ports"][0]["name"]
+    (monitor,) = of_kind(render({"serviceMonitor": {"enabled": True}}), "ServiceMonitor")
+    made = {"instance", "shard", "replica"}
+
+    def steps(configs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return {
+            c["target_label"]: {k: v for k, v in c.items() if k != "action"}
+            for c in configs
+            if c.get("target_label") in made
+        }
+
+    readme_steps = steps(job["relabel_configs"])
+    assert set(readme_steps) == made
+    assert readme_steps == steps(relabel_configs(monitor["spec"]["endpoints"][0]))
 
 
 #: Fields of monitoring.coreos.com/v1 the chart may write (the operator's API reference), to catch a
