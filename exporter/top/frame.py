@@ -26,8 +26,13 @@ CHAIN_HEIGHT: Final = "dydx_chain_block_height"
 LINK_HEIGHT: Final = "dydx_link_block_height"
 REST_HEIGHT: Final = "dydx_rest_block_height"
 READY: Final = "dydx_ready"  # 1 exactly when /readyz answers 200 (issue 13)
-AUDITS: Final = "dydx_orderbook_audits_total"
-AUDIT_MISMATCHED: Final = "dydx_orderbook_audit_mismatched_levels_total"
+#: Data-quality counters of issue 15: (title, metric, label to break it down by).
+QUALITY_COUNTS: Final[tuple[tuple[str, str, str | None], ...]] = (
+    ("audits", "dydx_orderbook_audits_total", None),
+    ("audit mismatched levels", "dydx_orderbook_audit_mismatched_levels_total", "kind"),
+    ("candle gaps", "dydx_candle_gaps_total", "resolution"),
+    ("unknown fields", "dydx_schema_unknown_fields_total", "channel"),
+)
 
 Quantiles = tuple[float | None, ...]
 NO_QUANTILES: Final[Quantiles] = (None,) * len(QUANTILES)
@@ -213,9 +218,9 @@ def _errors(cur: Scrape, prev: Scrape | None) -> tuple[Count, ...]:
         _count(cur, prev, "crossed episodes", m.BOOK_CROSSED_EPISODES.name),
         _count(cur, prev, "resyncs", m.BOOK_RESYNCS.name, "reason"),
     ]
-    if cur.has(AUDITS):
-        counts.append(_count(cur, prev, "audits", AUDITS))
-        counts.append(_count(cur, prev, "audit mismatched levels", AUDIT_MISMATCHED, "kind"))
+    counts.extend(
+        _count(cur, prev, title, name, label) for title, name, label in QUALITY_COUNTS if cur.has(name)
+    )
     return tuple(counts)
 
 

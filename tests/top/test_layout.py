@@ -144,7 +144,9 @@ def test_not_ready_shows_the_exporters_reasons():
 
 def test_metrics_of_newer_exporters_are_shown_only_when_present():
     plain = "\n".join(draw(frame(), 120, 40))
-    assert "chain head" not in plain and "audits" not in plain and "rest " not in plain
+    assert not any(
+        word in plain for word in ("chain head", "audits", "rest ", "candle gaps", "unknown fields")
+    )
     extra = "\n".join([
         'dydx_chain_block_height{rpc="node-a"} 1010',
         'dydx_chain_block_height{rpc="node-b"} 1008',
@@ -153,11 +155,14 @@ def test_metrics_of_newer_exporters_are_shown_only_when_present():
         'dydx_link_block_height{connection="conn-1"} 990',
         'dydx_orderbook_audits_total{market="M01-USD"} 4',
         'dydx_orderbook_audit_mismatched_levels_total{market="M01-USD",kind="missing"} 2',
+        'dydx_candle_gaps_total{market="M01-USD",resolution="1MIN"} 1',
+        'dydx_schema_unknown_fields_total{channel="v4_trades"} 0',
     ]) + "\n"  # fmt: skip
     text = "\n".join(draw(frame(extra=extra), 120, 40))
     assert "chain head 1010, indexer 10 behind" in text
     assert "rest 997 3 behind" in text and "slowest link conn-1 10 behind" in text
     assert "audits 4" in text and "audit mismatched levels 2 [missing 2]" in text
+    assert "candle gaps 1 [1MIN 1]" in text and "unknown fields 0" in text
 
 
 @pytest.mark.parametrize("key", SORT_KEYS)
