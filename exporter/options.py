@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 
 from exporter.protocol import channels as ch
 
+ENV_PREFIX = "DYDX_EXPORTER_"
+
 
 class ConfigError(ValueError):
     """A flag, environment variable or file entry is wrong; the message names it."""
@@ -177,12 +179,12 @@ class Option:
     help: str
     parse: Callable[[object], Any] = parse_str
     dest: str | tuple[str, ...] = ""
-    env_prefix: str = "DYDX_EXPORTER_"
     short: str = ""  # a one-letter alias (`-o`)
 
     @property
     def env(self) -> str:
-        return self.env_prefix + re.sub(r"[.-]", "_", self.flag).upper()
+        """Its environment variable (read by the exporter only)."""
+        return ENV_PREFIX + re.sub(r"[.-]", "_", self.flag).upper()
 
     @property
     def is_bool(self) -> bool:
