@@ -275,7 +275,7 @@ class ControlApi:
         page = (
             "<!doctype html><html><head><meta charset=utf-8><title>dYdX v4 indexer simulator</title></head>"
             "<body><h1>dYdX v4 indexer simulator</h1>"
-            f"<p>WebSocket: <code>{e(request.host)}/v4/ws</code>. Control API (loopback clients only "
+            f"<p>WebSocket: <code>ws://{e(request.host)}/v4/ws</code>. Control API (loopback clients only "
             "unless <code>--control.allow-remote</code>): JSON in and out.</p>"
             f"<h2>Endpoints</h2><ul>{rows}</ul>"
             '<h2>Fault kinds</h2><p><code>POST /control/faults</code> with <code>{"kind": ..., ...}</code>:'

@@ -88,7 +88,7 @@ async def test_control_index_lists_every_endpoint_and_kind_with_its_parameters(s
         assert f"<code>{name}</code>" in page
         for field in kind.fields:
             assert f"<code>{field.name}</code>" in page
-    assert '<a href="/control/">/control/</a>' in page and "/v4/ws" in page
+    assert '<a href="/control/">/control/</a>' in page and f"ws://127.0.0.1:{sim.port}/v4/ws" in page
     # Every endpoint the index names answers something other than 404 (templated ones with a ticker).
     async with aiohttp.ClientSession() as session:
         for path, entry in paths.items():
