@@ -17,7 +17,7 @@ import pytest
 
 from tests.fixtures.exporter import start_exporter_process
 from tests.fixtures.simulator import control, simulator_ws_url, start_simulator_process
-from tests.helpers import LoggedProcess, free_port
+from tests.helpers import LoggedProcess, free_port, kill_if_running
 from tests.stack.certs import CertificateAuthority
 from tests.stack.test_webconfig import PASSWORD, bcrypt_hash, write_config
 from tests.top.tmux import Pane
@@ -43,30 +43,38 @@ async def run_once(*flags: str, **env: str) -> tuple[int, str, str]:
         *top_argv("--once", *flags), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env=top_env(**env), cwd=REPO,
     )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        await kill_if_running(proc)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
 
 
+#: A number as top draws it: 12.3, 1.23k, 4.5M.
+SI = r"([\d.]+)([kM]?)"
+
+
+def si_value(match: re.Match[str]) -> float:
+    return float(match.group(1)) * {"": 1, "k": 1e3, "M": 1e6}[match.group(2)]
+
+
 def number(screen: str, pattern: str) -> float:
-    """The first number after `pattern` on the screen (k and M suffixes read as such)."""
-    found = re.search(pattern + r"\s+([\d.]+)([kM]?)", screen)
+    """The first number after `pattern` on the screen."""
+    found = re.search(pattern + r"\s+" + SI, screen)
     assert found, f"{pattern!r} not on screen:\n{screen}"
-    return float(found.group(1)) * {"": 1, "k": 1e3, "M": 1e6}[found.group(2)]
+    return si_value(found)
 
 
 def channel_rate(screen: str, channel: str) -> float | None:
-    """upd/s of `channel`'s row, None while it shows no rate yet."""
-    found = re.search(rf"^{channel}\s+([\d.]+k?|…)", screen, re.MULTILINE)
-    if not found or found.group(1) == "…":
-        return None
-    value = found.group(1)
-    return float(value[:-1]) * 1e3 if value.endswith("k") else float(value)
+    """upd/s of `channel`'s row, None while it shows no rate yet ("…" on the first scrape)."""
+    found = re.search(rf"^{channel}\s+{SI}\s", screen, re.MULTILINE)
+    return si_value(found) if found else None
 
 
-async def exporter_url(process: LoggedProcess, scheme: str = "http") -> str:
+async def exporter_url(process: LoggedProcess) -> str:
     port = (await process.wait_event("web_listening", timeout=30))["port"]
-    return f"{scheme}://127.0.0.1:{port}/metrics"
+    return f"http://127.0.0.1:{port}/metrics"
 
 
 async def start_stack(*exporter_flags: str) -> tuple[LoggedProcess, LoggedProcess, Any]:
