@@ -28,10 +28,12 @@ LABEL org.opencontainers.image.title="dydx-exporter" \
 RUN groupadd --system --gid 10001 dydx \
  && useradd --system --uid 10001 --gid dydx --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin dydx
 COPY --from=build /opt/dydx-exporter /opt/dydx-exporter
+# No DYDX_EXPORTER_* here: the environment beats --config.file, so an option set in the image would
+# silently override the same option in a user's config file (the Helm chart's `config`). Logs are JSON
+# anyway: --log.format auto means JSON when stderr is not a terminal.
 ENV PATH=/opt/dydx-exporter/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    DYDX_EXPORTER_LOG_FORMAT=json \
     HEALTHCHECK_URL=http://127.0.0.1:9741/healthz
 USER 10001:10001
 EXPOSE 9741

