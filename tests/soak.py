@@ -42,6 +42,7 @@ import orjson
 from exporter.config import Settings
 from exporter.lifecycle import cancel_and_wait
 from exporter.service import Exporter
+from exporter.simulator import faults as fault_kinds
 from tests.helpers import Samples, metric_sum, scrape, stop_process, wait_for
 from tests.reliability.support import ReadinessTrace, Resources, Slack, resources
 
@@ -262,12 +263,32 @@ class Fault:
     breaks: bool = True  # /readyz must go red, then green; otherwise it must stay green
 
 
+#: The soak's variants of every fault kind of the simulator's registry: a kind missing here fails the draw
+#: (and tests/simulator/test_fault_registry.py).
+VARIANTS: dict[str, tuple[str, ...]] = {
+    "disconnect": ("disconnect", "abrupt", "heartbeat"),
+    "malformed": ("malformed",),
+    "error": ("error",),
+    "gap": ("gap",),
+    "stall": ("stall", "stall_channel"),
+    "cross": ("cross",),
+    "lag": ("lag",),
+    "reject": ("reject_429",),
+    "rest_error": ("snapshot_errors",),
+    "rest_slow": ("slow_snapshots",),
+    "silent": ("silent",),
+    "chain_halt": ("chain_halt",),
+    "indexer_lag": ("indexer_lag",),
+    "rest_lag": ("rest_lag",),
+    "link_lag": ("link_lag",),
+    "rpc_down": ("rpc_down",),
+    "rpc_catching_up": ("rpc_catching_up",),
+}
+
+
 def draw_fault(rng: random.Random, markets: Sequence[str]) -> Fault:
-    """A fault drawn at random; its parameters too."""
-    name = rng.choice(
-        ["disconnect", "abrupt", "heartbeat", "stall", "stall_channel", "malformed", "error", "gap",
-         "cross", "lag", "reject_429", "silent", "snapshot_errors", "slow_snapshots"]
-    )  # fmt: skip
+    """A fault drawn at random from the simulator's fault kinds; its parameters too."""
+    name = rng.choice([variant for kind in fault_kinds.KINDS for variant in VARIANTS[kind]])
     seconds = round(rng.uniform(0.5, 2.5), 2)
     if name == "disconnect":
         return Fault(name, (DISCONNECT,))
@@ -298,6 +319,16 @@ def draw_fault(rng: random.Random, markets: Sequence[str]) -> Fault:
         )
     if name == "silent":
         return Fault(name, ({"kind": "silent", "seconds": seconds}, DISCONNECT), seconds, HANDSHAKE_TIMEOUT)
+    if name == "chain_halt":  # the links go silent: dead after SILENCE_TIMEOUT
+        seconds += SILENCE_TIMEOUT
+        return Fault(name, ({"kind": "chain_halt", "seconds": seconds},), seconds)
+    if name in ("indexer_lag", "link_lag"):  # data held back 0.5 s, well inside the silence timeout
+        request = {"kind": name, "seconds": 0.5, "duration": seconds}
+        return Fault(name, (request,), seconds, breaks=False)
+    if name == "rest_lag":
+        return Fault(name, ({"kind": name, "blocks": 5, "seconds": seconds},), seconds, breaks=False)
+    if name in ("rpc_down", "rpc_catching_up"):
+        return Fault(name, ({"kind": name, "seconds": seconds},), seconds, breaks=False)
     if name == "snapshot_errors":
         return Fault(name, ({"kind": "rest_error", "seconds": seconds, "status": 500}, DISCONNECT), seconds)
     return Fault(name, ({"kind": "rest_slow", "seconds": seconds, "delay": 0.5}, DISCONNECT), seconds)

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from exporter.protocol import channels as ch
-from exporter.simulator.faults import KINDS
+from exporter.simulator.faults import KINDS, parse
 from exporter.simulator.server import Simulator
 from tests.fixtures.simulator import SimulatorFactory, control
 from tests.helpers import metric_sum, metric_value, wait_for
@@ -35,11 +35,15 @@ def test_every_kind_is_in_the_fault_matrix_and_the_soak() -> None:
     from tests.reliability.test_fault_matrix import CASES
     from tests.soak import draw_fault
 
-    in_matrix = {request["kind"] for case in CASES.values() for request in case.faults}
+    matrix = [request for case in CASES.values() for request in case.faults]
+    in_matrix = {request["kind"] for request in matrix}
     assert set(KINDS) <= in_matrix, f"no fault-matrix case for {sorted(set(KINDS) - in_matrix)}"
     rng = random.Random(1)
-    drawn = {r["kind"] for _ in range(2000) for r in draw_fault(rng, ["BTC-USD"]).requests}
+    soak = [r for _ in range(2000) for r in draw_fault(rng, ["BTC-USD"]).requests]
+    drawn = {r["kind"] for r in soak}
     assert drawn == set(KINDS), f"the soak draws {sorted(drawn)}, the registry has {sorted(KINDS)}"
+    for request in matrix + soak:  # and every request they make is one the control API accepts
+        parse(request)
 
 
 async def test_every_field_of_every_kind_is_checked_by_type_and_presence(sim: Simulator) -> None:
