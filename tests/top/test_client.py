@@ -1,9 +1,11 @@
-"""How `top` is told where the exporter is and how to reach it (exporter/top/client.py, app.py flags)."""
+"""How `top` is told where the exporter is and how to reach it, and how it refuses what cannot work
+(exporter/top/client.py, app.py flags)."""
 
 from __future__ import annotations
 
 import pytest
 
+from exporter.cli import main
 from exporter.top.app import build_parser, config_from_args
 from exporter.top.client import ClientOptions, load_http_config, normalize_url
 
@@ -74,3 +76,26 @@ def test_flags_win_over_the_http_config_file(tmp_path):
     assert (client.user, client.password) == ("flag-user", "from-flag")
     only_file = config_from_args(build_parser().parse_args(["--http.config.file", str(path)])).client
     assert (only_file.user, only_file.password) == ("file-user", "from-file")
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (("--url", "ftp://x"), "--url must be an http(s) URL"),
+        (("--interval", "0s"), "argument --interval: must be at least 0.1s, not '0s'"),
+        (("--timeout", "soon"), "argument --timeout: expected a duration such as 5s or 500ms, not 'soon'"),
+        (("--password-file", "/nonexistent/pw", "--user", "u"), "cannot read the password file"),
+        (("--password-file", "/dev/null"), "a password needs --user"),
+        (("--url", "https://127.0.0.1:1/metrics", "--tls.ca-file", "/nonexistent/ca"), "TLS client files"),
+    ],
+)
+def test_bad_flags_are_refused_with_the_flag_named(flags, message, capsys):
+    assert main(["top", "--once", *flags]) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and captured.out == ""
+
+
+def test_the_live_view_needs_a_terminal(capsys):
+    assert main(["top", "--url", "127.0.0.1:1"]) == 2  # stdout is captured here, as in a pipe
+    captured = capsys.readouterr()
+    assert "use --once" in captured.err and captured.out == ""

@@ -236,26 +236,3 @@ async def test_unreachable_exporter_is_said_plainly_and_retried_until_it_answers
             await exporter.stop()
         if simulator is not None:
             await simulator.stop()
-
-
-async def test_the_live_view_needs_a_terminal():
-    proc = await asyncio.create_subprocess_exec(
-        *top_argv("--url", "127.0.0.1:1"), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env=top_env(), cwd=REPO,
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 2 and out == b"" and b"use --once" in err
-
-
-async def test_bad_flags_are_refused_with_the_flag_named():
-    cases = [
-        (("--url", "ftp://x"), "--url must be an http(s) URL"),
-        (("--interval", "0s"), "argument --interval: must be at least 0.1s, not '0s'"),
-        (("--timeout", "soon"), "argument --timeout: expected a duration such as 5s or 500ms, not 'soon'"),
-        (("--password-file", "/nonexistent/pw", "--user", "u"), "cannot read the password file"),
-        (("--password-file", "/dev/null"), "a password needs --user"),
-        (("--url", "https://127.0.0.1:1/metrics", "--tls.ca-file", "/nonexistent/ca"), "TLS client files"),
-    ]
-    results = await asyncio.gather(*(run_once(*flags) for flags, _ in cases))
-    for (flags, message), (status, out, err) in zip(cases, results, strict=True):
-        assert status == 2 and message in err and out == "", (flags, err)
