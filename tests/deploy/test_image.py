@@ -5,8 +5,8 @@ Debian's podman and bootstraps a local Debian base with Python; `make image` bui
 it (`--build-arg PYTHON_IMAGE=...`, the only change from a user's build) and the container runs on the host
 network against a simulator on loopback as the Helm chart's pod spec runs it: the chart's argv and its
 ConfigMap mounted read-only, a read-only root filesystem, every capability dropped. One build and one run
-serve every check: about 40 s with the base image already made, 3 to 4 minutes on a fresh machine (apt
-installs podman, debootstrap takes about 80 s).
+serve every check: about 45 s with the base image already made (the build is most of it), 2 min 15 s when
+the base must be bootstrapped, and the apt install of podman on top on a fresh machine.
 """
 
 from __future__ import annotations
