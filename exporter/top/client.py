@@ -135,8 +135,9 @@ def ssl_context(options: ClientOptions) -> ssl.SSLContext | None:
     return context
 
 
-def explain(error: BaseException, url: str, options: ClientOptions) -> str:
+def explain(error: BaseException, options: ClientOptions) -> str:
     """One sentence for a failed request, with the flag that fixes it when there is one."""
+    url = options.url
     if isinstance(error, aiohttp.ClientConnectorCertificateError | ssl.SSLCertVerificationError):
         return f"TLS: the exporter's certificate is not trusted ({error}); pass --tls.ca-file"
     if isinstance(error, aiohttp.ClientSSLError | ssl.SSLError):
@@ -191,7 +192,7 @@ class ExporterClient:
         except Exception as exc:
             readiness.cancel()
             await asyncio.gather(readiness, return_exceptions=True)
-            return Poll(error=explain(exc, self.options.url, self.options))
+            return Poll(error=explain(exc, self.options))
         try:
             ready: Readiness | None = await readiness
         except Exception:  # an exporter without /readyz (or a proxy hiding it): metrics alone still help
