@@ -183,39 +183,20 @@ def test_the_readme_scrape_config_for_plain_prometheus_labels_targets_as_the_ser
 
 #: Fields of monitoring.coreos.com/v1 the chart may write (the operator's API reference), to catch a
 #: misspelt one: kubernetes-validate has no schema for CRDs, and an unknown field is silently dropped.
+# fmt: off
 OPERATOR_FIELDS = {
     "ServiceMonitor": {
-        "jobLabel",
-        "targetLabels",
-        "podTargetLabels",
-        "selector",
-        "namespaceSelector",
-        "endpoints",
+        "jobLabel", "targetLabels", "podTargetLabels", "selector", "namespaceSelector", "endpoints",
     },
     "endpoint": {
-        "port",
-        "targetPort",
-        "path",
-        "scheme",
-        "params",
-        "interval",
-        "scrapeTimeout",
-        "tlsConfig",
-        "basicAuth",
-        "authorization",
-        "bearerTokenSecret",
-        "honorLabels",
-        "honorTimestamps",
-        "relabelings",
-        "metricRelabelings",
-        "followRedirects",
-        "enableHttp2",
-        "filterRunning",
-        "proxyUrl",
+        "port", "targetPort", "path", "scheme", "params", "interval", "scrapeTimeout", "tlsConfig",
+        "basicAuth", "authorization", "bearerTokenSecret", "honorLabels", "honorTimestamps", "relabelings",
+        "metricRelabelings", "followRedirects", "enableHttp2", "filterRunning", "proxyUrl",
     },
     "relabeling": {"sourceLabels", "separator", "targetLabel", "regex", "modulus", "replacement", "action"},
     "PrometheusRule": {"groups"},
 }
+# fmt: on
 
 
 def test_operator_objects_use_known_fields():
