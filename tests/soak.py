@@ -15,6 +15,10 @@ harness). The run alternates two phases until time is up:
   exactly the trades the simulator published in between (nothing lost while connected; trades published
   while a link was down are legitimately missed and fall outside every window).
 
+At the end, the simulator paused, the exporter's books, best prices, oracle prices, last trades and block
+height must equal the simulator's ground truth (GET /control/truth) for every market. The exporter's
+settings come from argv, as the CLI builds them (tests.groundtruth.support.cli_settings).
+
 Resources (RSS, tasks, fds, sockets) and reconnects are sampled every second; the quiescent samples taken
 at the start of each window (connected, subscribed, simulator paused) are the comparable ones: the last may
 not exceed the first by more than the slack. The report is printed; the exit status is 1 if any check
@@ -39,10 +43,10 @@ from typing import Any
 import aiohttp
 import orjson
 
-from exporter.config import Settings
 from exporter.lifecycle import cancel_and_wait
 from exporter.service import Exporter
 from exporter.simulator import faults as fault_kinds
+from tests.groundtruth.support import cli_settings, equal_after_traffic, published
 from tests.helpers import Samples, metric_sum, scrape, stop_process, wait_for
 from tests.reliability.support import ReadinessTrace, Resources, Slack, resources
 
@@ -111,6 +115,8 @@ class SoakReport:
     errors: list[str] = field(default_factory=list)
     faults: list[str] = field(default_factory=list)  # names, in the order injected
     elapsed: float = 0.0
+    #: Whether the exporter equalled the ground truth at the end (None: not checked).
+    truth_equal: bool | None = None
 
     @property
     def quiescent(self) -> list[Sample]:
@@ -131,6 +137,8 @@ class SoakReport:
                 )
         if not self.windows:
             found.append("no fault-free window completed")
+        if self.truth_equal is None:
+            found.append("the ground truth was not compared")
         quiet = self.quiescent
         if len(quiet) >= 2:
             first, last = quiet[0].res, quiet[-1].res
@@ -193,6 +201,8 @@ class SoakReport:
             f"fault-free windows: {len(self.windows)}, {sum(w.seconds for w in self.windows):.0f}s, "
             f"trades published {published:.0f}, counted {counted:.0f}"
         )
+        verdict = {None: "not compared", True: "equal", False: "DIFFERENT"}[self.truth_equal]
+        lines.append(f"books, prices and block height against the simulator's ground truth: {verdict}")
         problems = self.problems()
         lines.append("")
         lines.append("PASS" if not problems else "FAIL:\n  " + "\n  ".join(problems))
@@ -363,7 +373,7 @@ class _Soak:
         return await scrape(self.exp.metrics_url, self.http)
 
     async def truth(self) -> Samples:
-        return await scrape(self.sim.base_url + "/metrics", self.http)
+        return await published(self.sim, self.http)
 
     async def sample(self, quiescent: bool = False) -> None:
         s = await self.exporter_samples()
@@ -462,6 +472,16 @@ class _Soak:
         finally:
             await self.control("POST", "/control/resume")
 
+    async def compare_with_truth(self) -> None:
+        """A few blocks of clean traffic, then paused: the exporter must equal the ground truth (counters
+        aside, as frames queued to connections the faults cut are lost for good)."""
+        try:
+            await equal_after_traffic(self.exp.metrics_url, self.sim, session=self.http)
+            self.report.truth_equal = True
+        except AssertionError as exc:
+            self.report.truth_equal = False
+            self.report.errors.append(f"ground truth: {exc}")
+
     async def settled(self) -> tuple[Samples, float]:
         """With the simulator paused: every subscription active and the trade count still for 0.3 s."""
         last: list[float] = []
@@ -511,13 +531,13 @@ async def run_soak(config: SoakConfig) -> SoakReport:
         began = time.monotonic()
         try:
             await sim.start()
-            settings = Settings.for_simulator(
+            settings = cli_settings(
                 sim,
-                backoff_max=config.backoff_max,
-                ping_timeout=PING_TIMEOUT,
-                silence_timeout=SILENCE_TIMEOUT,
-                handshake_timeout=HANDSHAKE_TIMEOUT,
-                stale_after=5.0,
+                f"--feed.backoff-max={config.backoff_max}",
+                f"--feed.ping-timeout={PING_TIMEOUT}",
+                f"--feed.silence-timeout={SILENCE_TIMEOUT}",
+                f"--feed.handshake-timeout={HANDSHAKE_TIMEOUT}",
+                "--data.stale-after=5",
             )
             exp = Exporter(settings)
             await exp.start()
@@ -525,6 +545,7 @@ async def run_soak(config: SoakConfig) -> SoakReport:
             sampler = asyncio.create_task(soak.sampler(), name="soak-sampler")
             await soak.run(began + config.seconds)
             await soak.window(random.Random(config.seed + 1))  # the final quiescent sample and check
+            await soak.compare_with_truth()
             return soak.report
         finally:
             await cancel_and_wait(sampler)

@@ -219,13 +219,34 @@ def _float(text: str | None) -> float | None:
     return None if text is None else float(text)
 
 
-def differences(samples: Samples, truth: Mapping[str, Any], counters: bool = True) -> list[str]:
+def resnapshots(samples: Samples) -> float:
+    """Reconnects plus order book re-snapshots: each replaces state the updates built."""
+    reconnects = metric_sum(samples, "dydx_ws_reconnects_total")
+    return reconnects + metric_sum(samples, "dydx_orderbook_resyncs_total")
+
+
+def last_trade_ids(truth: Mapping[str, Any]) -> dict[str, str | None]:
+    """Per market, the id of the last trade delivered (for `differences(..., trades_since=)`)."""
+    return {t: (m["last_trade"] or {}).get("id") for t, m in truth["markets"].items()}
+
+
+def differences(
+    samples: Samples,
+    truth: Mapping[str, Any],
+    counters: bool = True,
+    trades_since: Mapping[str, str | None] | None = None,
+) -> list[str]:
     """Everything in which the exporter's samples differ from the truth, for every market of the truth.
 
     Always: book levels per side, best bid and ask of books not crossed as delivered, oracle price, last
     trade price, block height, subaccount equity, free collateral and open orders. With `counters` (a run
     in which no frame was lost): trade counts, volume and notional per side, dydx_updates_total per
-    channel, and dydx_messages_invalid_total == 0.
+    channel, dydx_messages_invalid_total == 0, and no reconnect or book re-snapshot (each would replace
+    state that updates built with a fresh snapshot, hiding how updates were applied).
+
+    `trades_since` (from last_trade_ids, taken once recovered from faults that drop connections): the last
+    trade price only of markets that traded since, because a trade queued to a connection the fault cut
+    counts as delivered but never arrived, and no snapshot repairs a last trade.
     """
     out: list[str] = []
 
@@ -255,8 +276,9 @@ def differences(samples: Samples, truth: Mapping[str, Any], counters: bool = Tru
             _float(market["oracle_price"]),
         )
         last = market["last_trade"]
-        got = metric_value(samples, "dydx_last_trade_price", market=ticker)
-        check(f"{ticker} last trade", got, _float(last and last["price"]))
+        if trades_since is None or (last and last["id"]) != trades_since.get(ticker):
+            got = metric_value(samples, "dydx_last_trade_price", market=ticker)
+            check(f"{ticker} last trade", got, _float(last and last["price"]))
         if counters:
             for side, tally in market["trades"].items():
                 label = side.lower()
@@ -277,6 +299,7 @@ def differences(samples: Samples, truth: Mapping[str, Any], counters: bool = Tru
     if counters:
         out += update_differences(samples, truth)
         check("dydx_messages_invalid_total", metric_sum(samples, "dydx_messages_invalid_total"), 0.0)
+        check("reconnects and book re-snapshots", resnapshots(samples), 0.0)
     return out
 
 
@@ -287,3 +310,85 @@ def report(problems: Sequence[str], limit: int = 25) -> str:
         + "\n  ".join(problems[:limit])
         + more
     )
+
+
+class Resnapshotted(AssertionError):
+    """The exporter reconnected or re-snapshotted a book while the comparison waited: its state is then
+    the fresh snapshot's, which says nothing about how it applied updates (the pause itself silences the
+    links, and the exporter drops a silent link after --feed.silence-timeout)."""
+
+
+async def wait_equal(
+    metrics_url: str,
+    sim: HasUrls,
+    counters: bool = True,
+    trades_since: Mapping[str, str | None] | None = None,
+    timeout: float = 15.0,
+    session: aiohttp.ClientSession | None = None,
+) -> dict[str, Any]:
+    """With the simulator paused: wait until `differences` is empty (the exporter has caught up with what
+    was sent) and return that truth; fail listing the differences of the last attempt, or raise
+    Resnapshotted as soon as the exporter re-snapshots."""
+    problems: list[str] = []
+    before: float | None = None
+    own = session is None
+    http = session or aiohttp.ClientSession()
+
+    async def equal() -> Any:
+        nonlocal problems, before
+        samples = await scrape(metrics_url, http)
+        truth = await ground_truth(sim, session=http)
+        if before is None:
+            before = resnapshots(samples)
+        elif resnapshots(samples) != before:
+            raise Resnapshotted(f"re-snapshotted before it was equal: {report(problems)}")
+        problems = differences(samples, truth, counters, trades_since)
+        return None if problems else truth
+
+    try:
+        found: dict[str, Any] = await wait_for(equal, timeout=timeout, interval=0.1)
+    except Resnapshotted:
+        raise
+    except AssertionError:
+        raise AssertionError(f"not equal within {timeout}s: {report(problems)}") from None
+    finally:
+        if own:
+            await http.close()
+    return found
+
+
+async def wait_blocks(sim: HasUrls, height: int, session: aiohttp.ClientSession | None = None) -> None:
+    """Until the truth's block height reaches `height`."""
+
+    async def reached() -> bool:
+        truth = await ground_truth(sim, session=session)
+        return bool((truth["block_height"] or 0) >= height)
+
+    await wait_for(reached, timeout=10, interval=0.1, message=f"block height {height}")
+
+
+async def equal_after_traffic(
+    metrics_url: str,
+    sim: HasUrls,
+    counters: bool = False,
+    blocks: int = 5,
+    attempts: int = 3,
+    session: aiohttp.ClientSession | None = None,
+) -> dict[str, Any]:
+    """After faults: `blocks` blocks of clean traffic, pause, and the exporter must equal the truth; the
+    simulator is resumed afterwards. Without `counters` (frames queued to a connection a fault cut are lost
+    for good) and judging last trades only of markets that traded in those blocks. A comparison that a
+    re-snapshot made void is run again, up to `attempts` times."""
+    for attempt in range(attempts):
+        truth = await ground_truth(sim, session=session)
+        since = last_trade_ids(truth)
+        await wait_blocks(sim, (truth["block_height"] or 0) + blocks, session)
+        await pause(sim, session)
+        try:
+            return await wait_equal(metrics_url, sim, counters, since, timeout=10, session=session)
+        except Resnapshotted:
+            if attempt == attempts - 1:
+                raise
+        finally:
+            await resume(sim, session)
+    raise AssertionError("unreachable")

@@ -7,6 +7,7 @@ from typing import Any
 import aiohttp
 
 from tests.fixtures.simulator import control
+from tests.groundtruth.support import published
 from tests.helpers import Samples, scrape, wait_for
 
 
@@ -47,5 +48,6 @@ async def metrics(exporter: Any) -> Samples:
     return await scrape(exporter.metrics_url)
 
 
-async def truth(sim: Any) -> Samples:
-    return await scrape(sim.base_url + "/metrics")
+#: The simulator's /metrics (what it published, accepted, rejected and received); one definition, in
+#: tests.groundtruth.support, next to its /control/truth.
+truth = published

@@ -12,12 +12,12 @@ import contextlib
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import aiohttp
 
 from exporter.lifecycle import cancel_and_wait
-from tests.helpers import ConditionTimeout, Samples, metric_sum, scrape, wait_for
+from tests.groundtruth.support import published
+from tests.helpers import ConditionTimeout, Samples, metric_sum, wait_for
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
@@ -173,9 +173,9 @@ class ReadinessTrace:
 # --- the simulator's ground truth ---------------------------------------------------------------------
 
 
-async def truth(sim: Any) -> Samples:
-    """The simulator's /metrics (what it published, accepted, rejected and received)."""
-    return await scrape(sim.base_url + "/metrics")
+#: The simulator's /metrics (what it published, accepted, rejected and received); one definition, in
+#: tests.groundtruth.support, next to its /control/truth.
+truth = published
 
 
 def handshakes(samples: Samples) -> float:

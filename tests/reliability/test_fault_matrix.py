@@ -1,8 +1,10 @@
 """The fault matrix: every fault kind of the simulator alone, and meaningful pairs at once, against the real
 exporter over real sockets. For each case: the metric that counts it moves; /readyz goes red and green
 again when the fault breaks the feed (and stays green when it does not); readiness is back within the
-documented bound (the fault's length + --feed.backoff-max + a scheduling margin); and tasks, fds and
-sockets return to their baseline.
+documented bound (the fault's length + --feed.backoff-max + a scheduling margin); once recovered and the
+simulator paused, the exporter's books, best prices, oracle prices, last trades and block height equal the
+simulator's ground truth (GET /control/truth) for every market; and tasks, fds and sockets return to their
+baseline. The exporter's settings come from argv (Settings.from_sources), as the CLI builds them.
 
 tests/integration/test_faults.py checks each fault's counting in detail; this adds readiness over time,
 the recovery bound, pairs of faults, and leaks.
@@ -20,6 +22,7 @@ import pytest
 from exporter.protocol import channels as ch
 from exporter.service import Exporter
 from tests.fixtures.simulator import control
+from tests.groundtruth.support import cli_settings, equal_after_traffic
 from tests.helpers import metric_sum, wait_for
 from tests.integration.support import metrics, wait_ready
 from tests.reliability.support import ReadinessTrace, Slack, resources, settle, sum_any
@@ -157,9 +160,9 @@ async def feed(simulator_factory, exporter_factory) -> tuple[Any, Exporter]:
     sim = await simulator_factory(
         markets=3, block_time=0.1, ping_interval=0.3, pong_timeout=2.0, snapshot_delay=SNAPSHOT_DELAY
     )
-    exp = await exporter_factory(
-        sim, backoff_max=BACKOFF_MAX, silence_timeout=1.0, ping_timeout=1.5, handshake_timeout=1.0
-    )
+    flags = (f"--feed.backoff-max={BACKOFF_MAX}", "--feed.silence-timeout=1", "--feed.ping-timeout=1.5",
+             "--feed.handshake-timeout=1")  # fmt: skip
+    exp = await exporter_factory(cli_settings(sim, *flags))
     await wait_ready(exp)
     return sim, exp
 
@@ -194,6 +197,7 @@ async def test_fault_is_counted_recovered_within_bound_and_leaks_nothing(feed, n
         else:
             await wait_for(lambda: time.monotonic() - began >= case.lasts, timeout=case.lasts + 1)
             assert trace.went_red_since(began) is None, f"{name} must not break readiness: {trace.describe()}"
+    await equal_after_traffic(exp.metrics_url, sim)
     await wait_ready(exp, timeout=5)
     await settle(baseline, Slack(), timeout=5)
 
