@@ -52,7 +52,7 @@ class Side:
 
 
 class Book:
-    """Implements metrics.collector.BookReadout. `received_at` times are wall clock (time.time())."""
+    """Implements metrics.markets.BookReadout. `received_at` times are wall clock (time.time())."""
 
     __slots__ = (
         "_crossed_accrued",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from exporter.metrics.collector import MarketMetrics
+from exporter.metrics.markets import MarketMetrics
 from exporter.protocol import channels as ch
 from exporter.protocol.frames import positive
 from exporter.state.context import ChannelHandler, FrameContext, Shared

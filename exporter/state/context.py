@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from exporter.logs import get_logger
-from exporter.metrics.collector import ChannelMetrics, Collector, Histogram
+from exporter.metrics.channels import ChannelMetrics
+from exporter.metrics.collector import Collector
+from exporter.metrics.histogram import Histogram
 from exporter.protocol.frames import TimestampParser
 from exporter.state.universe import MarketUniverse
 

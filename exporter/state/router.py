@@ -15,7 +15,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
-from exporter.metrics.collector import ChannelMetrics, Collector
+from exporter.metrics.channels import ChannelMetrics
+from exporter.metrics.collector import Collector
 from exporter.protocol import channels as ch
 from exporter.protocol.control import (
     Connected,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Final
 
-from exporter.metrics.collector import SubaccountMetrics
+from exporter.metrics.subaccounts import SubaccountMetrics
 from exporter.protocol.frames import finite
 from exporter.state.context import ChannelHandler, FrameContext, Shared
 from exporter.state.trades import MAX_ID_LENGTH, SIDE_INDEX, RecentIds

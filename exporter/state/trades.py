@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any, Final
 
-from exporter.metrics.collector import MarketMetrics
+from exporter.metrics.markets import MarketMetrics
 from exporter.protocol.frames import positive
 from exporter.state.context import ChannelHandler, FrameContext, Shared
 from exporter.state.universe import valid_ticker

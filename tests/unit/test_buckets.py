@@ -8,7 +8,7 @@ import random
 import pytest
 
 from exporter.metrics.catalog import FEED_LATENCY_BUCKETS, PROCESSING_BUCKETS
-from exporter.metrics.collector import Histogram
+from exporter.metrics.histogram import Histogram
 
 
 def histogram_quantile(q: float, bounds: tuple[float, ...], counts: list[int]) -> float:

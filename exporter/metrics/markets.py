@@ -1,0 +1,199 @@
+"""Per-market state exported by the exporter (listing, oracle price, trades, the book's readout, data
+age) and its families. Groups of series appear as a market is listed, subscribed to trades or to its
+order book, and all go when it is forgotten."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Protocol
+
+from exporter.metrics import catalog as c
+from exporter.metrics.histogram import escape, fmt
+from exporter.metrics.registry import MetricSource, renders
+from exporter.protocol import channels as ch
+
+
+class BookReadout(Protocol):
+    """What the exposition reads from an order book (exporter.state.book.Book)."""
+
+    crossed: bool
+    crossed_total: int
+    #: Wall-clock time of the latest snapshot or update (0.0 before the first).
+    updated_at: float
+
+    def crossed_seconds(self, now: float) -> float: ...
+
+    def levels(self) -> tuple[int, int]: ...
+
+    def best(self) -> tuple[float | None, float | None]: ...
+
+
+class MarketMetrics:
+    """Everything exported per market. The `*_at` fields are the wall-clock time of the market's latest
+    frame per channel (0.0: none yet), stored on the hot path."""
+
+    __slots__ = (
+        "book",
+        "candles_at",
+        "has_trades",
+        "label",
+        "last_trade_price",
+        "listed",
+        "notional",
+        "oracle_at",
+        "oracle_price",
+        "resyncs",
+        "status",
+        "ticker",
+        "trades",
+        "trades_at",
+        "volume",
+    )
+
+    def __init__(self, ticker: str) -> None:
+        self.ticker = ticker
+        self.label = f'market="{escape(ticker)}"'
+        self.listed = False
+        self.status = "UNKNOWN"
+        self.oracle_price: float | None = None
+        self.has_trades = False
+        self.trades = [0, 0]  # index 0 buy, 1 sell (taker side)
+        self.volume = [0.0, 0.0]
+        self.notional = [0.0, 0.0]
+        self.last_trade_price: float | None = None
+        self.book: BookReadout | None = None
+        self.resyncs: dict[str, int] = dict.fromkeys(c.RESYNC_REASONS, 0)
+        self.trades_at = 0.0
+        self.oracle_at = 0.0
+        self.candles_at = 0.0
+
+
+class MarketTable(MetricSource):
+    def __init__(self) -> None:
+        self._markets: dict[str, MarketMetrics] = {}
+        self._sorted: list[MarketMetrics] | None = None
+
+    def market(self, ticker: str) -> MarketMetrics:
+        metrics = self._markets.get(ticker)
+        if metrics is None:
+            metrics = self._markets[ticker] = MarketMetrics(ticker)
+            self._sorted = None
+        return metrics
+
+    @property
+    def markets(self) -> Mapping[str, MarketMetrics]:
+        """Every tracked market by ticker: a live read-only view for hot-path lookups (the same object for
+        the table's lifetime)."""
+        return self._markets
+
+    def forget(self, ticker: str) -> None:
+        """Remove every series of the market (delisted or unsubscribed)."""
+        if self._markets.pop(ticker, None) is not None:
+            self._sorted = None
+
+    def _by_ticker(self) -> list[MarketMetrics]:
+        if self._sorted is None:
+            self._sorted = sorted(self._markets.values(), key=lambda m: m.ticker)
+        return self._sorted
+
+    def _books(self) -> list[tuple[MarketMetrics, BookReadout]]:
+        return [(m, m.book) for m in self._by_ticker() if m.book is not None]
+
+    # --- listing, prices, trades ----------------------------------------------------------------------
+    @renders(c.MARKET_INFO)
+    def _info(self, name: str, out: list[str], now: float) -> None:
+        out.extend(
+            f'{name}{{{m.label},status="{escape(m.status)}"}} 1\n' for m in self._by_ticker() if m.listed
+        )
+
+    @renders(c.ORACLE_PRICE)
+    def _oracle(self, name: str, out: list[str], now: float) -> None:
+        out.extend(
+            f"{name}{{{m.label}}} {fmt(m.oracle_price)}\n"
+            for m in self._by_ticker()
+            if m.oracle_price is not None
+        )
+
+    @renders(c.TRADES)
+    def _trades(self, name: str, out: list[str], now: float) -> None:
+        self._per_side(out, name, lambda m: m.trades)
+
+    @renders(c.TRADE_VOLUME)
+    def _volume(self, name: str, out: list[str], now: float) -> None:
+        self._per_side(out, name, lambda m: m.volume)
+
+    @renders(c.TRADE_NOTIONAL)
+    def _notional(self, name: str, out: list[str], now: float) -> None:
+        self._per_side(out, name, lambda m: m.notional)
+
+    def _per_side(
+        self, out: list[str], name: str, values: Callable[[MarketMetrics], list[int] | list[float]]
+    ) -> None:
+        buy, sell = c.TRADE_SIDE_LABELS
+        for m in self._by_ticker():
+            if m.has_trades:
+                v = values(m)
+                out.append(f'{name}{{{m.label},side="{buy}"}} {fmt(v[0])}\n')
+                out.append(f'{name}{{{m.label},side="{sell}"}} {fmt(v[1])}\n')
+
+    @renders(c.LAST_TRADE_PRICE)
+    def _last_trade(self, name: str, out: list[str], now: float) -> None:
+        out.extend(
+            f"{name}{{{m.label}}} {fmt(m.last_trade_price)}\n"
+            for m in self._by_ticker()
+            if m.last_trade_price is not None
+        )
+
+    # --- the order book -------------------------------------------------------------------------------
+    @renders(c.BOOK_CROSSED)
+    def _crossed(self, name: str, out: list[str], now: float) -> None:
+        out.extend(f"{name}{{{m.label}}} {1 if book.crossed else 0}\n" for m, book in self._books())
+
+    @renders(c.BOOK_CROSSED_EPISODES)
+    def _crossed_episodes(self, name: str, out: list[str], now: float) -> None:
+        out.extend(f"{name}{{{m.label}}} {book.crossed_total}\n" for m, book in self._books())
+
+    @renders(c.BOOK_CROSSED_SECONDS)
+    def _crossed_seconds(self, name: str, out: list[str], now: float) -> None:
+        out.extend(f"{name}{{{m.label}}} {fmt(book.crossed_seconds(now))}\n" for m, book in self._books())
+
+    @renders(c.BOOK_BEST_PRICE)
+    def _best(self, name: str, out: list[str], now: float) -> None:
+        for m, book in self._books():
+            bid, ask = book.best()
+            if bid is not None:
+                out.append(f'{name}{{{m.label},side="bid"}} {fmt(bid)}\n')
+            if ask is not None:
+                out.append(f'{name}{{{m.label},side="ask"}} {fmt(ask)}\n')
+
+    @renders(c.BOOK_SPREAD_RATIO)
+    def _spread(self, name: str, out: list[str], now: float) -> None:
+        for m, book in self._books():
+            bid, ask = book.best()
+            if bid is not None and ask is not None:
+                out.append(f"{name}{{{m.label}}} {fmt((ask - bid) / ((ask + bid) / 2.0))}\n")
+
+    @renders(c.BOOK_LEVELS)
+    def _levels(self, name: str, out: list[str], now: float) -> None:
+        for m, book in self._books():
+            bids, asks = book.levels()
+            out.append(f'{name}{{{m.label},side="bid"}} {bids}\n{name}{{{m.label},side="ask"}} {asks}\n')
+
+    @renders(c.BOOK_RESYNCS)
+    def _resyncs(self, name: str, out: list[str], now: float) -> None:
+        for m, _ in self._books():
+            for reason, count in m.resyncs.items():
+                out.append(f'{name}{{{m.label},reason="{reason}"}} {count}\n')
+
+    @renders(c.MARKET_LAST_UPDATE)
+    def _last_update(self, name: str, out: list[str], now: float) -> None:
+        for m in self._by_ticker():
+            book = m.book
+            for channel, at in (
+                (ch.ORDERBOOK, 0.0 if book is None else book.updated_at),
+                (ch.TRADES, m.trades_at),
+                (ch.CANDLES, m.candles_at),
+                (ch.MARKETS, m.oracle_at),
+            ):
+                if at:
+                    out.append(f'{name}{{{m.label},channel="{channel}"}} {fmt(at)}\n')
