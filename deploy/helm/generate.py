@@ -68,6 +68,16 @@ def expected() -> dict[Path, str]:
     return out
 
 
+def _orphans(want: Mapping[Path, str]) -> list[Path]:
+    """Generated copies whose source is gone."""
+    return [
+        path
+        for target, (_, pattern) in COPIES.items()
+        for path in (CHART / target).glob(pattern)
+        if path not in want
+    ]
+
+
 def stale() -> list[str]:
     """Generated files that differ from what `expected` gives, or that no source produces any more."""
     want = expected()
@@ -76,27 +86,21 @@ def stale() -> list[str]:
         for path, text in want.items()
         if not path.is_file() or path.read_text(encoding="utf-8") != text
     ]
-    for target, (_, pattern) in COPIES.items():
-        problems += [
-            f"{path.relative_to(REPO)} (no source)"
-            for path in (CHART / target).glob(pattern)
-            if path not in want
-        ]
-    return problems
+    return problems + [f"{path.relative_to(REPO)} (no source)" for path in _orphans(want)]
 
 
 def write() -> list[str]:
     """Brings every generated file up to date; returns what changed."""
-    changed = stale()
     want = expected()
-    for target, (_, pattern) in COPIES.items():
-        for path in (CHART / target).glob(pattern):
-            if path not in want:
-                path.unlink()
+    changed = []
+    for path in _orphans(want):
+        path.unlink()
+        changed.append(f"{path.relative_to(REPO)} (removed)")
     for path, text in want.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
         if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
+            changed.append(str(path.relative_to(REPO)))
     return changed
 
 
