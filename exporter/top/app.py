@@ -169,7 +169,7 @@ async def once(config: TopConfig) -> int:
     console = plain_console()
     frame = build(config.client.url, second.scrape, first.scrape, second.readiness, config.sort)
     with console.capture() as captured:
-        console.print(render(frame, console, config.stale_after))
+        console.print(render(frame, console, config.stale_after, keys=False))
     # Tables pad their lines to the full width: scripts and diffs want them without.
     print("\n".join(line.rstrip() for line in captured.get().splitlines()))
     return 0

@@ -69,14 +69,15 @@ def age_style(seconds: float | None, stale_after: float) -> str:
 # --- sections -------------------------------------------------------------------------------------------
 
 
-def header(frame: Frame) -> Text:
+def header(frame: Frame, keys: bool) -> Text:
     """Title, time, interval and sort key first: the URL, which can be long, is what gets cut."""
     clock = time.strftime("%H:%M:%S", time.localtime(frame.wall))
-    every = f"every {frame.interval:.1f}s" if frame.interval is not None else "first scrape"
+    interval = f"interval {frame.interval:.1f}s" if frame.interval is not None else "first scrape"
     version = f" {frame.status.version}" if frame.status.version else ""
     text = Text(no_wrap=True, overflow="ellipsis")
     text.append(f"dydx-exporter{version} top", style="bold")
-    text.append(f"  {clock}  {every}  sort {frame.sort_key}  ({KEYS_HELP})  {frame.url}", style=DIM)
+    hint = f"  ({KEYS_HELP})" if keys else ""
+    text.append(f"  {clock}  {interval}  sort {frame.sort_key}{hint}  {frame.url}", style=DIM)
     return text
 
 
@@ -248,11 +249,11 @@ def _market_cells(row: MarketRow, width: int, stale_after: float) -> Iterable[Re
 # --- whole screens --------------------------------------------------------------------------------------
 
 
-def render(frame: Frame, console: Console, stale_after: float = 30.0) -> RenderableType:
-    """The whole frame, sized to `console` (its width and height)."""
+def render(frame: Frame, console: Console, stale_after: float = 30.0, keys: bool = True) -> RenderableType:
+    """The whole frame, sized to `console` (its width and height); `keys`: the live view's key hint."""
     width, height = console.size
     top = Group(
-        header(frame),
+        header(frame, keys),
         status(frame, stale_after),
         channels(frame, width, stale_after),
         trades(frame),
