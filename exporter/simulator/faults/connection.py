@@ -91,16 +91,11 @@ def _error(target: FaultTarget, p: Error) -> None:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Lasting:
+class Silent:
     seconds: float | None = param("how long it lasts (default: until cleared)", None)
 
     def __post_init__(self) -> None:
-        check_seconds(type(self).__name__.lower(), "seconds", self.seconds)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Silent(Lasting):
-    pass
+        check_seconds("silent", "seconds", self.seconds)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
