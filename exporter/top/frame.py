@@ -2,8 +2,8 @@
 `exporter.top.stats` only, drawn by `exporter.top.layout`. Keeping the two apart lets tests check the
 numbers without a terminal and the drawing without an exporter.
 
-Metrics that only some exporters have (chain, REST and per-link heads, order book audits) are shown when
-the scrape has them and left out otherwise.
+Metrics that only some exporters have (chain, REST and per-link heads, `dydx_ready`, data-quality
+counters) are shown when the scrape has them and left out otherwise.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from exporter.top.stats import Scrape, increases, rate, rates, window_quantiles
 QUANTILES: Final = (0.5, 0.9, 0.99)
 #: Frame types that carry data (snapshots and updates), as dydx_ws_messages_total labels them.
 DATA_FRAME_TYPES: Final = ("subscribed", "channel_data", "channel_batch_data")
-#: Sort keys of the markets table → what they sort by (descending, except market and spread).
+#: Sort keys of the markets table: largest first, except `market` (alphabetical).
 SORT_KEYS: Final = ("trades", "notional", "spread", "age", "levels", "market")
 
 # Metrics of issues 14 and 15, shown only when present (their names are the contract those issues set).
