@@ -15,28 +15,17 @@ import orjson
 from aiohttp import web
 
 from exporter.simulator import faults as fault_kinds
-from exporter.simulator.chain import Chain
 from exporter.simulator.faults import FaultKind
-from exporter.simulator.hub import Hub
+from exporter.simulator.faults.base import FaultTarget
 from exporter.simulator.market import MarketModel
-from exporter.simulator.source import EventSource
 
 
 class _Faults(Protocol):
     def describe(self) -> list[dict[str, Any]]: ...
 
 
-class Controlled(Protocol):
-    """What the control API needs of the simulator."""
-
-    @property
-    def source(self) -> EventSource: ...
-
-    @property
-    def hub(self) -> Hub: ...
-
-    @property
-    def chain(self) -> Chain: ...
+class Controlled(FaultTarget, Protocol):
+    """What the control API needs of the simulator: what faults act on (source, hub, chain, ...), and more."""
 
     @property
     def faults(self) -> _Faults: ...
