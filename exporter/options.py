@@ -233,13 +233,17 @@ def build_parser(
     Every help line states the default (and the environment variable, when `with_env`)."""
     parser = _Parser(prog=prog, description=description, allow_abbrev=False)
     for opt in options:
-        where = f"default {_shown(opt.default)}" + (f"; env {opt.env}" if with_env else "")
+        # A help text that already says what the default is (or that the flag is required) is not repeated.
+        says = any(words in opt.help for words in ("(default ", "by default", "; required"))
+        notes = [] if says else [f"default {_shown(opt.default)}"]
+        notes += [f"env {opt.env}"] if with_env else []
+        where = f" ({'; '.join(notes)})" if notes else ""
         parser.add_argument(
             f"--{opt.flag}",
             *([f"-{opt.short}"] if opt.short else []),
             dest=opt.flag,
             default=argparse.SUPPRESS,
-            help=f"{_escape(opt.help)} ({where})",
+            help=f"{_escape(opt.help)}{where}",
             **({"action": argparse.BooleanOptionalAction} if opt.is_bool else {"metavar": "VALUE"}),
         )
     return parser

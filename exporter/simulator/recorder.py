@@ -59,7 +59,7 @@ RECORD_OPTIONS: Final = (
     Option(
         "duration",
         "",
-        "stop after this long (e.g. 90s, 10m); none: until SIGINT/SIGTERM",
+        "stop after this long (e.g. 90s, 10m); by default, at SIGINT or SIGTERM",
         _optional_duration,
     ),
 )
