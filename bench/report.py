@@ -211,6 +211,13 @@ def render(results: Mapping[str, Any]) -> str:
                 rows,
             )
         )
+        for label, w in ingest["workloads"].items():
+            for kind in ("pipeline", "exporter"):
+                problems = w.get(kind, {}).get("pipeline_problems")
+                if problems:
+                    parts.append(
+                        f"\n**{label}, {kind}: differs from what the source sent:** {'; '.join(problems)}"
+                    )
     latency = results.get("latency")
     if latency:
         rate, markets = latency["rate"], latency["markets"]

@@ -111,10 +111,13 @@ def _run_consumer(src: SourceProcess, kind: str, spec: ConsumerSpec, timeout: fl
     result["updates_per_s"] = updates / wall if wall > 0 else 0.0
     result["cpu_us_per_update"] = cpu / updates * 1e6 if updates else 0.0
     result["updates_per_cpu_s"] = updates / cpu if cpu > 0 else 0.0
+    # Every frame received and every update counted, and (the exporter's pipeline) not one frame refused
+    # and every book equal to what the source sent: a broken pipeline is never reported as fast.
     result["counts_consistent"] = kind == "null" or (
         int(result["frames"]) == int(stream["frames"])
         and result.get("metrics_updates") is not None
         and int(result["metrics_updates"]) == updates
+        and not result.get("pipeline_problems")
     )
     return result
 
@@ -130,6 +133,9 @@ def _best(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     best["updates_per_s_all"] = walls
     best["noise_cpu_pct"] = (max(cpus) - min(cpus)) / min(cpus) * 100 if min(cpus) > 0 else 0.0
     best["counts_consistent"] = all(bool(r["counts_consistent"]) for r in runs)
+    best["pipeline_problems"] = next(
+        (r["pipeline_problems"] for r in runs if r.get("pipeline_problems")), best.get("pipeline_problems")
+    )
     best.pop("latency_ns", None)
     best.pop("source", None)
     return best

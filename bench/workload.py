@@ -461,3 +461,41 @@ def decoded_cycle(workload: Workload, first_message_id: int = 1) -> list[bytes]:
 
 def market_objects(workload: Workload) -> Mapping[str, Mapping[str, object]]:
     return workload.perpetual_markets
+
+
+def expected_books(workload: Workload, data_frames: int) -> dict[str, tuple[dict[str, str], dict[str, str]]]:
+    """The order books (price → size, as published) a consumer holds after the snapshots and the first
+    `data_frames` data frames of a connection's stream (the cycle from its start, repeated).
+
+    Sizes are absolute, so the books after any whole number (>= 1) of cycles are those after one.
+    """
+    books: dict[str, tuple[dict[str, str], dict[str, str]]] = {}
+    for ticker in workload.tickers:
+        snapshot = workload.snapshot(Subscription(ch.ORDERBOOK, ticker))
+        books[ticker] = (
+            {level["price"]: level["size"] for level in snapshot["bids"]},
+            {level["price"]: level["size"] for level in snapshot["asks"]},
+        )
+    cycle = workload.cycle
+    whole, rest = divmod(data_frames, len(cycle))
+    positions = [*(range(len(cycle)) if whole else ()), *range(rest)]
+    parsed: dict[int, tuple[str, list[dict[str, Any]]]] = {}
+    for pos in positions:
+        template = cycle[pos]
+        if template.channel != ch.ORDERBOOK:
+            continue
+        entry = parsed.get(pos)
+        if entry is None:
+            frame = orjson.loads(template.render(1))
+            contents = frame["contents"]
+            entry = parsed[pos] = (frame["id"], contents if isinstance(contents, list) else [contents])
+        ticker, updates = entry
+        bids, asks = books[ticker]
+        for update in updates:
+            for side, book in (("bids", bids), ("asks", asks)):
+                for price, size in update.get(side, ()):
+                    if float(size) == 0.0:
+                        book.pop(price, None)
+                    else:
+                        book[price] = size
+    return books

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from bench.consumers import LINK, build_pipeline
+from bench.consumers import LINK, build_pipeline, pipeline_problems
 from bench.workload import CHUNK_FRAMES, FrameStream, Workload, decoded_cycle
 from exporter.protocol import channels as ch
 from tests.helpers import metric_sum, parse_metrics
@@ -88,3 +88,22 @@ def test_the_exporter_pipeline_accepts_every_frame_and_counts_every_update(batch
         assert metric_sum(samples, "dydx_trades_total", market=ticker, side="buy") >= 1
         assert metric_sum(samples, "dydx_trades_total", market=ticker, side="sell") >= 1
         assert metric_sum(samples, "dydx_oracle_price", market=ticker) > 0
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_counts_ok_holds_the_pipelines_books_to_what_the_source_sent(batched: bool) -> None:
+    """`make bench`'s "counts ok": after a cycle and a half, every book equals the one the frames build,
+    and a book that missed updates is reported (the check can fail)."""
+    workload = Workload(markets=6, batched=batched, cycle_updates=2_000)
+    processor, collector = build_pipeline(workload)
+    processor.handle(LINK, workload.connected_frame(), time.time())
+    for message_id, sub in enumerate(workload.subscriptions, start=1):
+        processor.handle(LINK, workload.subscribed_frame(sub, message_id), time.time())
+    cycle = len(workload.cycle)
+    first = len(workload.subscriptions) + 1
+    frames = [*decoded_cycle(workload, first), *decoded_cycle(workload, first + cycle)[: cycle // 2]]
+    for raw in frames:
+        processor.handle(LINK, raw, time.time())
+    assert pipeline_problems(collector.registry, workload, len(frames)) == []
+    missed = pipeline_problems(collector.registry, workload, 0)  # the books of the snapshots alone
+    assert missed and all("levels" in p or "best" in p for p in missed)
