@@ -1,6 +1,12 @@
-"""The typed (msgspec) fast path changes nothing a user sees: for any frame sequence, a Processor that
+"""The typed (msgspec) fast path changes nothing a user sees: for any frame sequence, a pipeline that
 decodes with it and one that only has the dict (orjson) path export the same metrics, byte for byte, and
-bad frames are counted under the same reasons."""
+bad frames are counted under the same reasons.
+
+Both pipelines are built from `Settings.from_sources(argv, env)`, as the CLI builds the exporter's: the
+channel names are split out of an argv string at run time, never the module's interned constants. Built
+from literals, an identity comparison of channel names on the hot path once passed this test while the
+shipped exporter rejected every one-level order book update (issue 11).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from exporter.config import Settings
 from exporter.protocol import channels as ch
 from exporter.protocol.typed import TypedDecodeError
 from tests.helpers import metric_sum, parse_metrics
@@ -29,10 +36,32 @@ from tests.unit.test_processor_properties import (
 pytestmark = pytest.mark.timeout(60)
 
 NOW = 1_772_652_067.9  # a fixed clock: both pipelines must see identical times
+ARGV = (
+    f"--channels={ch.MARKETS},{ch.TRADES},{ch.ORDERBOOK},{ch.BLOCK_HEIGHT}",
+    "--candles.resolutions=1MIN",
+    f"--feed.max-frame-bytes={MAX_FRAME}",
+)
+
+
+def cli_settings() -> Settings:
+    settings = Settings.from_sources(ARGV, {})
+    assert ch.ORDERBOOK in settings.channels
+    assert not any(name is ch.ORDERBOOK for name in settings.channels), "names must be built at run time"
+    return settings
 
 
 def pipeline(typed: bool) -> Pipeline:
-    pipe = Pipeline(max_frame_bytes=MAX_FRAME, clock=lambda: NOW, typed=typed)
+    """The Router, Collector and MarketUniverse the exporter builds from the CLI's settings."""
+    settings = cli_settings()
+    pipe = Pipeline(
+        channels=settings.channels,
+        clock=lambda: NOW,
+        wants_market=settings.wants_market,
+        typed=typed,
+        max_frame_bytes=settings.feed.max_frame_bytes,
+        stale_after=settings.stale_after,
+        id_grace=settings.message_id_grace,
+    )
     pipe.connect()
     pipe.universe.load({t: market_object(t) for t in TICKERS})
     for t in TICKERS:
