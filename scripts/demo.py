@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import copy
 import ctypes
 import json
 import os
@@ -26,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,8 @@ class DemoConfig:
     grafana: str = "auto"  # auto (if installed), off
     simulator_args: tuple[str, ...] = ()
     exporter_args: tuple[str, ...] = ()
+    #: Rule files to load instead of prometheus.yml's (the drill test loads a time-scaled copy).
+    rule_files: tuple[Path, ...] = ()
     start_timeout: float = 60.0
     stop_grace: float = 10.0
 
@@ -77,6 +80,8 @@ class Child:
     argv: list[str]
     ready_url: str
     env: dict[str, str] = field(default_factory=dict)
+    #: Run once the child answers `ready_url`, before the next one starts.
+    settle: Callable[[aiohttp.ClientSession], Awaitable[None]] | None = None
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
 
@@ -86,6 +91,29 @@ class DemoError(RuntimeError):
 
 
 # --- config generation ------------------------------------------------------------------------------------
+
+
+#: Prometheus re-sends a firing alert this often; the first Watchdog notification goes out one resend after
+#: the first evaluation (see `muted`): late enough that Prometheus knows Alertmanager again after the
+#: reload that unmutes it (one 5 s discovery round), soon enough to show the path works.
+RESEND_DELAY = "30s"
+
+
+def muted(prometheus: Mapping[str, Any]) -> dict[str, Any]:
+    """`prometheus` config with every alert relabelled away, for Prometheus' first seconds.
+
+    Prometheus learns of its Alertmanagers only at its first discovery round, up to 5 s after it starts,
+    and 2.42 (Debian's) drops whatever it sends before, counting it in prometheus_notifications_dropped_total:
+    the Watchdog fires at the first evaluation and was lost that way. While muted, alerts are evaluated and
+    marked as sent but never queued, so nothing is dropped; once Alertmanager is known the demo reloads
+    the real config, and the Watchdog goes out at its next resend (RESEND_DELAY)."""
+    doc = copy.deepcopy(dict(prometheus))
+    alerting = doc.setdefault("alerting", {})
+    alerting["alert_relabel_configs"] = [
+        *alerting.get("alert_relabel_configs", []),
+        {"source_labels": ["alertname"], "regex": ".*", "action": "drop"},
+    ]
+    return doc
 
 
 def rewrite_strings(node: Any, rewrite: Callable[[str], str]) -> Any:
@@ -123,6 +151,8 @@ def prometheus_config(source: Path, config: DemoConfig) -> dict[str, Any]:
     """prometheus.yml with the demo's targets, rule_files made absolute (the rules themselves untouched)."""
     doc = yaml.safe_load(source.read_text(encoding="utf-8"))
     rules = [str((source.parent / pattern).resolve()) for pattern in doc.get("rule_files") or []]
+    if config.rule_files:
+        rules = [str(path.resolve()) for path in config.rule_files]
     doc = rewrite_strings(doc, address_rewriter(address_map(config)))
     doc["rule_files"] = rules
     if config.scrape_interval:
@@ -185,7 +215,37 @@ def find_binary(*names: str) -> str | None:
 # --- the demo's own webhook receiver (Alertmanager's receivers point here) --------------------------------
 
 
+def describe_notification(receiver: str, alert: Mapping[str, Any], color: bool = False) -> str:
+    """How the demo prints one alert of a notification: the Watchdog as a quiet line (it only says the
+    path works), every other alert as a block that stands out, with its summary and runbook."""
+    labels = alert.get("labels", {})
+    annotations = alert.get("annotations", {})
+    name = labels.get("alertname", "?")
+    status = str(alert.get("status", "?")).upper()
+    if name == "Watchdog":
+        return (
+            "[alertmanager → watchdog] Watchdog delivered: the alerting path works "
+            "(Alertmanager repeats it hourly, for a heartbeat monitor)"
+        )
+    where = ", ".join(f"{k}={labels[k]}" for k in ("instance", "market", "channel") if k in labels)
+    rule = "=" * 100
+    lines = [
+        rule,
+        f"  {status}  {name}  (severity {labels.get('severity', '-')}, receiver {receiver or 'default'})",
+        f"  {annotations.get('summary', '')}" + (f"  [{where}]" if where else ""),
+    ]
+    if annotations.get("runbook_url"):
+        lines.append(f"  runbook: {annotations['runbook_url']}")
+    lines.append(rule)
+    text = "\n".join(lines)
+    if color:
+        text = ("\033[1;31m" if status == "FIRING" else "\033[1;32m") + text + "\033[0m"
+    return text
+
+
 async def start_webhook(host: str, port: int) -> web.AppRunner:
+    color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+
     async def receive(request: web.Request) -> web.Response:
         try:
             payload = await request.json()
@@ -193,13 +253,7 @@ async def start_webhook(host: str, port: int) -> web.AppRunner:
             return web.Response(status=400, text="expected JSON\n")
         receiver = request.match_info.get("receiver", "")
         for alert in payload.get("alerts", []):
-            labels = alert.get("labels", {})
-            summary = alert.get("annotations", {}).get("summary", "")
-            print(
-                f"[alertmanager → {receiver or 'webhook'}] {alert.get('status', '?').upper():8} "
-                f"{labels.get('alertname', '?')} severity={labels.get('severity', '-')} {summary}",
-                flush=True,
-            )
+            print(describe_notification(receiver, alert, color), flush=True)
         return web.Response(text="ok\n")
 
     app = web.Application(client_max_size=1024 * 1024)
@@ -284,6 +338,18 @@ async def wait_ready(child: Child, session: aiohttp.ClientSession, timeout: floa
         await asyncio.sleep(0.2)
 
 
+async def poll(condition: Callable[[], Awaitable[bool]], timeout: float, failure: str) -> None:
+    """Await `condition` every 0.2 s until it holds; DemoError(`failure`) after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+            if await condition():
+                return
+        if time.monotonic() > deadline:
+            raise DemoError(f"{failure} within {timeout:.0f}s")
+        await asyncio.sleep(0.2)
+
+
 def signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, sig)
@@ -318,6 +384,7 @@ class Demo:
         self.state_dir = config.state_dir or Path(tempfile.mkdtemp(prefix="dydx-demo-"))
         self._own_state_dir = config.state_dir is None
         self._webhook: web.AppRunner | None = None
+        self._prometheus: dict[str, Any] = {}
         self.force_stop = asyncio.Event()
 
     def url(self, port: int) -> str:
@@ -383,8 +450,10 @@ class Demo:
                     f"--storage.tsdb.path={state / 'prometheus-data'}",
                     f"--web.listen-address={c.host}:{p.prometheus}",
                     "--web.enable-lifecycle",
+                    f"--rules.alert.resend-delay={RESEND_DELAY}",
                 ],
                 f"{self.url(p.prometheus)}/-/ready",
+                settle=self.unmute,
             )
         )
         grafana = self.grafana_child() if c.grafana != "off" else None
@@ -428,13 +497,37 @@ class Demo:
     def write_configs(self) -> None:
         state = self.state_dir
         (state / "logs").mkdir(parents=True, exist_ok=True)
-        prom = prometheus_config(REPO / "prometheus.yml", self.config)
-        (state / "prometheus.yml").write_text(yaml.safe_dump(prom, sort_keys=False), encoding="utf-8")
+        self._prometheus = prometheus_config(REPO / "prometheus.yml", self.config)
+        self._write_prometheus_config(muted(self._prometheus))
         am = alertmanager_config(REPO / "alertmanager" / "alertmanager.yml", self.config)
         (state / "alertmanager.yml").write_text(yaml.safe_dump(am, sort_keys=False), encoding="utf-8")
         grafana_provisioning(
             REPO / "grafana" / "provisioning", state / "grafana" / "provisioning", self.config
         )
+
+    def _write_prometheus_config(self, doc: Mapping[str, Any]) -> None:
+        text = yaml.safe_dump(dict(doc), sort_keys=False)
+        (self.state_dir / "prometheus.yml").write_text(text, encoding="utf-8")
+
+    async def unmute(self, session: aiohttp.ClientSession) -> None:
+        """Once Prometheus knows Alertmanager, let its alerts through (see `muted`)."""
+        base = self.url(self.config.ports.prometheus)
+        alertmanager = f"{self.config.host}:{self.config.ports.alertmanager}"
+
+        async def knows_alertmanager() -> bool:
+            async with session.get(f"{base}/api/v1/alertmanagers") as resp:
+                body = await resp.json()
+            active = body.get("data", {}).get("activeAlertmanagers", [])
+            return any(alertmanager in str(am.get("url", "")) for am in active)
+
+        await poll(knows_alertmanager, self.config.start_timeout, "Prometheus never listed Alertmanager")
+        self._write_prometheus_config(self._prometheus)
+        async with session.post(f"{base}/-/reload") as resp:
+            if resp.status != 200:
+                raise DemoError(f"Prometheus refused to reload its config: {resp.status} {await resp.text()}")
+        # A reload forgets the Alertmanagers until the next discovery round (Prometheus 2.42): wait for it,
+        # well inside the resend delay.
+        await poll(knows_alertmanager, self.config.start_timeout, "Prometheus lost Alertmanager on reload")
 
     def check_ports(self, children: Sequence[Child]) -> None:
         """Fail before starting anything: a readiness probe would otherwise be answered by the squatter."""
@@ -460,6 +553,8 @@ class Demo:
                 self.children.append(child)
                 self.write_pids()
                 await wait_ready(child, session, self.config.start_timeout)
+                if child.settle is not None:
+                    await child.settle(session)
         p = self.config.ports
         self.urls = {
             "simulator": f"{self.url(p.simulator)}  (WebSocket ws://{self.config.host}:{p.simulator}/v4/ws, "
@@ -505,7 +600,8 @@ def print_banner(demo: Demo) -> None:
         )
     sim = demo.url(demo.config.ports.simulator)
     print(
-        "\nFire drill (Alertmanager notifies DydxMessageGaps here within about a minute):\n"
+        "\nFire drill (DydxMessageGaps is printed here in about 45 s and stays firing for 15 minutes; the "
+        "README's Quick start lists the others):\n"
         f'  curl -X POST {sim}/control/faults -d \'{{"kind": "gap", "count": 3}}\'\n'
         f"State and logs: {demo.state_dir}\nCtrl-C stops everything.\n",
         flush=True,
@@ -591,6 +687,12 @@ def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> DemoConfig:
     )
     parser.add_argument("--exporter-args", default=env("exporter_args", ""), help="extra flags, shell-quoted")
     parser.add_argument("--start-timeout", type=float, default=float(env("start_timeout", 60)))
+    parser.add_argument(
+        "--rules",
+        default=env("rules", ""),
+        metavar="DIR",
+        help="load DIR/*.yml as the rule files instead of prometheus.yml's (e.g. a time-scaled copy)",
+    )
     args = parser.parse_args(list(argv))
     ports = Ports(
         simulator=args.simulator_port,
@@ -609,6 +711,7 @@ def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> DemoConfig:
         simulator_args=tuple(shlex.split(args.simulator_args)),
         exporter_args=tuple(shlex.split(args.exporter_args)),
         start_timeout=args.start_timeout,
+        rule_files=tuple(sorted(Path(args.rules).resolve().glob("*.yml"))) if args.rules else (),
     )
 
 

@@ -7,6 +7,8 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -17,12 +19,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 import yaml
 
 from scripts.demo import Demo, DemoConfig, Ports, alertmanager_config, grafana_provisioning, prometheus_config
+from tests.fixtures.prom import write_scaled_rules
 from tests.helpers import find_binary, free_ports, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -135,11 +139,11 @@ def processes_in_groups(groups: set[int]) -> list[int]:
     return found
 
 
-async def prometheus_query(session: aiohttp.ClientSession, base: str, query: str) -> list[dict[str, object]]:
+async def prometheus_query(session: aiohttp.ClientSession, base: str, query: str) -> list[dict[str, Any]]:
     async with session.get(f"{base}/api/v1/query", params={"query": query}) as resp:
         body = await resp.json()
     assert body["status"] == "success", body
-    result: list[dict[str, object]] = body["data"]["result"]
+    result: list[dict[str, Any]] = body["data"]["result"]
     return result
 
 
@@ -160,7 +164,9 @@ class RunningDemo:
 
 
 @asynccontextmanager
-async def running_demo(tmp_path: Path, *, via_make: bool = False) -> AsyncIterator[RunningDemo]:
+async def running_demo(
+    tmp_path: Path, *, via_make: bool = False, extra_args: tuple[str, ...] = ()
+) -> AsyncIterator[RunningDemo]:
     """The demo on free loopback ports, up and printing its URLs; killed at exit if needed.
 
     `via_make` runs the README's `make demo`, configured by its DEMO_* environment variables; `-o` keeps make
@@ -179,7 +185,7 @@ async def running_demo(tmp_path: Path, *, via_make: bool = False) -> AsyncIterat
         argv = [sys.executable, "-m", "scripts.demo", "--state-dir", str(state), "--scrape-interval", "1s"]
         for name in names:
             argv += [f"--{name}-port", str(getattr(config.ports, name))]
-        argv += ["--grafana", "off"]
+        argv += ["--grafana", "off", *extra_args]
     with output.open("wb") as out:
         # Its own session, like a shell job: a SIGINT to the group is what Ctrl-C in a terminal sends.
         process = await asyncio.create_subprocess_exec(
@@ -311,3 +317,143 @@ def test_grafana_is_started_from_the_installed_binary_with_generated_provisionin
     assert child.env["GF_SERVER_HTTP_PORT"] == str(config.ports.grafana)
     assert child.env["GF_PATHS_PROVISIONING"] == str(tmp_path / "state" / "grafana" / "provisioning")
     assert Demo(dataclasses.replace(config, grafana="off")).plan()[-1].name == "prometheus"
+
+
+# --- the README's fire drills, as written, against the demo --------------------------------------------
+
+README = REPO / "README.md"
+#: Rule durations scaled as in tests/e2e/test_alerts_e2e.py (`for: 1m` → 6 s, `[10m]` → 60 s), ranges
+#: never below 4 scrapes of the test's 1 s interval; the exporter's own timers (30 s crossed resync, 10 s
+#: message-id grace) scaled alike. Alertmanager keeps the repo's timers (30 s group_wait for warnings), so
+#: no alert may be scaled shorter than that: at 1/30, DydxMessageGaps (15 m → 30 s) could resolve before
+#: its group was first flushed, and never be printed.
+DRILL_FACTOR = 1 / 10
+DRILL_MIN_RANGE = 4.0
+DRILL_EXPORTER_ARGS = "--orderbook.crossed-resync-after 3s --data.message-id-grace 1s"
+#: Longer than the Watchdog's old repeat (1 m) and group interval: a second Watchdog would show here.
+WATCHDOG_WINDOW = 75.0
+
+
+@dataclass(frozen=True)
+class Drill:
+    method: str
+    url: str
+    body: str | None
+    alert: str | None  # the alert the README's comment names
+
+    @classmethod
+    def parse(cls, line: str) -> Drill:
+        command, _, comment = line.partition("#")
+        args = shlex.split(command)
+        assert args[0] == "curl", line
+        method = args[args.index("-X") + 1] if "-X" in args else "GET"
+        body = args[args.index("-d") + 1] if "-d" in args else None
+        url = next(a for a in args[1:] if a.startswith("http"))
+        found = re.search(r"\b(Dydx\w+)", comment)
+        return cls(method, url, body, found.group(1) if found else None)
+
+
+def readme_drills() -> list[Drill]:
+    """The curl lines of the Quick start's fire drills, in order."""
+    section = README.read_text(encoding="utf-8").split("**Fire drills.**", 1)[1]
+    block = section.split("```sh", 1)[1].split("```", 1)[0]
+    return [Drill.parse(line) for line in block.splitlines() if line.startswith("curl ")]
+
+
+def test_the_readme_lists_the_three_drills_and_says_how_long_each_alert_lasts():
+    drills = readme_drills()
+    assert [d.alert for d in drills if d.alert] == [
+        "DydxMessageGaps",
+        "DydxFeedStale",
+        "DydxOrderbookCrossed",
+    ]
+    assert [(d.method, d.body) for d in drills if not d.alert] == [("GET", None), ("DELETE", None)]
+    table = README.read_text(encoding="utf-8").split("| Drill | Printed after | Lasts | Why |", 1)[1]
+    rows = [line for line in table.split("\n\n", 1)[0].splitlines() if line.startswith("| `")]
+    assert [row.split("`")[1] for row in rows] == [
+        json.loads(d.body or "{}")["kind"] for d in drills if d.alert
+    ]
+
+
+def printed_alerts(text: str, status: str = "FIRING") -> list[str]:
+    return re.findall(rf"^  {status}  (\w+)  \(severity", text, re.MULTILINE)
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+async def test_every_readme_drill_prints_its_alert_and_the_watchdog_arrives_once(tmp_path):
+    """The README's drills run as written (URL moved to the test's simulator port) against the demo with
+    time-scaled rules; each prints the alert its comment names. Meanwhile no notification is dropped (the
+    demo arms the rules only once Prometheus knows Alertmanager) and the Watchdog is printed exactly once."""
+    rules = write_scaled_rules(tmp_path / "rules", DRILL_FACTOR, DRILL_MIN_RANGE)
+    assert rules
+    extra = ("--rules", str(tmp_path / "rules"), "--exporter-args", DRILL_EXPORTER_ARGS)
+    drills = readme_drills()
+    async with running_demo(tmp_path / "demo", extra_args=extra) as demo:
+        ports = demo.config.ports
+        prometheus = f"http://127.0.0.1:{ports.prometheus}"
+        simulator = f"http://127.0.0.1:{ports.simulator}"
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+
+            def watchdogs() -> int:
+                return demo.text().count("Watchdog delivered")
+
+            await wait_for(watchdogs, timeout=30, interval=0.2, message="the first Watchdog is printed")
+            first_watchdog = time.monotonic()
+
+            async def flowing() -> bool:
+                rates = await prometheus_query(session, prometheus, "sum(rate(dydx_trades_total[5s])) > 0")
+                return bool(rates)
+
+            await wait_for(flowing, timeout=60, interval=0.5, message="trades flowing")
+            # Nothing fires on its own: the drills, not the demo's normal traffic, raise the alerts.
+            named = {d.alert for d in drills if d.alert}
+            quiet = await prometheus_query(session, prometheus, "ALERTS")
+            assert not named & {a["metric"]["alertname"] for a in quiet}, quiet
+
+            for drill in drills:
+                url = drill.url.replace("http://127.0.0.1:3003", simulator)
+                if drill.method == "DELETE":
+                    continue  # the last line clears the faults once every alert has been seen
+                async with session.request(drill.method, url, data=drill.body) as resp:
+                    body = await resp.text()
+                    assert resp.status == 200, (drill, resp.status, body)
+                if drill.method == "GET":
+                    active = {fault["kind"] for fault in json.loads(body)["faults"]}
+                    assert {"stall", "cross"} <= active, body  # a gap is applied at once, not listed
+
+            for alert in sorted(named):
+
+                def printed(name: str = alert) -> bool:
+                    return name in printed_alerts(demo.text())
+
+                try:
+                    await wait_for(
+                        printed, timeout=120, interval=0.5, message=f"the demo prints {alert} FIRING"
+                    )
+                except AssertionError as exc:
+                    seen = await prometheus_query(
+                        session, prometheus, 'ALERTS or {__name__=~"dydx_message_id_gaps_total|up"}'
+                    )
+                    raise AssertionError(f"{exc}\nPrometheus: {seen}\n{demo.text()}") from None
+
+            # The window covers the Watchdog's old 1 m repeat: still exactly one.
+            remaining = WATCHDOG_WINDOW - (time.monotonic() - first_watchdog)
+            if remaining > 0:
+                await asyncio.sleep(remaining)  # a deliberate window, not a wait for a condition
+            assert watchdogs() == 1, demo.text()
+            dropped = await prometheus_query(
+                session, prometheus, "sum(prometheus_notifications_dropped_total)"
+            )
+            assert [float(r["value"][1]) for r in dropped] == [0.0]
+
+            clear = next(d for d in drills if d.method == "DELETE")
+            async with session.delete(clear.url.replace("http://127.0.0.1:3003", simulator)) as resp:
+                assert resp.status == 200
+            async with session.get(f"{simulator}/control/faults") as resp:
+                assert (await resp.json())["faults"] == []
+
+        os.killpg(demo.process.pid, signal.SIGINT)
+        await asyncio.wait_for(demo.process.wait(), 40)
+        demo.assert_nothing_left()
