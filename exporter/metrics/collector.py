@@ -125,9 +125,6 @@ class Collector(MetricSource):
         """The metrics of a configured subaccount; None for any other id (the label stays bounded)."""
         return self._subaccounts.subaccount(sub_id)
 
-    def market_tickers(self) -> list[str]:
-        return list(self._markets.markets)
-
     def server_error(self, reason: str) -> None:
         errors = self.ws_errors
         errors[reason if reason in errors else ch.ERROR_REASON_OTHER] += 1

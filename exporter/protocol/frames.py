@@ -1,84 +1,21 @@
-"""Frame shapes of the indexer feed, and the fast, tolerant decoding of their fields.
+"""The tolerant decoding of the feed's fields: JSON, numbers, heights and exchange timestamps.
 
-The hot path works on the dicts orjson returns (no per-frame objects): these TypedDicts document the
-shapes, and the helpers below turn wire values into numbers without ever raising. Every helper returns None
-for anything that is not what the protocol sends (wrong type, NaN, infinite, negative where sizes and prices
-cannot be, unparseable), so callers count it and move on. Encoders for the client → server messages live
-here too, so the feed and the simulator share one spelling.
+The dict path works on what orjson returns (the shapes are in the protocol reference, §3; the typed
+path's are the Structs of exporter.protocol.typed), and the helpers below turn wire values into numbers
+without ever raising. Every helper returns None for anything that is not what the protocol sends (wrong
+type, NaN, infinite, negative where sizes and prices cannot be, unparseable), so callers count it and move
+on. Server → client frames are encoded by exporter.protocol.encode.
 """
 
 from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from typing import Any, Final, NotRequired, TypedDict
+from typing import Final
 
 import orjson
 
-from exporter.protocol.channels import CHANNELS_WITHOUT_ID
-
 JSONDecodeError: Final = orjson.JSONDecodeError
-
-
-class OrderbookLevel(TypedDict):
-    price: str
-    size: str
-
-
-class OrderbookSnapshot(TypedDict, total=False):
-    bids: list[OrderbookLevel]
-    asks: list[OrderbookLevel]
-
-
-class OrderbookUpdate(TypedDict, total=False):
-    """Exactly one `[price, absolute size]` level on one side; size "0" removes the level."""
-
-    bids: list[list[str]]
-    asks: list[list[str]]
-
-
-class Trade(TypedDict):
-    id: str
-    side: str
-    size: str
-    price: str
-    type: str
-    createdAt: str
-    createdAtHeight: NotRequired[str]  # snapshot rows only
-
-
-class OraclePrice(TypedDict):
-    oraclePrice: str
-    effectiveAt: str
-    effectiveAtHeight: str
-    marketId: int
-
-
-class MarketsUpdate(TypedDict, total=False):
-    trading: dict[str, dict[str, Any]]
-    oraclePrices: dict[str, OraclePrice]
-
-
-class BlockHeightSnapshot(TypedDict):
-    height: str
-    time: str
-
-
-class BlockHeightUpdate(TypedDict):
-    blockHeight: str
-    time: str
-
-
-class Frame(TypedDict, total=False):
-    type: str
-    connection_id: str
-    message_id: int
-    channel: str
-    id: str
-    version: str
-    contents: Any
-    message: str
-    subaccountNumber: int
 
 
 #: orjson.loads itself (no wrapper: this is called for every frame). Raises JSONDecodeError for invalid
@@ -86,52 +23,34 @@ class Frame(TypedDict, total=False):
 loads: Final = orjson.loads
 
 
-def positive(value: object) -> float | None:
-    """A price: a decimal string (or JSON number) that is finite and > 0."""
+def number(value: object) -> float:
+    """A decimal string or JSON number as a float; NaN for anything else (which every range check refuses)."""
     if value.__class__ is str:
         try:
-            number = float(value)
+            return float(value)
         except ValueError:
-            return None
-    elif value.__class__ is float or value.__class__ is int:
-        number = float(value)
-    else:
-        return None
-    if 0.0 < number < math.inf:
-        return number
-    return None
+            return math.nan
+    if value.__class__ is float or value.__class__ is int:
+        return float(value)
+    return math.nan
+
+
+def positive(value: object) -> float | None:
+    """A price: a decimal string (or JSON number) that is finite and > 0."""
+    parsed = number(value)
+    return parsed if 0.0 < parsed < math.inf else None
 
 
 def non_negative(value: object) -> float | None:
     """A size: a decimal string (or JSON number) that is finite and >= 0 ("0" removes a book level)."""
-    if value.__class__ is str:
-        try:
-            number = float(value)
-        except ValueError:
-            return None
-    elif value.__class__ is float or value.__class__ is int:
-        number = float(value)
-    else:
-        return None
-    if 0.0 <= number < math.inf:
-        return number
-    return None
+    parsed = number(value)
+    return parsed if 0.0 <= parsed < math.inf else None
 
 
 def finite(value: object) -> float | None:
     """A signed amount (equity can be negative): a decimal string (or JSON number) that is finite."""
-    if value.__class__ is str:
-        try:
-            number = float(value)
-        except ValueError:
-            return None
-    elif value.__class__ is float or value.__class__ is int:
-        number = float(value)
-    else:
-        return None
-    if -math.inf < number < math.inf:
-        return number
-    return None
+    parsed = number(value)
+    return parsed if -math.inf < parsed < math.inf else None
 
 
 def integer(value: object) -> int | None:
@@ -200,20 +119,3 @@ class TimestampParser:
             return parsed.timestamp()
         except (OverflowError, OSError, ValueError):
             return None
-
-
-def encode_subscribe(channel: str, sub_id: str | None = None, *, batched: bool = False) -> bytes:
-    """The subscribe message; `sub_id` is never sent for v4_markets and v4_block_height (see channels)."""
-    message: dict[str, object] = {"type": "subscribe", "channel": channel}
-    if sub_id is not None and channel not in CHANNELS_WITHOUT_ID:
-        message["id"] = sub_id
-    if batched:
-        message["batched"] = True
-    return orjson.dumps(message)
-
-
-def encode_unsubscribe(channel: str, sub_id: str | None = None) -> bytes:
-    message: dict[str, object] = {"type": "unsubscribe", "channel": channel}
-    if sub_id is not None and channel not in CHANNELS_WITHOUT_ID:
-        message["id"] = sub_id
-    return orjson.dumps(message)

@@ -10,6 +10,7 @@ client recipe, only when asked (at scrape time).
 from __future__ import annotations
 
 from bisect import bisect_left, insort
+from collections.abc import Callable
 from typing import Final
 
 #: A side never holds more levels than this; past it the level farthest from the top is dropped. The real
@@ -18,9 +19,11 @@ MAX_LEVELS_PER_SIDE: Final = 5000
 
 
 class Side:
-    __slots__ = ("ids", "prices", "sizes")
+    __slots__ = ("drop_low", "ids", "prices", "sizes")
 
-    def __init__(self) -> None:
+    def __init__(self, *, drop_low: bool) -> None:
+        #: Past MAX_LEVELS_PER_SIDE, drop the lowest price (bids) or the highest (asks): the far end.
+        self.drop_low = drop_low
         self.sizes: dict[float, float] = {}
         self.ids: dict[float, int] = {}
         self.prices: list[float] = []  # ascending
@@ -30,7 +33,7 @@ class Side:
         self.ids.clear()
         self.prices.clear()
 
-    def set(self, price: float, size: float, message_id: int, *, drop_low: bool) -> None:
+    def set(self, price: float, size: float, message_id: int) -> None:
         sizes = self.sizes
         if size == 0.0:
             if price in sizes:
@@ -42,13 +45,46 @@ class Side:
         if price not in sizes:
             insort(self.prices, price)
             if len(self.prices) > MAX_LEVELS_PER_SIDE:
-                far = self.prices.pop(0 if drop_low else -1)
+                far = self.prices.pop(0 if self.drop_low else -1)
                 if far == price:
                     return
                 del sizes[far]
                 del self.ids[far]
         sizes[price] = size
         self.ids[price] = message_id
+
+
+def _side_update(bid: bool) -> Callable[[Book, float, float, int, float], None]:
+    """Book.update_bid / update_ask: one source for both sides (a method per side, not a shared call, as
+    it runs for every order book update)."""
+
+    def update(book: Book, price: float, size: float, message_id: int, now: float) -> None:
+        """The update rule: the level's new absolute size (0 removes it), from the frame `message_id`
+        received at `now` (which stamps the book's freshness). Prices > 0 and sizes >= 0, both finite."""
+        # Side.set's common cases are inlined: a size change of an existing level moves no price (the
+        # crossing cannot change) and costs two dict writes.
+        book.updated_at = now
+        side = book.bids if bid else book.asks
+        sizes = side.sizes
+        if price in sizes:
+            if size != 0.0:
+                sizes[price] = size
+                side.ids[price] = message_id
+                return
+            del sizes[price]
+            del side.ids[price]
+            prices = side.prices
+            del prices[bisect_left(prices, price)]
+        elif size == 0.0:
+            return
+        else:
+            side.set(price, size, message_id)
+        bid_prices = book.bids.prices
+        ask_prices = book.asks.prices
+        if (bool(bid_prices) and bool(ask_prices) and bid_prices[-1] >= ask_prices[0]) is not book.crossed:
+            book._check_crossed(now)
+
+    return update
 
 
 class Book:
@@ -69,8 +105,8 @@ class Book:
     )
 
     def __init__(self) -> None:
-        self.bids = Side()
-        self.asks = Side()
+        self.bids = Side(drop_low=True)
+        self.asks = Side(drop_low=False)
         self.has_snapshot = False
         #: The link whose frames feed this book; its close makes the book stale until re-snapshotted.
         self.link: str | None = None
@@ -95,63 +131,18 @@ class Book:
         self.bids.clear()
         self.asks.clear()
         for price, size in bids:
-            self.bids.set(price, size, message_id, drop_low=True)
+            self.bids.set(price, size, message_id)
         for price, size in asks:
-            self.asks.set(price, size, message_id, drop_low=False)
+            self.asks.set(price, size, message_id)
         self.has_snapshot = True
         self.needs_resync = False
         self.link = link
         self.updated_at = now
         self._check_crossed(now)
 
-    def update_bid(self, price: float, size: float, message_id: int, now: float) -> None:
-        """The update rule: the level's new absolute size (0 removes it), from the frame `message_id`
-        received at `now` (which stamps the book's freshness). Prices > 0 and sizes >= 0, both finite."""
-        # Runs for every order book update, so Side.set's common cases are inlined: a size change of an
-        # existing level moves no price (the crossing cannot change) and costs two dict writes.
-        self.updated_at = now
-        side = self.bids
-        sizes = side.sizes
-        if price in sizes:
-            if size != 0.0:
-                sizes[price] = size
-                side.ids[price] = message_id
-                return
-            del sizes[price]
-            del side.ids[price]
-            prices = side.prices
-            del prices[bisect_left(prices, price)]
-        elif size == 0.0:
-            return
-        else:
-            side.set(price, size, message_id, drop_low=True)
-        bid_prices = side.prices
-        ask_prices = self.asks.prices
-        if (bool(bid_prices) and bool(ask_prices) and bid_prices[-1] >= ask_prices[0]) is not self.crossed:
-            self._check_crossed(now)
-
-    def update_ask(self, price: float, size: float, message_id: int, now: float) -> None:
-        """See update_bid."""
-        self.updated_at = now
-        side = self.asks
-        sizes = side.sizes
-        if price in sizes:
-            if size != 0.0:
-                sizes[price] = size
-                side.ids[price] = message_id
-                return
-            del sizes[price]
-            del side.ids[price]
-            prices = side.prices
-            del prices[bisect_left(prices, price)]
-        elif size == 0.0:
-            return
-        else:
-            side.set(price, size, message_id, drop_low=False)
-        bid_prices = self.bids.prices
-        ask_prices = side.prices
-        if (bool(bid_prices) and bool(ask_prices) and bid_prices[-1] >= ask_prices[0]) is not self.crossed:
-            self._check_crossed(now)
+    #: The update rule, one source for both sides (_side_update).
+    update_bid = _side_update(bid=True)
+    update_ask = _side_update(bid=False)
 
     def invalidate(self, now: float) -> None:
         """The feeding link is gone: empty the book (its levels are no longer maintained) and wait for a

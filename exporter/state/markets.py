@@ -21,6 +21,11 @@ class MarketsHandler(ChannelHandler):
     def __init__(self, shared: Shared) -> None:
         super().__init__(shared)
         shared.universe.subscribe(self._follow)
+        # Bound once: oracle_price runs for every market of every oracle update.
+        self._markets = shared.collector.markets
+        self._universe = shared.universe
+        self._timestamp = shared.timestamp
+        self._observe = shared.exchange.observe
 
     def snapshot(self, ctx: FrameContext, sub_id: str | None, contents: Any) -> None:
         markets = contents.get("markets") if contents.__class__ is dict else None
@@ -56,21 +61,20 @@ class MarketsHandler(ChannelHandler):
 
     def oracle_price(self, ctx: FrameContext, ticker: str, price: float, effective_at: object) -> None:
         """A market's new oracle price (> 0, finite), effective at the exchange time `effective_at`."""
-        shared = self.shared
-        market = shared.collector.markets.get(ticker)
+        market = self._markets.get(ticker)
         if market is None:
             # Markets outside --markets are listed but not tracked; only a ticker nobody listed is odd.
-            if ticker not in shared.universe.statuses:
+            if ticker not in self._universe.statuses:
                 ctx.invalid("unknown_market", ticker)
             return
         now = ctx.received_at
         market.oracle_price = price
         market.oracle_at = now
-        stamp = shared.timestamp(effective_at)
+        stamp = self._timestamp(effective_at)
         if stamp is None:
             ctx.invalid("bad_number", effective_at)
         else:
-            shared.exchange.observe(ctx.cm.latency, stamp, now)  # type: ignore[arg-type]
+            self._observe(ctx.cm.latency, stamp, now)  # type: ignore[arg-type]
 
     def _follow(self, change: MarketsChanged) -> None:
         """The universe changed: oracle prices of a full list (freshness stamped only when a frame carried

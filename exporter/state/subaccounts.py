@@ -64,7 +64,10 @@ class SubaccountsHandler(ChannelHandler):
         super().__init__(shared)
         self._accounts: dict[str, tuple[Subaccount, SubaccountMetrics]] = {}
 
-    def _account(self, ctx: FrameContext, sub_id: Any) -> tuple[Subaccount, SubaccountMetrics] | None:
+    def _account(
+        self, ctx: FrameContext, sub_id: Any, contents: Any
+    ) -> tuple[Subaccount, SubaccountMetrics] | None:
+        """The configured subaccount a frame is for, when its contents are an object (else counted)."""
         entry = self._accounts.get(sub_id) if sub_id.__class__ is str else None
         if entry is None:
             metrics = self.shared.collector.subaccount(sub_id) if sub_id.__class__ is str else None
@@ -72,14 +75,14 @@ class SubaccountsHandler(ChannelHandler):
                 ctx.invalid("unknown_subaccount", sub_id)
                 return None
             entry = self._accounts[sub_id] = (Subaccount(), metrics)
+        if contents.__class__ is not dict:
+            ctx.invalid("wrong_type", contents)
+            return None
         return entry
 
     def snapshot(self, ctx: FrameContext, sub_id: str | None, contents: Any) -> None:
-        entry = self._account(ctx, sub_id)
+        entry = self._account(ctx, sub_id, contents)
         if entry is None:
-            return
-        if contents.__class__ is not dict:
-            ctx.invalid("wrong_type", contents)
             return
         state, metrics = entry
         account = contents.get("subaccount")
@@ -115,11 +118,8 @@ class SubaccountsHandler(ChannelHandler):
         metrics.open_orders = len(state.orders)
 
     def update(self, ctx: FrameContext, sub_id: Any, contents: Any) -> None:
-        entry = self._account(ctx, sub_id)
+        entry = self._account(ctx, sub_id, contents)
         if entry is None:
-            return
-        if contents.__class__ is not dict:
-            ctx.invalid("wrong_type", contents)
             return
         state, metrics = entry
         positions = contents.get("perpetualPositions")
