@@ -26,7 +26,8 @@ from exporter.simulator.capture import (
     read_header,
     read_records,
 )
-from exporter.simulator.replay_state import ReplayState, price_key, retimed
+from exporter.simulator.levels import price_key
+from exporter.simulator.replay_state import ReplayState, retimed
 from exporter.simulator.source import Publisher, valid_market_subscription
 
 log = logs.get_logger(__name__)

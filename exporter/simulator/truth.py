@@ -21,6 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from exporter.protocol import channels as ch
+from exporter.simulator.levels import LevelBook
 
 #: `channel` label of frames that belong to no channel (connected, errors without one, malformed).
 NO_CHANNEL = "none"
@@ -177,10 +178,8 @@ class _TradeTally:
 
 @dataclass(slots=True)
 class _MarketTruth:
-    #: price text -> size text, as delivered (snapshot objects, then [price, size] updates); None before a
-    #: snapshot was served.
-    bids: dict[str, str] | None = None
-    asks: dict[str, str] | None = None
+    #: The book as delivered (snapshot objects, then [price, size] updates); None before a snapshot.
+    book: LevelBook | None = None
     oracle_price: str | None = None
     last_trade: dict[str, Any] | None = None
     tallies: dict[str, _TradeTally] = field(default_factory=lambda: {s: _TradeTally() for s in _SIDES})
@@ -240,8 +239,8 @@ class Ledger:
             return
         if channel == ch.ORDERBOOK and key is not None:
             market = self.markets[key]
-            market.bids = {level["price"]: level["size"] for level in contents.get("bids", ())}
-            market.asks = {level["price"]: level["size"] for level in contents.get("asks", ())}
+            market.book = LevelBook()
+            market.book.reset(contents)
         elif channel == ch.TRADES and key is not None:
             self.markets[key].trade_ids.extend(row["id"] for row in contents.get("trades", ()))
         elif channel == ch.MARKETS:
@@ -268,15 +267,9 @@ class Ledger:
 
     def _apply(self, channel: str, key: str | None, contents: Any) -> None:
         if channel == ch.ORDERBOOK:
-            market = self.markets[key or ""]
-            for side, book in (("bids", market.bids), ("asks", market.asks)):
-                if book is None:
-                    continue
-                for price, size in contents.get(side, ()):
-                    if Decimal(size) == 0:
-                        book.pop(price, None)
-                    else:
-                        book[price] = size
+            book = self.markets[key or ""].book
+            if book is not None:
+                book.apply(contents)
         elif channel == ch.TRADES:
             self._trades(self.markets[key or ""], contents.get("trades", ()))
         elif channel == ch.MARKETS:
@@ -340,10 +333,10 @@ class Ledger:
         self, ticker: str, rest_orderbook: Callable[[str], Mapping[str, Any] | None]
     ) -> dict[str, Any]:
         market = self.markets.get(ticker) or _MarketTruth()
-        delivered = market.bids is not None and market.asks is not None
-        if market.bids is not None and market.asks is not None:
-            bids = sorted(market.bids.items(), key=_price_key, reverse=True)
-            asks = sorted(market.asks.items(), key=_price_key)
+        delivered = market.book is not None
+        if market.book is not None:
+            bids = sorted(market.book.bids.items(), key=_price_key, reverse=True)
+            asks = sorted(market.book.asks.items(), key=_price_key)
         else:
             snapshot = rest_orderbook(ticker) or {}
             bids = [(lv["price"], lv["size"]) for lv in snapshot.get("bids", ())]
