@@ -3,8 +3,8 @@
 The indexer's uncross task deletes crossed "ghost" levels from its book without publishing an update
 (reference §4.1), so a streamed book can stay crossed until the next update at that price, which on a quiet
 market may never come. The only cure is a new snapshot: unsubscribe, subscribe (the REST-backed snapshot
-is uncrossed). The processor says which books are crossed since when; the decision, and the subscribing,
-belong to the feed:
+is uncrossed). The order book handler says which books are crossed since when; the decision, and the
+subscribing, belong to the feed:
 
 - `crossed`: a book crossed as delivered for `crossed_after` seconds is resubscribed, at most once per
   `crossed_after` per market (a snapshot that is itself crossed must not cause a resubscribe loop);
@@ -37,7 +37,7 @@ MAX_TICK_S = 1.0
 
 
 class BookWatch(Protocol):
-    """What the resyncer needs of the pipeline (exporter.state.processor.Processor)."""
+    """What the resyncer needs of the pipeline (exporter.state.orderbook.OrderbookHandler)."""
 
     def crossed_books(self) -> Mapping[str, float]:
         """Markets whose order book, as delivered, is crossed now → wall-clock time crossed since."""

@@ -1,1 +1,1 @@
-"""What the stream means: order books, trades, markets, block height; the frame processor."""
+"""What the stream means: the frame router, one handler per channel with its state, the market universe."""
