@@ -3,7 +3,7 @@
 The exporter runs as users start it (`python -m exporter` with flags) against the simulator. A stalled
 v4_trades channel turns /readyz 503 with a body naming v4_trades once the channel has been silent for
 --data.stale-after, while every link stays connected; when the stall ends it is ready again. dydx_ready
-follows /readyz at every step.
+follows /readyz at every step, and dydx_component_up{component="processor"} (data is fresh) with it.
 """
 
 from __future__ import annotations
@@ -25,12 +25,13 @@ STALE_AFTER = 1.5
 STALL_S = 5.0
 
 
-async def _status(session: aiohttp.ClientSession, base: str) -> tuple[int, str, float | None]:
-    """(/readyz status, its body, dydx_ready) read one right after the other."""
+async def _status(session: aiohttp.ClientSession, base: str) -> tuple[int, str, float | None, float | None]:
+    """(/readyz status, its body, dydx_ready, dydx_component_up{processor}) read one right after the other."""
     async with session.get(base + "/readyz") as resp:
         status, body = resp.status, await resp.text()
-    ready = metric_value(await scrape(base + "/metrics", session), "dydx_ready")
-    return status, body, ready
+    samples = await scrape(base + "/metrics", session)
+    fresh = metric_value(samples, "dydx_component_up", component="processor")
+    return status, body, metric_value(samples, "dydx_ready"), fresh
 
 
 async def test_a_stalled_channel_makes_readyz_fail_naming_it_and_dydx_ready_follows(simulator_factory):
@@ -47,24 +48,26 @@ async def test_a_stalled_channel_makes_readyz_fail_naming_it_and_dydx_ready_foll
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
 
             async def ready() -> Any:
-                status, _, gauge = await _status(session, base)
-                return status == 200 and gauge == 1
+                status, _, gauge, fresh = await _status(session, base)
+                return status == 200 and gauge == 1 and fresh == 1
 
             await wait_for(ready, timeout=20, message="/readyz 200 and dydx_ready 1")
             await fault(sim, "stall", channel=ch.TRADES, seconds=STALL_S)
             stalled_at = time.monotonic()
 
             async def stale() -> Any:
-                status, body, gauge = await _status(session, base)
-                return (status, body, gauge) if status == 503 else None
+                status, body, gauge, fresh = await _status(session, base)
+                return (body, gauge, fresh) if status == 503 else None
 
-            _, body, gauge = await wait_for(stale, timeout=STALL_S, message="/readyz 503 during the stall")
+            body, gauge, fresh = await wait_for(
+                stale, timeout=STALL_S, message="/readyz 503 during the stall"
+            )
             assert "v4_trades: no data for" in body, body
             assert f"stale after {STALE_AFTER:g}s" in body
             # Only the stalled channel is named: the links, the other channels and quiet candles are fine.
             reasons = [line for line in body.splitlines() if line.startswith("- ")]
             assert len(reasons) == 1, body
-            assert gauge == 0
+            assert gauge == 0 and fresh == 0  # the processor component reads "data is fresh" the same way
             assert time.monotonic() - stalled_at >= STALE_AFTER - 0.5  # not before the data went stale
             await wait_for(ready, timeout=STALL_S + 10, message="ready again after the stall")
     finally:
