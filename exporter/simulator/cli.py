@@ -157,13 +157,15 @@ SIMULATOR_OPTIONS: Final = (
 
 @dataclass(frozen=True, slots=True)
 class SimulateArgs:
+    """The parsed command line (the defaults are the option rows')."""
+
     config: SimulatorConfig
-    replay: str = ""
-    speed: float = 1.0
-    replay_loop: bool = False
-    replay_retime: bool = False
-    log_level: str = "info"
-    log_format: str = "auto"
+    replay: str
+    speed: float
+    replay_loop: bool
+    replay_retime: bool
+    log_level: str
+    log_format: str
 
 
 def build_parser() -> Any:
