@@ -170,6 +170,14 @@ OPTIONS: tuple[Option, ...] = (
         "feed.batched",
     ),
     Option(
+        "feed.compression",
+        False,
+        "offer permessage-deflate; the indexer compresses a share of offering connections, frames of "
+        "1 KiB and more (README: Performance)",
+        parse_bool,
+        "feed.compression",
+    ),
+    Option(
         "feed.backoff-initial",
         "1s",
         "first reconnect/retry backoff (full jitter)",
@@ -339,6 +347,7 @@ class FeedSettings:
     ws_url: str
     rest_url: str
     batched: bool = _default("feed.batched")
+    compression: bool = _default("feed.compression")
     backoff_initial: float = _default("feed.backoff_initial")
     backoff_max: float = _default("feed.backoff_max")
     stable_after: float = _default("feed.stable_after")

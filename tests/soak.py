@@ -284,6 +284,7 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "cross": ("cross",),
     "lag": ("lag",),
     "reject": ("reject_429",),
+    "penalty": ("penalty",),
     "rest_error": ("snapshot_errors",),
     "rest_slow": ("slow_snapshots",),
     "silent": ("silent",),
@@ -329,6 +330,9 @@ def draw_fault(rng: random.Random, markets: Sequence[str]) -> Fault:
         )
     if name == "silent":
         return Fault(name, ({"kind": "silent", "seconds": seconds}, DISCONNECT), seconds, HANDSHAKE_TIMEOUT)
+    if name == "penalty":  # dropped with 4008: the links stay away the penalty, up to a tenth more
+        penalty = rng.randint(1, 2)
+        return Fault(name, ({"kind": "penalty", "seconds": penalty},), extra=penalty * 1.1)
     if name == "chain_halt":  # the links go silent: dead after SILENCE_TIMEOUT
         seconds += SILENCE_TIMEOUT
         return Fault(name, ({"kind": "chain_halt", "seconds": seconds},), seconds)

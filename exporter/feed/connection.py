@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import random
 import re
 import time
 from collections import Counter
@@ -24,7 +25,7 @@ import orjson
 
 from exporter import __version__
 from exporter.config import FeedSettings
-from exporter.feed.backoff import Backoff, Pacer, parse_retry_after
+from exporter.feed.backoff import MAX_RETRY_AFTER_S, Backoff, Pacer, parse_retry_after
 from exporter.feed.errors import describe
 from exporter.feed.sink import (
     Connected,
@@ -67,6 +68,22 @@ def sub_key(channel: str, sub_id: str | None) -> SubKey:
     return (channel, None if channel in ch.CHANNELS_WITHOUT_ID else sub_id)
 
 
+def penalty_seconds(close_reason: str) -> float:
+    """How long a 4008 close asks the client to stay away: its JSON reason's `retryAfterSeconds`, or
+    socks' 30 s when the reason does not say."""
+    try:
+        seconds = orjson.loads(close_reason).get("retryAfterSeconds")
+    except (orjson.JSONDecodeError, AttributeError):
+        seconds = None
+    if (
+        isinstance(seconds, int | float)
+        and not isinstance(seconds, bool)
+        and 0 < seconds <= MAX_RETRY_AFTER_S
+    ):
+        return float(seconds)
+    return float(ch.RECONNECT_PENALTY_S)
+
+
 def subscribe_message(key: SubKey, batched: bool) -> str:
     channel, sub_id = key
     msg: dict[str, Any] = {"type": "subscribe", "channel": channel}
@@ -89,8 +106,12 @@ def classify_connect_error(exc: BaseException) -> tuple[str, float]:
     """A handshake failure → (bounded reason, seconds the server asked us to wait)."""
     if isinstance(exc, aiohttp.WSServerHandshakeError):
         if exc.status == 429:
-            retry_after = exc.headers.get("Retry-After") if exc.headers else None
-            return "http_429", parse_retry_after(retry_after)
+            headers = exc.headers
+            retry_after = parse_retry_after(headers.get("Retry-After") if headers else None)
+            # socks' reconnect penalty after a 4008 says so; any other 429 is the edge's rate limit.
+            if headers and headers.get(ch.RATELIMIT_REASON_HEADER) == ch.RATELIMIT_REASON_ABUSE:
+                return "penalized", retry_after
+            return "http_429", retry_after
         return ("http_error" if exc.status >= 400 else "handshake"), 0.0
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         return "dns", 0.0
@@ -300,6 +321,8 @@ class Link:
                         decode_text=False,
                         timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT_S),
                         headers={"User-Agent": USER_AGENT},
+                        # permessage-deflate offered (window bits 15) or not; the server decides.
+                        compress=15 if self._settings.compression else 0,
                     )
             except asyncio.CancelledError:
                 raise
@@ -318,9 +341,9 @@ class Link:
                 )
                 await self._sleep_before_retry(delay)
                 continue
-            await self._run_socket(ws)
+            penalty = await self._run_socket(ws)
             if not self._stopping:
-                await self._sleep_before_retry(self._backoff.next_delay())
+                await self._sleep_before_retry(self._backoff.next_delay(penalty))
 
     async def _sleep_before_retry(self, delay: float) -> None:
         self._retry_at = time.monotonic() + delay
@@ -329,7 +352,9 @@ class Link:
         finally:
             self._retry_at = None
 
-    async def _run_socket(self, ws: aiohttp.ClientWebSocketResponse[bool]) -> None:
+    async def _run_socket(self, ws: aiohttp.ClientWebSocketResponse[bool]) -> float:
+        """Serve one socket until it ends; returns the seconds to wait at least before the next connect
+        (a 4008's penalty, else 0)."""
         self._ws = ws
         self.connects += 1
         self._opened_at = self._last_server_ping = time.monotonic()
@@ -386,23 +411,38 @@ class Link:
                 sub.sent_at = None
             self._events.subscriptions_changed()
         if self._stopping:
-            return
+            return 0.0
         if was_ready and uptime >= self._settings.stable_after:
             self._backoff.reset()
         if dead_reason is not None:
             self._observer.connection_failed(dead_reason if dead_reason in DEAD_LINK_REASONS else "other")
             self._down_reason = f"link dead: {dead_reason}"
             log.warning("ws_link_dead", link=self.name, reason=dead_reason, uptime=round(uptime, 3))
-        else:
-            self._observer.link_disconnected(self.name, code or ch.CLOSE_ABNORMAL)
-            self._down_reason = f"disconnected: {code or ch.CLOSE_ABNORMAL}"
-            log.warning(
-                "ws_disconnected",
+            return 0.0
+        self._observer.link_disconnected(self.name, code or ch.CLOSE_ABNORMAL)
+        if code == ch.CLOSE_SUBSCRIPTION_LIMIT_ABUSE:
+            # Reconnecting sooner is refused (429) and keeps the address penalized; a tenth more spreads
+            # the links dropped together over a window instead of one instant.
+            penalty = penalty_seconds(close_reason) * random.uniform(1.0, 1.1)
+            self._down_reason = f"disconnected: {code} (subscription-limit abuse, {penalty:.0f}s penalty)"
+            log.error(
+                "ws_penalized",
                 link=self.name,
-                code=code or ch.CLOSE_ABNORMAL,
+                code=code,
                 reason=close_reason[:200],
+                retry_in=round(penalty, 3),
                 uptime=round(uptime, 3),
             )
+            return penalty
+        self._down_reason = f"disconnected: {code or ch.CLOSE_ABNORMAL}"
+        log.warning(
+            "ws_disconnected",
+            link=self.name,
+            code=code or ch.CLOSE_ABNORMAL,
+            reason=close_reason[:200],
+            uptime=round(uptime, 3),
+        )
+        return 0.0
 
     # --- the three tasks of a socket -----------------------------------------------------------------
 

@@ -439,11 +439,13 @@ UNKNOWN_CHANNEL: Final = "unknown"
 NO_CHANNEL: Final = "none"
 CONNECTION_FAILURE_REASONS: Final[tuple[str, ...]] = (
     "dns", "refused", "timeout", "tls", "http_429", "http_error", "handshake", "reset",
+    # A 429 with x-dydx-ratelimit-reason: subscription-limit-abuse (socks' reconnect penalty).
+    "penalized",
     # A link the watchdog declared dead: accepted but never spoke, no server ping, data gone silent.
     "silent", "ping_timeout", "stale", "frame_too_large",
     "other",
 )  # fmt: skip
-DISCONNECT_CODES: Final[tuple[str, ...]] = ("1000", "1006", "1008", "1011", "1012", "4000")
+DISCONNECT_CODES: Final[tuple[str, ...]] = ("1000", "1006", "1008", "1011", "1012", "4000", "4008")
 SUBSCRIPTION_STATES: Final[tuple[str, ...]] = ("active", "pending", "failed")
 SUBSCRIPTION_FAILURE_REASONS: Final[tuple[str, ...]] = (
     "invalid_subscription_id",

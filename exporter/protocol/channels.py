@@ -161,9 +161,45 @@ CLOSE_HEARTBEAT_TIMEOUT: Final = 1011
 CLOSE_SERVICE_RESTARTING: Final = 1012
 CLOSE_SEND_ERROR: Final = 4000
 CLOSE_ABNORMAL: Final = 1006
+#: Later socks (protocol reference §6): dropped for subscription-limit abuse; the reason says how long
+#: reconnects from the address are refused.
+CLOSE_SUBSCRIPTION_LIMIT_ABUSE: Final = 4008
+#: A client frame over WS_MAX_PAYLOAD_BYTES (RFC 6455 "message too big").
+CLOSE_MESSAGE_TOO_BIG: Final = 1009
 RATE_LIMITED_REASON: Final = '{"message":"Rate limited"}'
 SERVICE_RESTARTING_REASON: Final = '{"message":"Service restarting"}'
 HEARTBEAT_TIMEOUT_REASON: Final = "Heartbeat timeout"
+
+# Newer socks behaviour (protocol reference §6), each behind a switch whose hosted value is not public.
+#: More than ABUSE_HITS per-connection cap hits within ABUSE_WINDOW_S on one connection (all channels and
+#: ids together) drop it with 4008; the socket is destroyed ABUSE_DESTROY_AFTER_S later if the client
+#: ignores the close, and the address's upgrades are refused with 429 for RECONNECT_PENALTY_S.
+ABUSE_HITS: Final = 5
+ABUSE_WINDOW_S: Final = 10.0
+ABUSE_DESTROY_AFTER_S: Final = 1.0
+RECONNECT_PENALTY_S: Final = 30
+RATELIMIT_REASON_HEADER: Final = "x-dydx-ratelimit-reason"
+RATELIMIT_REASON_ABUSE: Final = "subscription-limit-abuse"
+#: At the edge: EDGE_BLOCK_REFUSALS penalty 429s within EDGE_BLOCK_WINDOW_S block the address for
+#: EDGE_BLOCK_S, answered with a JSON 429 whose `error` is EDGE_BLOCK_ERROR.
+EDGE_BLOCK_REFUSALS: Final = 5
+EDGE_BLOCK_WINDOW_S: Final = 60.0
+EDGE_BLOCK_S: Final = 300
+EDGE_BLOCK_ERROR: Final = "subscription_limit_abuse"
+#: Inbound frames larger than this are closed with 1009 (WS_MAX_PAYLOAD_BYTES).
+WS_MAX_PAYLOAD_BYTES: Final = 65_536
+#: permessage-deflate: messages under this many bytes are sent uncompressed even on a compressing
+#: connection (WS_COMPRESSION_THRESHOLD_BYTES).
+WS_COMPRESSION_THRESHOLD_BYTES: Final = 1024
+
+
+def subscription_limit_abuse_reason(retry_after: int) -> str:
+    """The 4008 close reason, exact (socks' JSON key order)."""
+    return (
+        '{"message":"Subscription limit abuse","reason":"subscription-limit-abuse",'
+        f'"retryAfterSeconds":{retry_after}}}'
+    )
+
 
 # REST.
 REST_DEFAULT_LIMIT: Final = 1000
@@ -227,6 +263,14 @@ def err_subscription_limit(channel: str, limit: int) -> str:
     return f"Per-connection subscription limit reached for {channel} (limit={limit})."
 
 
+def err_subscription_limit_abuse(channel: str, limit: int, retry_after: int) -> str:
+    return (
+        f"Repeatedly exceeded the per-connection subscription limit for {channel} (limit={limit}). "
+        "Unsubscribe before subscribing again, or open an additional connection. Closing this connection; "
+        f"reconnecting sooner than {retry_after}s will be refused."
+    )
+
+
 #: Bounded `reason` label values for server error frames, matched by prefix, most specific first.
 ERROR_REASONS: Final[tuple[tuple[str, str], ...]] = (
     ("Invalid message: could not parse", "invalid_message"),
@@ -241,6 +285,7 @@ ERROR_REASONS: Final[tuple[tuple[str, str], ...]] = (
     ("Too many subscribe attempts", "subscribe_rate_limited"),
     ("Too many invalid messages", "invalid_rate_limited"),
     ("Per-connection subscription limit reached", "subscription_limit"),
+    ("Repeatedly exceeded the per-connection subscription limit", "subscription_limit_abuse"),
     ("Because this address appears to be a resident of", "geoblocked"),
     ("Internal error", "internal_error"),
 )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from exporter.simulator.faults.feed import LAG
 from exporter.simulator.faults.rest import REST_ERROR, REST_SLOW
 from exporter.simulator.hub import Hub
 from exporter.simulator.market import MarketConfig, MarketModel
+from exporter.simulator.penalty import PenaltyBox, client_address
 from exporter.simulator.session import Session, SessionLimits
 from exporter.simulator.source import EventSource, Publisher
 from exporter.simulator.truth import Live, Stats, build_registry
@@ -64,7 +66,14 @@ class SimulatorConfig:
     subaccounts: int = 1
     #: A connection whose unsent frames exceed this is cut off (slow consumer).
     send_buffer_bytes: int = 8 * 1024 * 1024
-    max_message_bytes: int = 4 * 1024 * 1024
+    #: A larger client frame is closed with 1009 (later socks' WS_MAX_PAYLOAD_BYTES).
+    max_message_bytes: int = ch.WS_MAX_PAYLOAD_BYTES
+    #: Later socks' subscription-limit abuse rule: drop with 4008, then refuse the address with 429.
+    subscription_limit_abuse: bool = False
+    #: With the rule: the edge blocks an address for 300 s after 5 penalty refusals in 60 s.
+    edge_block: bool = False
+    #: permessage-deflate for this share (0-100) of the connections that offer it, drawn per connection.
+    compression_percent: float = 0.0
     close_timeout: float = 2.0
     allow_remote_control: bool = False
     #: comlink's REST rate limit, requests per 10 s per client IP (the source default is 100); 0 = off.
@@ -87,6 +96,10 @@ class SimulatorConfig:
             (self.subaccounts >= 0, f"subaccounts must be >= 0, not {self.subaccounts}"),
             (self.send_buffer_bytes > 0, f"send_buffer_bytes must be > 0, not {self.send_buffer_bytes}"),
             (self.rest_rate_limit >= 0, f"rest_rate_limit must be >= 0, not {self.rest_rate_limit}"),
+            (
+                0 <= self.compression_percent <= 100,
+                f"compression_percent must be 0-100, not {self.compression_percent}",
+            ),
             (0 <= self.port <= 65535, f"port must be 0-65535, not {self.port}"),
             (
                 self.chain_rpc_port is None or 0 <= self.chain_rpc_port <= 65535,
@@ -144,7 +157,10 @@ class Simulator:
             snapshot_delay=config.snapshot_delay,
             send_buffer_bytes=config.send_buffer_bytes,
             close_timeout=config.close_timeout,
+            abuse_drop=config.subscription_limit_abuse,
         )
+        self.penalties = PenaltyBox(edge_block=config.edge_block)
+        self._compression_draw = random.Random(config.seed)
         self.sessions: set[Session] = set()
         self._no_sessions = asyncio.Event()
         self._no_sessions.set()
@@ -319,6 +335,7 @@ class Simulator:
     def clear_faults(self) -> int:
         ended = self.faults.clear()
         self._faults_ended(ended)
+        self.penalties.clear()
         return len(ended)
 
     def _faults_ended(self, ended: list[Fault]) -> None:
@@ -399,10 +416,16 @@ class Simulator:
             if reject.retry_after is not None:
                 headers["Retry-After"] = str(math.ceil(reject.retry_after))
             return rest.errors(status, message, headers)
+        address = client_address(request)
+        refusal = self.penalties.refusal(address)
+        if refusal is not None:
+            self.stats.handshakes_rejected += 1
+            return refusal
         ws = web.WebSocketResponse(
             autoping=False,
-            compress=False,
-            max_msg_size=self.config.max_message_bytes,
+            compress=self._compress(request),
+            # aiohttp refuses a message of exactly max_msg_size; socks (ws) accepts up to its maxPayload.
+            max_msg_size=self.config.max_message_bytes + 1,
             timeout=self.config.close_timeout,
             decode_text=False,
         )
@@ -418,6 +441,7 @@ class Simulator:
             known_to_socks=self._known_to_socks,
             silent=bool(self.faults.active(SILENT.name)),
             after_snapshot=self._after_snapshot,
+            penalize=lambda seconds: self.penalties.penalize(address, seconds),
         )
         self.sessions.add(session)
         self._no_sessions.clear()
@@ -428,6 +452,12 @@ class Simulator:
             if not self.sessions:
                 self._no_sessions.set()
         return ws
+
+    def _compress(self, request: web.Request) -> bool:
+        """Whether this connection gets permessage-deflate: a draw per offering connection."""
+        percent = self.config.compression_percent
+        offered = "permessage-deflate" in request.headers.get("Sec-WebSocket-Extensions", "")
+        return offered and percent > 0 and self._compression_draw.random() * 100 < percent
 
     async def _metrics(self, request: web.Request) -> web.Response:
         body = generate_latest(self.registry)
@@ -440,6 +470,7 @@ class Simulator:
             "height": height,
             "markets": len(self.source.tickers()),
             "connections": len(self.sessions),
+            "compressed_connections": sum(1 for s in self.sessions if s.ws.compress),
             "faults": self.faults.describe(),
             "lag_seconds": self.lag_seconds(),
         }

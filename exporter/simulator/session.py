@@ -26,6 +26,7 @@ from exporter.logs import get_logger
 from exporter.protocol import channels as ch
 from exporter.protocol import encode
 from exporter.simulator.hub import Hub
+from exporter.simulator.penalty import AbuseCounter
 from exporter.simulator.source import EventSource
 from exporter.simulator.truth import NO_CHANNEL, Stats
 
@@ -43,6 +44,9 @@ class SessionLimits:
     snapshot_delay: float = 0.01
     send_buffer_bytes: int = 8 * 1024 * 1024
     close_timeout: float = 2.0
+    #: Later socks' subscription-limit abuse rule (SUBSCRIPTION_LIMIT_ABUSE_DROP_ENABLED): more than
+    #: ch.ABUSE_HITS cap hits in ch.ABUSE_WINDOW_S drop the connection with 4008.
+    abuse_drop: bool = False
 
 
 #: () → (extra snapshot delay in seconds, whether snapshot fetches fail) from the REST faults in force.
@@ -79,6 +83,7 @@ class Session:
         known_to_socks: Callable[[str, str | None], bool] = lambda channel, key: True,
         silent: bool = False,
         after_snapshot: Callable[[str, str | None], None] = lambda channel, key: None,
+        penalize: Callable[[float], None] = lambda seconds: None,
     ) -> None:
         self.ws = ws
         self._request = request
@@ -90,6 +95,9 @@ class Session:
         self._known_to_socks = known_to_socks
         self.silent = silent
         self._after_snapshot = after_snapshot
+        self._penalize = penalize  # refuses this client's address upgrades for that many seconds
+        self._abuse = AbuseCounter() if limits.abuse_drop else None
+        self._destroy_at: asyncio.TimerHandle | None = None
         self.connection_id = str(uuid.uuid4())
         self.opened_at = time.monotonic()
         self._prefix = encode.data_prefix(self.connection_id)
@@ -135,6 +143,8 @@ class Session:
             self.log.debug("ws_client_receive_failed", error=str(exc))
         finally:
             self.closing = True
+            if self._destroy_at is not None:
+                self._destroy_at.cancel()
             if self._close_task is not None:
                 await asyncio.shield(self._close_task)
             await self._cancel_tasks()
@@ -184,6 +194,19 @@ class Session:
         if transport is not None:
             transport.abort()
 
+    def drop_for_abuse(self, channel: str, limit: int, retry_after: int, mid: int | None = None) -> None:
+        """socks' subscription-limit abuse drop: the error, close 4008 with the JSON reason, the socket
+        destroyed ch.ABUSE_DESTROY_AFTER_S later if the client ignores the close, and the address
+        penalized for `retry_after` seconds."""
+        if self.closing:
+            return
+        self.log.info("ws_client_dropped_for_abuse", channel=channel, retry_after=retry_after)
+        self.send_error(ch.err_subscription_limit_abuse(channel, limit, retry_after), mid=mid)
+        self.close_soon(ch.CLOSE_SUBSCRIPTION_LIMIT_ABUSE, ch.subscription_limit_abuse_reason(retry_after))
+        loop = asyncio.get_running_loop()
+        self._destroy_at = loop.call_later(ch.ABUSE_DESTROY_AFTER_S, self.abort)
+        self._penalize(retry_after)
+
     # ---- sending ----
     def _enqueue(self, frame: bytes) -> None:
         if self.closing:
@@ -217,6 +240,12 @@ class Session:
 
     async def _write_loop(self) -> None:
         queue, ws, hub = self._queue, self.ws, self.hub
+        # permessage-deflate negotiated (its window bits) or 0. aiohttp compresses every frame of such a
+        # connection (a per-send `compress` only adds compression), so frames under socks' threshold are
+        # written with the writer's compression switched off for that one send.
+        deflate = int(ws.compress)
+        writer = ws._writer
+        threshold = ch.WS_COMPRESSION_THRESHOLD_BYTES
         try:
             while True:
                 if not queue:
@@ -229,7 +258,14 @@ class Session:
                     continue
                 frame = queue.popleft()
                 self.queued_bytes -= len(frame)
-                await ws.send_frame(frame, WSMsgType.TEXT)
+                if deflate and len(frame) < threshold and writer is not None:
+                    writer.compress = 0
+                    try:
+                        await ws.send_frame(frame, WSMsgType.TEXT)
+                    finally:
+                        writer.compress = deflate
+                else:
+                    await ws.send_frame(frame, WSMsgType.TEXT)
         except (ConnectionError, RuntimeError) as exc:
             self.log.debug("ws_client_send_failed", error=str(exc))
             self.abort()
@@ -366,6 +402,9 @@ class Session:
             return
         cap = ch.SUBSCRIPTION_CAPS[channel]
         if self._per_channel[channel] >= cap:
+            if self._abuse is not None and self._abuse.hit(now):
+                self.drop_for_abuse(channel, cap, ch.RECONNECT_PENALTY_S, mid=mid)
+                return
             self.send_error(ch.err_subscription_limit(channel, cap), mid=mid)
             return
         self._subs[(channel, key)] = False

@@ -33,6 +33,7 @@ SAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
     "subaccounts.refresh-interval": ("2m", {"subaccount_refresh_interval": 120.0}),
     "shard": ("1/3", {"shard_index": 1, "shard_count": 3}),
     "feed.batched": ("true", {"feed.batched": True}),
+    "feed.compression": ("true", {"feed.compression": True}),
     "feed.backoff-initial": ("250ms", {"feed.backoff_initial": 0.25}),
     "feed.backoff-max": ("2m", {"feed.backoff_max": 120.0}),
     "feed.stable-after": ("1m", {"feed.stable_after": 60.0}),

@@ -91,6 +91,8 @@ CASES: dict[str, Case] = {
     "reject-503": Case(
         ({"kind": "reject", "seconds": 1.0, "status": 503}, DISCONNECT), (failures("http_error"),), True, 1.0
     ),
+    # Later socks' subscription-limit abuse drop (4008): each link stays away retryAfterSeconds (+10 %).
+    "penalty": Case(({"kind": "penalty", "seconds": 1},), (disconnects("4008"),), True, extra_bound=1.1),
     "silent": Case(
         ({"kind": "silent", "seconds": 1.0}, DISCONNECT), (failures(DEAD_LINK),), True, 1.0, extra_bound=1.0
     ),

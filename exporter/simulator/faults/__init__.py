@@ -40,6 +40,7 @@ KINDS: Final = _registry(
     feed.CROSS,
     feed.LAG,
     connection.REJECT,
+    connection.PENALTY,
     rest.REST_ERROR,
     rest.REST_SLOW,
     connection.SILENT,

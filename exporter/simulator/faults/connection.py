@@ -110,6 +110,23 @@ class Reject:
         check_http_error("reject", self.status)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Penalty:
+    seconds: int = param(
+        "the 4008's retryAfterSeconds, and how long the address's upgrades are refused with 429",
+        ch.RECONNECT_PENALTY_S,
+    )
+
+    def __post_init__(self) -> None:
+        check_seconds("penalty", "seconds", self.seconds)
+
+
+def _penalty(target: FaultTarget, p: Penalty) -> None:
+    # As if each connection kept hitting the orderbook cap (the rule itself: --ws.subscription-limit-abuse).
+    for session in target.open_sessions():
+        session.drop_for_abuse(ch.ORDERBOOK, ch.SUBSCRIPTION_CAPS[ch.ORDERBOOK], p.seconds)
+
+
 DISCONNECT = FaultKind(
     "disconnect", Disconnect, "close every open connection", length=None, start=_disconnect
 )
@@ -119,4 +136,12 @@ MALFORMED = FaultKind(
 ERROR = FaultKind("error", Error, "send an error frame on every connection", length=None, start=_error)
 GAP = FaultKind("gap", Gap, "skip message ids on every connection", length=None, start=_gap)
 REJECT = FaultKind("reject", Reject, "refuse WebSocket handshakes with an HTTP error")
+PENALTY = FaultKind(
+    "penalty",
+    Penalty,
+    "drop every open connection for subscription-limit abuse (error, close 4008) and refuse upgrades from "
+    "its address with 429 for `seconds` (DELETE /control/faults lifts it)",
+    length=None,
+    start=_penalty,
+)
 SILENT = FaultKind("silent", Silent, "accept new connections but never send or answer anything on them")
