@@ -90,29 +90,28 @@ def batch_contents(items: list[bytes]) -> bytes:
     return b"[" + b",".join(items) + b"]"
 
 
-def subscribed(connection_id: str, message_id: int, channel: str, sub_id: str | None, contents: Any) -> bytes:
+def _channel_frame(
+    frame_type: str, connection_id: str, message_id: int, channel: str, sub_id: str | None
+) -> dict[str, Any]:
     frame: dict[str, Any] = {
-        "type": T_SUBSCRIBED,
+        "type": frame_type,
         "connection_id": connection_id,
         "message_id": message_id,
         "channel": channel,
     }
     if sub_id is not None:
         frame["id"] = sub_id
+    return frame
+
+
+def subscribed(connection_id: str, message_id: int, channel: str, sub_id: str | None, contents: Any) -> bytes:
+    frame = _channel_frame(T_SUBSCRIBED, connection_id, message_id, channel, sub_id)
     frame["contents"] = contents
     return orjson.dumps(frame)
 
 
 def unsubscribed(connection_id: str, message_id: int, channel: str, sub_id: str | None) -> bytes:
-    frame: dict[str, Any] = {
-        "type": T_UNSUBSCRIBED,
-        "connection_id": connection_id,
-        "message_id": message_id,
-        "channel": channel,
-    }
-    if sub_id is not None:
-        frame["id"] = sub_id
-    return orjson.dumps(frame)
+    return orjson.dumps(_channel_frame(T_UNSUBSCRIBED, connection_id, message_id, channel, sub_id))
 
 
 def error(
