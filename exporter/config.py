@@ -279,6 +279,28 @@ OPTIONS: tuple[Option, ...] = (
         "feed.discovery_timeout",
     ),
     Option(
+        "chain.rpc-url",
+        "",
+        "comma-separated CometBFT RPC URLs of full nodes on the indexer's network (the chain's head); "
+        "empty = none",
+        parse_list,
+        "chain_rpc_urls",
+    ),
+    Option(
+        "chain.poll-interval",
+        "2s",
+        "period of the /status poll of each --chain.rpc-url",
+        parse_positive_duration,
+        "chain_poll_interval",
+    ),
+    Option(
+        "rest.height-interval",
+        "5s",
+        "period of the REST /v4/height poll (REST's head); 0 = never",
+        parse_duration,
+        "rest_height_interval",
+    ),
+    Option(
         "orderbook.crossed-resync-after",
         "30s",
         "resubscribe a market's order book that stayed crossed (as delivered) this long; 0 = never",
@@ -387,6 +409,9 @@ class Settings:
     #: "ADDRESS/N" ids for v4_subaccounts; when non-empty, channels carries v4_subaccounts too.
     subaccounts: tuple[str, ...] = _default("subaccounts")
     subaccount_refresh_interval: float = _default("subaccount_refresh_interval")
+    chain_rpc_urls: tuple[str, ...] = _default("chain_rpc_urls")
+    chain_poll_interval: float = _default("chain_poll_interval")
+    rest_height_interval: float = _default("rest_height_interval")
     crossed_resync_after: float = _default("crossed_resync_after")
     resync_interval: float = _default("resync_interval")
     shard_index: int = _default("shard_index")
@@ -453,6 +478,8 @@ class Settings:
             listen_port=0,
             stale_after=5.0,
             message_id_grace=1.0,
+            # REST's head every second: simulated blocks come fast, and block thresholds are not scaled.
+            rest_height_interval=1.0,
             log_format="json",
         )
         return _finish(dataclasses.replace(settings, **overrides), {})
@@ -558,6 +585,7 @@ def _validate(s: Settings, raw: RawValues) -> None:
     for flag, url, schemes in (
         ("dydx.ws-url", s.feed.ws_url, ("ws://", "wss://")),
         ("dydx.rest-url", s.feed.rest_url, ("http://", "https://")),
+        *(("chain.rpc-url", url, ("http://", "https://")) for url in s.chain_rpc_urls),
     ):
         if not url.startswith(schemes) or len(url) <= len(schemes[-1]):
             fail(flag, f"must start with {' or '.join(schemes)}, not {url!r}")

@@ -2,7 +2,8 @@
 
 Exit status: 0 after a clean shutdown (or --help/--version), 2 for a bad flag, environment variable,
 config value or web config file (the message names it; all are read and checked by Settings.from_sources
-before anything starts), 1 when the exporter cannot start (for example the port is taken).
+before anything starts) or a --chain.rpc-url node on another network than the indexer's, 1 when the
+exporter cannot start (for example the port is taken).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def serve(settings: Settings) -> int:
+    from exporter.feed.heads import ChainNetworkMismatch
     from exporter.service import Exporter
 
     with StopSignals() as signals:
@@ -44,6 +46,9 @@ async def serve(settings: Settings) -> int:
             return 2
         try:
             await exporter.start()
+        except ChainNetworkMismatch as exc:  # a configuration error found by asking the node
+            print(f"dydx-exporter: error: {exc}", file=sys.stderr)
+            return 2
         except OSError as exc:
             log.error("exporter_start_failed", error=str(exc))
             return 1

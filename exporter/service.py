@@ -20,6 +20,7 @@ import aiohttp
 from exporter import __version__
 from exporter.config import Settings
 from exporter.feed.discovery import Discovery
+from exporter.feed.heads import Heads, HeadsSettings
 from exporter.feed.pool import Pool
 from exporter.feed.resync import Resyncer, ResyncPolicy
 from exporter.logs import get_logger
@@ -83,6 +84,7 @@ class Exporter:
         self._pool: Pool | None = None
         self._discovery: Discovery | None = None
         self._resyncer: Resyncer | None = None
+        self._heads: Heads | None = None
         self._web: WebServer | None = None
         self._ssl_context: ssl.SSLContext | None = None
         self._started = False
@@ -142,6 +144,17 @@ class Exporter:
             max_per_second=max(1.0, s.feed.subscribe_rate / 4),
         )
         self._resyncer = Resyncer(policy, self._pool, self.router.books)
+        heads = HeadsSettings(
+            chain_rpc_urls=s.chain_rpc_urls,
+            network=s.network,
+            rest_url=s.feed.rest_url,
+            chain_poll_interval=s.chain_poll_interval,
+            rest_height_interval=s.rest_height_interval,
+            timeout=s.feed.discovery_timeout,
+            backoff_initial=s.feed.backoff_initial,
+            backoff_max=s.feed.backoff_max,
+        )
+        self._heads = Heads(heads, self._session, self.collector.heads, self.collector.rest_request)
         self._web = WebServer(
             s.listen_host,
             s.listen_port,
@@ -159,6 +172,7 @@ class Exporter:
             await self._pool.start()
             await self._discovery.start()
             await self._resyncer.start()
+            await self._heads.start()  # a chain RPC on another network ends the start here
         except BaseException:
             await self.stop()
             raise
@@ -179,6 +193,8 @@ class Exporter:
         budget = self.settings.shutdown_timeout
         try:
             async with asyncio.timeout(max(0.5, budget - 0.5)):
+                if self._heads is not None:
+                    await self._heads.stop()
                 if self._resyncer is not None:
                     await self._resyncer.stop()
                 if self._discovery is not None:

@@ -40,7 +40,7 @@ MAX_RPC_NAME: Final = 48
 
 
 class HeadsObserver(Protocol):
-    """Where the pollers report (the Collector)."""
+    """Where the pollers report (exporter.metrics.heads.HeadsMetrics)."""
 
     def chain_rpc_request(self, rpc: str, code: str, seconds: float) -> None: ...
 
@@ -48,9 +48,11 @@ class HeadsObserver(Protocol):
 
     def chain_rpc_up(self, rpc: str, up: bool) -> None: ...
 
-    def rest_request(self, endpoint: str, code: str, seconds: float) -> None: ...
-
     def rest_head(self, height: int, block_time: float) -> None: ...
+
+
+#: (endpoint, code, seconds) of one REST request: dydx_rest_requests_total, with discovery's.
+RestRequests = Callable[[str, str, float], None]
 
 
 class ChainNetworkMismatch(ValueError):
@@ -236,11 +238,17 @@ class RestHead:
     """REST's head: polls the indexer's `/v4/height`."""
 
     def __init__(
-        self, rest_url: str, session: aiohttp.ClientSession, observer: HeadsObserver, timeout: float
+        self,
+        rest_url: str,
+        session: aiohttp.ClientSession,
+        observer: HeadsObserver,
+        requests: RestRequests,
+        timeout: float,
     ) -> None:
         self.url = rest_url.rstrip("/") + HEIGHT_ENDPOINT
         self._session = session
         self._observer = observer
+        self._requests = requests
         self._timeout = timeout
 
     async def poll(self) -> None:
@@ -254,7 +262,7 @@ class RestHead:
             code = failure.code
             raise
         finally:
-            self._observer.rest_request(HEIGHT_ENDPOINT, code, time.monotonic() - started)
+            self._requests(HEIGHT_ENDPOINT, code, time.monotonic() - started)
         self._observer.rest_head(height, block_time)
 
     def failed(self, failure: HttpFailed, retry_in: float) -> None:
@@ -279,7 +287,11 @@ class Heads:
     """Every poller of the chain's and REST's heads, with one lifecycle."""
 
     def __init__(
-        self, settings: HeadsSettings, session: aiohttp.ClientSession, observer: HeadsObserver
+        self,
+        settings: HeadsSettings,
+        session: aiohttp.ClientSession,
+        observer: HeadsObserver,
+        rest_requests: RestRequests,
     ) -> None:
         self._settings = s = settings
         network = CHAIN_NETWORKS[s.network]
@@ -287,7 +299,11 @@ class Heads:
             ChainNode(url, name, network, session, observer, s.timeout)
             for url, name in zip(s.chain_rpc_urls, rpc_names(s.chain_rpc_urls), strict=True)
         ]
-        self.rest = RestHead(s.rest_url, session, observer, s.timeout) if s.rest_height_interval else None
+        self.rest = (
+            RestHead(s.rest_url, session, observer, rest_requests, s.timeout)
+            if s.rest_height_interval
+            else None
+        )
         self._observer = observer
         self._pollers: list[Poller] = []
 

@@ -1,9 +1,10 @@
 """Subscriptions spread over as many links as the per-channel cap requires, paced under the rate limit.
 
 Placement is sticky: a subscription stays on its link until its market goes away, so a listing or a
-delisting never moves (and re-snapshots) anything else. `v4_markets` and `v4_block_height` live on
-conn-0; per-market channels fill links in order, at most `max_subscriptions` (32) per channel per link.
-With the default channels and N markets that is ceil(N / 32) links: 9 for about 270 markets.
+delisting never moves (and re-snapshots) anything else. `v4_markets` lives on conn-0, `v4_block_height`
+on every link (each link's own head and silence watchdog); per-market channels fill links in order, at
+most `max_subscriptions` (32) per channel per link. With the default channels and N markets that is
+ceil(N / 32) links: 9 for about 270 markets.
 """
 
 from __future__ import annotations
@@ -229,4 +230,8 @@ class Pool:
             self,
         )
         self._links.append(link)
+        # v4_block_height on every link (once per connection is allowed): each link's own head, and its
+        # own silence watchdog. Its placement stays with conn-0, which carries the feed-wide channels.
+        if ch.BLOCK_HEIGHT in self._settings.channels:
+            link.want([(ch.BLOCK_HEIGHT, None)])
         return link

@@ -66,6 +66,8 @@ PING_RTT_BUCKETS: Final[tuple[float, ...]] = (
 REST_DURATION_BUCKETS: Final[tuple[float, ...]] = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 )  # fmt: skip
+# A full node's /status: milliseconds on a LAN to seconds through a public endpoint (the poll's timeout).
+CHAIN_RPC_DURATION_BUCKETS: Final[tuple[float, ...]] = REST_DURATION_BUCKETS
 LOOP_LAG_BUCKETS: Final[tuple[float, ...]] = (
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 )  # fmt: skip
@@ -221,6 +223,67 @@ BLOCK_TIMESTAMP = MetricSpec(
     "dydx_block_timestamp_seconds",
     "gauge",
     "Unix time of the latest block from v4_block_height (0 before the first one).",
+)
+
+# --- Who is at fault: the chain's, REST's and each link's head (README "Is it the chain or the indexer?") --
+CHAIN_BLOCK_HEIGHT = MetricSpec(
+    "dydx_chain_block_height",
+    "gauge",
+    "Latest block height a --chain.rpc-url full node reports (CometBFT /status), once it answered.",
+    ("rpc",),
+)
+CHAIN_BLOCK_TIMESTAMP = MetricSpec(
+    "dydx_chain_block_timestamp_seconds",
+    "gauge",
+    "Unix time of the latest block a --chain.rpc-url full node reports.",
+    ("rpc",),
+)
+CHAIN_CATCHING_UP = MetricSpec(
+    "dydx_chain_catching_up",
+    "gauge",
+    "1 while the full node says it is catching up (its latest block is not the chain's head).",
+    ("rpc",),
+)
+CHAIN_RPC_UP = MetricSpec(
+    "dydx_chain_rpc_up",
+    "gauge",
+    "1 when the last /status poll of the full node succeeded and it is on the indexer's network.",
+    ("rpc",),
+)
+CHAIN_RPC_REQUESTS = MetricSpec(
+    "dydx_chain_rpc_requests_total",
+    "counter",
+    "CometBFT /status polls by node and outcome (HTTP status, timeout, connection_error, invalid_body).",
+    ("rpc", "code"),
+)
+CHAIN_RPC_DURATION = MetricSpec(
+    "dydx_chain_rpc_request_duration_seconds",
+    "histogram",
+    "Duration of CometBFT /status polls by node.",
+    ("rpc",),
+    CHAIN_RPC_DURATION_BUCKETS,
+)
+REST_BLOCK_HEIGHT = MetricSpec(
+    "dydx_rest_block_height",
+    "gauge",
+    "Latest block height of the indexer's REST API (/v4/height, its read replicas), once it answered.",
+)
+REST_BLOCK_TIMESTAMP = MetricSpec(
+    "dydx_rest_block_timestamp_seconds",
+    "gauge",
+    "Unix time of the latest block of the indexer's REST API (/v4/height).",
+)
+LINK_BLOCK_HEIGHT = MetricSpec(
+    "dydx_link_block_height",
+    "gauge",
+    "Latest block height from v4_block_height on each WebSocket link (dydx_block_height is the freshest).",
+    ("connection",),
+)
+LINK_BLOCK_TIMESTAMP = MetricSpec(
+    "dydx_link_block_timestamp_seconds",
+    "gauge",
+    "Unix time of the latest block from v4_block_height on each WebSocket link.",
+    ("connection",),
 )
 BUILD_INFO = MetricSpec(
     "dydx_exporter_build_info",
@@ -390,6 +453,16 @@ CATALOG: Final[tuple[MetricSpec, ...]] = (
     PROCESSING,
     BLOCK_HEIGHT,
     BLOCK_TIMESTAMP,
+    LINK_BLOCK_HEIGHT,
+    LINK_BLOCK_TIMESTAMP,
+    REST_BLOCK_HEIGHT,
+    REST_BLOCK_TIMESTAMP,
+    CHAIN_BLOCK_HEIGHT,
+    CHAIN_BLOCK_TIMESTAMP,
+    CHAIN_CATCHING_UP,
+    CHAIN_RPC_UP,
+    CHAIN_RPC_REQUESTS,
+    CHAIN_RPC_DURATION,
     MARKET_INFO,
     ORACLE_PRICE,
     TRADES,

@@ -29,6 +29,7 @@ from exporter.loop import let_io_in
 from exporter.metrics import catalog as c
 from exporter.metrics import registry
 from exporter.metrics.channels import ChannelMetrics, ChannelTable
+from exporter.metrics.heads import HeadsMetrics
 from exporter.metrics.histogram import Histogram, escape, fmt, labelled
 from exporter.metrics.markets import MarketMetrics, MarketTable
 from exporter.metrics.registry import MetricSource, Renderer, renders
@@ -57,6 +58,8 @@ class Collector(MetricSource):
         self._channels = ChannelTable(channels)
         self._markets = MarketTable()
         self._subaccounts = SubaccountTable(subaccounts)
+        #: The chain's, REST's and each link's heads (exporter.feed.heads reports here).
+        self.heads = HeadsMetrics()
         # Hot-path globals, incremented by the router.
         self.received_bytes = 0
         self.message_id_gaps = 0
@@ -87,7 +90,7 @@ class Collector(MetricSource):
         self._scrape_duration = 0.0
         self._scrape_size = 0
         self._renderers: dict[c.MetricSpec, Renderer] = {}
-        for source in (self, self._channels, self._markets, self._subaccounts):
+        for source in (self, self._channels, self._markets, self._subaccounts, self.heads):
             self._renderers.update(source.renderers())
         self.registry = ExporterRegistry(self)
 
@@ -292,7 +295,13 @@ class Collector(MetricSource):
 
 
 #: Every class whose instances render catalog families: together they must cover the catalog exactly.
-SOURCES: tuple[type[MetricSource], ...] = (Collector, ChannelTable, MarketTable, SubaccountTable)
+SOURCES: tuple[type[MetricSource], ...] = (
+    Collector,
+    ChannelTable,
+    MarketTable,
+    SubaccountTable,
+    HeadsMetrics,
+)
 registry.check(SOURCES)
 
 

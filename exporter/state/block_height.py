@@ -1,4 +1,5 @@
-"""v4_block_height: the latest block height and time, and the feed's latency per block."""
+"""v4_block_height: every link's latest block (each link subscribes it), the freshest live link's as
+dydx_block_height, and the feed's latency per block."""
 
 from __future__ import annotations
 
@@ -29,6 +30,10 @@ class BlockHeightHandler(ChannelHandler):
             ctx.invalid("bad_number" if field in contents else missing, contents)
             return None
         collector = self.shared.collector
-        collector.block_height = height
-        collector.block_timestamp = stamp
+        collector.block_height, collector.block_timestamp = collector.heads.link_block(
+            ctx.link, height, stamp
+        )
         return stamp
+
+    def link_closed(self, link: str, now: float) -> None:
+        self.shared.collector.heads.link_closed(link)

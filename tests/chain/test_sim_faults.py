@@ -119,10 +119,11 @@ async def test_rest_lag_trails_the_websocket_by_blocks(
 ) -> None:
     await wait_for(lambda: sim.chain.feed.heads and len(sim.chain.feed.heads) > 10, timeout=5)
     await control(sim, "POST", "/control/faults", {"kind": "rest_lag", "blocks": 7})
-    report = await truth(sim)
+    rest = await rest_height(sim, session)
+    report = await truth(sim)  # read after REST: the indexer can only have moved on meanwhile
     assert report["rest"]["lag_blocks"] == 7
     assert report["indexer"]["height"] - report["rest"]["height"] == 7
-    assert report["indexer"]["height"] - await rest_height(sim, session) in range(7, 10)
+    assert report["indexer"]["height"] - rest in range(7, 12)
 
 
 async def test_link_lag_delays_one_connection_and_not_the_other(
