@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -78,6 +79,27 @@ async def empty_queries(
     return empty
 
 
+async def wait_every_panel_has_data(
+    api: PrometheusAPI, models: list[dict[str, Any]], window: Callable[[], Window], timeout: float
+) -> None:
+    """Wait until every panel query returns data over `window()`; fail listing the panels that do not."""
+    last: list[tuple[PanelQuery, str]] = []
+
+    async def all_have_data() -> bool:
+        nonlocal last
+        last = await empty_queries(api, models, window())
+        return not last
+
+    try:
+        # cast: mypy cannot pick T in `T | Awaitable[T]` for an async predicate returning bool.
+        await wait_for(cast(Any, all_have_data), timeout=timeout, interval=2)
+    except ConditionTimeout:
+        pytest.fail(
+            f"panels without data from {api.base_url}:\n"
+            + "\n".join(f"  {q.dashboard_uid} / {q.panel_title} [{q.ref_id}]: {expr}" for q, expr in last)
+        )
+
+
 @pytest.mark.timeout(100 + DOCS_HISTORY)
 async def test_every_panel_query_returns_data_and_every_panel_renders(
     simulator_factory, exporter_factory, prometheus_factory, tmp_path: Path
@@ -123,21 +145,7 @@ async def test_every_panel_query_returns_data_and_every_panel_renders(
     ):
         await control(sim, "POST", "/control/faults", fault)
 
-    last: list[tuple[PanelQuery, str]] = []
-
-    async def all_have_data() -> bool:
-        nonlocal last
-        last = await empty_queries(api, models, window())
-        return not last
-
-    try:
-        # cast: mypy cannot pick T in `T | Awaitable[T]` for an async predicate returning bool.
-        await wait_for(cast(Any, all_have_data), timeout=45, interval=2)
-    except ConditionTimeout:
-        pytest.fail(
-            "panels without data:\n"
-            + "\n".join(f"  {q.dashboard_uid} / {q.panel_title} [{q.ref_id}]: {expr}" for q, expr in last)
-        )
+    await wait_every_panel_has_data(api, models, window, timeout=45)
 
     # Whole events that add up: the crossings of the drilldown's market, one bar a minute from before
     # Prometheus' first sample to now, total what the exporter counted (the panel de-duplicates the HA

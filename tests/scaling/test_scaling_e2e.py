@@ -36,7 +36,7 @@ from grafana.render import Window
 from tests.fixtures.exporter import start_exporter_process
 from tests.fixtures.prom import AlertmanagerFactory, WebhookReceiver
 from tests.fixtures.simulator import SimulatorFactory, control
-from tests.grafana.test_dashboards_e2e import dashboards, empty_queries
+from tests.grafana.test_dashboards_e2e import dashboards, wait_every_panel_has_data
 from tests.helpers import ConditionTimeout, LoggedProcess, free_ports, metric_sum, scrape, wait_for
 from tests.scaling.stack import (
     EXAMPLE_ALERTMANAGER,
@@ -172,27 +172,6 @@ async def run_for_blocks(sim: Simulator, blocks: int) -> None:
     await wait_for(published, timeout=30, interval=0.2, message=f"{blocks} more blocks published")
 
 
-async def assert_every_panel_has_data(vm: Component, started_at: float) -> None:
-    api = PrometheusAPI(vm.url)
-    models = dashboards()
-    last: list[Any] = []
-
-    async def all_have_data() -> bool:
-        nonlocal last
-        now = time.time()
-        window = Window(max(started_at, now - 120), now, TIMING.scrape_interval)
-        last = await empty_queries(api, models, window)
-        return not last
-
-    try:
-        await wait_for(cast(Any, all_have_data), timeout=60, interval=2)
-    except ConditionTimeout:
-        pytest.fail(
-            "panels without data from VictoriaMetrics:\n"
-            + "\n".join(f"  {q.dashboard_uid} / {q.panel_title} [{q.ref_id}]: {expr}" for q, expr in last)
-        )
-
-
 async def test_shards_ha_pairs_two_scrapers_victoriametrics_vmalert(
     simulator_factory: SimulatorFactory,
     alertmanager_factory: AlertmanagerFactory,
@@ -218,6 +197,11 @@ async def test_shards_ha_pairs_two_scrapers_victoriametrics_vmalert(
     prom = prometheus_agent(ports[2], tmp_path / "prometheus-agent", TIMING, hosts)
     ruler = vmalert(ports[3], tmp_path / "vmalert", TIMING, hosts)
     started_at = time.time()
+
+    def window() -> Window:
+        now = time.time()
+        return Window(max(started_at, now - 120), now, TIMING.scrape_interval)
+
     try:
         await asyncio.gather(*(r.start() for r in replicas.values()))
         async with started(vm, agent, prom, ruler):
@@ -240,7 +224,7 @@ async def test_shards_ha_pairs_two_scrapers_victoriametrics_vmalert(
             assert any("vmalert" in a.get("generatorURL", "") for a in notified), notified[0]
             await alertmanager.wait_for_alert("DydxMessageGaps", cluster="dydx")
 
-            await assert_every_panel_has_data(vm, started_at)
+            await wait_every_panel_has_data(PrometheusAPI(vm.url), dashboards(), window, timeout=60)
             await control(sim, "POST", "/control/pause")
             await assert_recorded_totals_exact(vm, ruler, sim, "all up")
             await assert_deduplicated(vm, agent, prom, sim)
