@@ -11,22 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import random
 import re
 import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import aiohttp
-import orjson
 
 from exporter import __version__
 from exporter.config import FeedSettings
-from exporter.feed.backoff import MAX_RETRY_AFTER_S, Backoff, Pacer, parse_retry_after
-from exporter.feed.errors import describe
+from exporter.feed.backoff import Backoff, Pacer
+from exporter.feed.errors import classify_connect_error, describe, penalty_seconds
 from exporter.feed.sink import (
     Connected,
     Control,
@@ -38,6 +36,7 @@ from exporter.feed.sink import (
 from exporter.logs import get_logger
 from exporter.loop import let_io_in
 from exporter.protocol import channels as ch
+from exporter.protocol.control import subscribe_message, unsubscribe_message
 
 log = get_logger(__name__)
 
@@ -66,66 +65,6 @@ READ_CHECK_BYTES = 8192
 
 def sub_key(channel: str, sub_id: str | None) -> SubKey:
     return (channel, None if channel in ch.CHANNELS_WITHOUT_ID else sub_id)
-
-
-def penalty_seconds(close_reason: str) -> float:
-    """How long a 4008 close asks the client to stay away: its JSON reason's `retryAfterSeconds`, or
-    socks' 30 s when the reason does not say."""
-    try:
-        seconds = orjson.loads(close_reason).get("retryAfterSeconds")
-    except (orjson.JSONDecodeError, AttributeError):
-        seconds = None
-    if (
-        isinstance(seconds, int | float)
-        and not isinstance(seconds, bool)
-        and 0 < seconds <= MAX_RETRY_AFTER_S
-    ):
-        return float(seconds)
-    return float(ch.RECONNECT_PENALTY_S)
-
-
-def subscribe_message(key: SubKey, batched: bool) -> str:
-    channel, sub_id = key
-    msg: dict[str, Any] = {"type": "subscribe", "channel": channel}
-    if sub_id is not None:
-        msg["id"] = sub_id
-    if ch.CHANNELS[channel].batchable:
-        msg["batched"] = batched
-    return orjson.dumps(msg).decode()
-
-
-def unsubscribe_message(key: SubKey) -> str:
-    channel, sub_id = key
-    msg: dict[str, Any] = {"type": "unsubscribe", "channel": channel}
-    if sub_id is not None:
-        msg["id"] = sub_id
-    return orjson.dumps(msg).decode()
-
-
-def classify_connect_error(exc: BaseException) -> tuple[str, float]:
-    """A handshake failure → (bounded reason, seconds the server asked us to wait)."""
-    if isinstance(exc, aiohttp.WSServerHandshakeError):
-        if exc.status == 429:
-            headers = exc.headers
-            retry_after = parse_retry_after(headers.get("Retry-After") if headers else None)
-            # socks' reconnect penalty after a 4008 says so; any other 429 is the edge's rate limit.
-            if headers and headers.get(ch.RATELIMIT_REASON_HEADER) == ch.RATELIMIT_REASON_ABUSE:
-                return "penalized", retry_after
-            return "http_429", retry_after
-        return ("http_error" if exc.status >= 400 else "handshake"), 0.0
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return "dns", 0.0
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
-        return "tls", 0.0
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        if exc.os_error.errno == errno.ECONNREFUSED or isinstance(exc.os_error, ConnectionRefusedError):
-            return "refused", 0.0
-        return "other", 0.0
-    if isinstance(exc, TimeoutError):
-        return "timeout", 0.0
-    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError | ConnectionError):
-        return "reset", 0.0
-    return "other", 0.0
 
 
 class LinkEvents(Protocol):
@@ -301,7 +240,7 @@ class Link:
         if self._ready:
             for key, sub in list(self._subs.items()):
                 if sub.state == ACTIVE:
-                    await ws.send_str(unsubscribe_message(key))
+                    await ws.send_str(unsubscribe_message(*key))
         await ws.close(code=aiohttp.WSCloseCode.OK)
 
     # --- supervision ---------------------------------------------------------------------------------
@@ -492,7 +431,7 @@ class Link:
         batched = self._settings.batched
         while True:
             while self._unsubscribe_queue:
-                await ws.send_str(unsubscribe_message(self._unsubscribe_queue.pop(0)))
+                await ws.send_str(unsubscribe_message(*self._unsubscribe_queue.pop(0)))
             next_due: float | None = None
             if self._ready:
                 now = time.monotonic()
@@ -515,7 +454,7 @@ class Link:
                     now = time.monotonic()
                     sub.sent_at = now
                     self._last_attempt[key] = now
-                    await ws.send_str(subscribe_message(key, batched))
+                    await ws.send_str(subscribe_message(*key, batched=batched))
             self._wake.clear()
             if self._unsubscribe_queue:
                 continue

@@ -1,4 +1,5 @@
-"""Control frames (connected, subscribed, unsubscribed, error) as events, and the one parser of them.
+"""Control frames (connected, subscribed, unsubscribed, error) as events, the one parser of them, and the
+client's subscribe and unsubscribe messages.
 
 The exporter's frame router and the recorder both turn a decoded control frame into one of these events
 with `parse_control`, so the two can never disagree on what a frame means. A frame that is not a valid
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Final
+
+import orjson
 
 from exporter.protocol import channels as ch
 
@@ -104,3 +107,20 @@ def parse_control(link: str, frame: dict[str, Any]) -> Control | Rejected:
         sub_id if sub_id.__class__ is str else None,
         message_id if message_id.__class__ is int else -1,
     )
+
+
+def subscribe_message(channel: str, sub_id: str | None, *, batched: bool) -> str:
+    """`sub_id` is None for the feed-wide channels (sending one would key the subscription under it)."""
+    msg: dict[str, Any] = {"type": "subscribe", "channel": channel}
+    if sub_id is not None:
+        msg["id"] = sub_id
+    if ch.CHANNELS[channel].batchable:
+        msg["batched"] = batched
+    return orjson.dumps(msg).decode()
+
+
+def unsubscribe_message(channel: str, sub_id: str | None) -> str:
+    msg: dict[str, Any] = {"type": "unsubscribe", "channel": channel}
+    if sub_id is not None:
+        msg["id"] = sub_id
+    return orjson.dumps(msg).decode()
