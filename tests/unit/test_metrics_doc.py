@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.metrics import catalog
+from exporter.metrics import catalog, docs
 from tests.unit.pipeline_frames import Pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,6 +62,6 @@ def test_the_table_lists_no_metric_that_does_not_exist() -> None:
 
 def test_docs_table_is_the_generated_one() -> None:
     text = (ROOT / "docs" / "metrics.md").read_text(encoding="utf-8")
-    assert catalog.markdown_table() in text, (
+    assert docs.markdown_table() in text, (
         "regenerate docs/metrics.md with python -m exporter.metrics.catalog"
     )
