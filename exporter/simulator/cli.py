@@ -60,6 +60,14 @@ def parse_speed(value: object) -> float:
     return 0.0 if parse_str(value).lower() == "max" else parse_non_negative_float(value)
 
 
+def parse_percent(value: object) -> float:
+    """A share of connections, 0 to 100."""
+    percent = parse_non_negative_float(value)
+    if percent > 100:
+        raise ValueError(f"expected a percentage from 0 to 100, not {value!r}")
+    return percent
+
+
 def _sim(flag: str, dest: str, help: str, parse: Any) -> Option:
     """A row whose default is SimulatorConfig's."""
     return Option(flag, getattr(_DEFAULTS, dest), help, parse, dest)
@@ -125,6 +133,27 @@ SIMULATOR_OPTIONS: Final = (
         "rest_rate_limit",
         "REST requests allowed per 10 s per client IP, then 429 (comlink's default is 100; 0 = off)",
         parse_non_negative_int,
+    ),
+    _sim(
+        "ws.subscription-limit-abuse",
+        "subscription_limit_abuse",
+        "later socks' abuse rule: more than 5 subscription-cap hits in 10 s on a connection close it with "
+        "4008, then its address's upgrades get 429 (Retry-After: 30) for 30 s",
+        parse_bool,
+    ),
+    _sim(
+        "ws.edge-block",
+        "edge_block",
+        "with the abuse rule: 5 penalty 429s in 60 s block the address for 300 s (a JSON 429), as the edge "
+        "does",
+        parse_bool,
+    ),
+    _sim(
+        "ws.compression-percent",
+        "compression_percent",
+        "share (0-100) of connections offering permessage-deflate that get it, drawn per connection; "
+        "frames under 1024 bytes are never compressed",
+        parse_percent,
     ),
     Option(
         "chain-rpc.listen-address",

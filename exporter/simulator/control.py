@@ -62,7 +62,7 @@ ENDPOINT_HELP = {
     "/control/resume": "restart market events",
     "/control/faults": 'GET lists the faults in force, POST {"kind": ...} injects one, DELETE clears all',
     "/control/markets": 'POST {"list": T}, {"delist": T} or {"market": T, "status": S}',
-    "/control/status": "paused or not, height, markets, connections, faults in force",
+    "/control/status": "paused or not, height, markets, connections (compressed ones too), faults in force",
     "/control/truth": "what a perfect consumer holds now (?market=T narrows it)",
 }
 
