@@ -1,10 +1,10 @@
 """Settings: typed, validated in one place. Flags beat environment beat the YAML file beat defaults.
 
-Every option is one row of OPTIONS (see exporter.options): its flag is Prometheus style
+Every option is one row of `exporter.flags.OPTIONS` (see exporter.options): its flag is Prometheus style
 (`--web.listen-address`), its environment variable is `DYDX_EXPORTER_` + the flag upper-cased with `.` and
 `-` turned into `_`, its key in the `--config.file` YAML mapping is the flag without the dashes, its parser
 turns any of those into the typed value, and its `dest` names the `Settings` (or `FeedSettings`, as
-`feed.NAME`) attribute it fills. The dataclasses take their defaults from the rows (`_default`), so a
+`feed.NAME`) attribute it fills. The dataclasses take their defaults from the rows (`flags.default`), so a
 default is written once. A bad value raises ConfigError naming the option and where the value came from;
 `exporter.run.main` turns it into exit status 2. The `--web.config.file` is read and validated here too, so
 a broken TLS or basic-auth file stops the exporter before anything starts, with an error that names it.
@@ -13,8 +13,6 @@ a broken TLS or basic-auth file stops the exporter before anything starts, with 
 from __future__ import annotations
 
 import dataclasses
-import re
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,24 +20,28 @@ from typing import Any, Protocol
 
 import yaml
 
-from exporter import logs, options
+from exporter import options
+from exporter.flags import (
+    DEFAULT_CHANNELS,
+    LOG_FORMATS,
+    LOG_LEVELS,
+    NETWORKS,
+    OPTIONS,
+    OPTIONS_BY_FLAG,
+    default,
+    shard_of,
+)
 from exporter.options import (
     ConfigError,
     Option,
     RawValues,
     check_tickers,
     config_error,
-    one_of,
-    parse_bool,
     parse_duration,
     parse_flags,
     parse_list,
     parse_listen_address,
     parse_markets,
-    parse_positive_duration,
-    parse_positive_float,
-    parse_positive_int,
-    parse_str,
     parse_values,
     resolve,
 )
@@ -50,6 +52,7 @@ __all__ = [
     "DEFAULT_CHANNELS",
     "NETWORKS",
     "OPTIONS",
+    "OPTIONS_BY_FLAG",
     "SUPPORTED_CHANNELS",
     "ConfigError",
     "FeedSettings",
@@ -63,300 +66,10 @@ __all__ = [
     "shard_of",
 ]
 
-NETWORKS: Mapping[str, tuple[str, str]] = {
-    "mainnet": ("wss://indexer.dydx.trade/v4/ws", "https://indexer.dydx.trade"),
-    "testnet": ("wss://indexer.v4testnet.dydx.exchange/v4/ws", "https://indexer.v4testnet.dydx.exchange"),
-}
-DEFAULT_CHANNELS = (ch.MARKETS, ch.TRADES, ch.ORDERBOOK, ch.BLOCK_HEIGHT)
 #: Channels --channels accepts (v4_subaccounts comes with --subaccounts, which names the accounts).
 SUPPORTED_CHANNELS = (ch.MARKETS, ch.TRADES, ch.ORDERBOOK, ch.CANDLES, ch.BLOCK_HEIGHT)
 #: Channels keyed by an account, not a market; v4_subaccounts is enabled by --subaccounts.
 _ACCOUNT_CHANNELS = frozenset({ch.SUBACCOUNTS, ch.PARENT_SUBACCOUNTS})
-LOG_LEVELS = tuple(logs.LEVELS)
-LOG_FORMATS = logs.FORMATS
-
-
-def parse_shard(value: object) -> tuple[int, int]:
-    """`I/N` with 0 <= I < N → (I, N)."""
-    text = parse_str(value)
-    m = re.fullmatch(r"(\d+)/(\d+)", text, re.ASCII)
-    if not m:
-        raise ValueError(f"expected I/N such as 0/2, not {text!r}")
-    index, count = int(m.group(1)), int(m.group(2))
-    if count < 1 or index >= count:
-        raise ValueError(f"shard index must be in 0..N-1 and N >= 1, not {text!r}")
-    return index, count
-
-
-def shard_of(ticker: str, shard_count: int) -> int:
-    """Stable across processes, versions and platforms (crc32, unlike hash())."""
-    return zlib.crc32(ticker.encode()) % shard_count
-
-
-def parse_url_base(value: object) -> str:
-    return parse_str(value).rstrip("/")
-
-
-# --- the option table -------------------------------------------------------------------------------------
-
-OPTIONS: tuple[Option, ...] = (
-    Option("config.file", "", "YAML file of options (keys are the flag names); flags and env win over it"),
-    Option(
-        "web.listen-address",
-        ":9741",
-        "address to serve /metrics, /healthz and /readyz on",
-        parse_listen_address,
-        ("listen_host", "listen_port"),
-    ),
-    Option("web.telemetry-path", "/metrics", "path of the metrics endpoint", dest="telemetry_path"),
-    Option("web.config.file", "", "exporter-toolkit web config (TLS, basic auth)", dest="web_config_file"),
-    Option(
-        "dydx.network",
-        "mainnet",
-        "indexer network: mainnet or testnet (sets the default URLs)",
-        one_of(NETWORKS),
-        "network",
-    ),
-    Option("dydx.ws-url", "", "full WebSocket URL (default from --dydx.network)", dest="feed.ws_url"),
-    Option(
-        "dydx.rest-url",
-        "",
-        "REST base URL, without /v4 (default from --dydx.network)",
-        parse_url_base,
-        "feed.rest_url",
-    ),
-    Option("markets", "all", "'all' or a comma-separated list of tickers", parse_markets, "markets"),
-    Option(
-        "channels",
-        ",".join(DEFAULT_CHANNELS),
-        "comma-separated channels to subscribe",
-        parse_list,
-        "channels",
-    ),
-    Option(
-        "candles.resolutions",
-        "",
-        "candle resolutions to subscribe (enables v4_candles), e.g. 1MIN,5MINS",
-        parse_list,
-        "candle_resolutions",
-    ),
-    Option(
-        "subaccounts",
-        "",
-        "comma-separated subaccounts ADDRESS/N (dydx1.../0) to subscribe on v4_subaccounts (off when empty)",
-        parse_list,
-        "subaccounts",
-    ),
-    Option(
-        "subaccounts.refresh-interval",
-        "1m",
-        "re-snapshot each subscribed subaccount this often (equity and free collateral come only in "
-        "snapshots); 0 = never",
-        parse_duration,
-        "subaccount_refresh_interval",
-    ),
-    Option(
-        "shard",
-        "0/1",
-        "I/N: this replica exports the markets whose crc32(ticker) % N == I",
-        parse_shard,
-        ("shard_index", "shard_count"),
-    ),
-    Option(
-        "feed.batched",
-        False,
-        "subscribe with batched: true (server flushes every 250 ms)",
-        parse_bool,
-        "feed.batched",
-    ),
-    Option(
-        "feed.compression",
-        False,
-        "offer permessage-deflate; the indexer compresses a share of offering connections, frames of "
-        "1 KiB and more (README: Performance)",
-        parse_bool,
-        "feed.compression",
-    ),
-    Option(
-        "feed.backoff-initial",
-        "1s",
-        "first reconnect/retry backoff (full jitter)",
-        parse_positive_duration,
-        "feed.backoff_initial",
-    ),
-    Option(
-        "feed.backoff-max", "60s", "reconnect/retry backoff cap", parse_positive_duration, "feed.backoff_max"
-    ),
-    Option(
-        "feed.stable-after",
-        "30s",
-        "a link up this long resets its backoff",
-        parse_duration,
-        "feed.stable_after",
-    ),
-    Option(
-        "feed.handshake-timeout",
-        "10s",
-        "WebSocket handshake and first-frame timeout",
-        parse_positive_duration,
-        "feed.handshake_timeout",
-    ),
-    Option(
-        "feed.ping-interval",
-        "15s",
-        "interval of the exporter's own pings (for dydx_ws_ping_rtt_seconds)",
-        parse_positive_duration,
-        "feed.ping_interval",
-    ),
-    Option(
-        "feed.ping-timeout",
-        f"{ch.CLIENT_PING_DEADLINE_S:g}s",
-        "a link with no server ping for this long is dead",
-        parse_positive_duration,
-        "feed.ping_timeout",
-    ),
-    Option(
-        "feed.silence-timeout",
-        "30s",
-        "a link whose v4_block_height or v4_markets is silent this long is dead",
-        parse_positive_duration,
-        "feed.silence_timeout",
-    ),
-    Option(
-        "feed.subscribe-rate",
-        "40",
-        "global subscribe messages per second across all links",
-        parse_positive_float,
-        "feed.subscribe_rate",
-    ),
-    Option(
-        "feed.subscribe-timeout",
-        "30s",
-        "a subscribe without an answer for this long is retried",
-        parse_positive_duration,
-        "feed.subscribe_timeout",
-    ),
-    Option(
-        "feed.resubscribe-delay",
-        "5s",
-        "delay before retrying a subscribe whose snapshot fetch failed",
-        parse_duration,
-        "feed.resubscribe_delay",
-    ),
-    Option(
-        "feed.subscribe-retries",
-        "5",
-        "attempts for a rejected market before giving up until rediscovery",
-        parse_positive_int,
-        "feed.subscribe_retries",
-    ),
-    Option(
-        "feed.max-subscriptions",
-        "32",
-        "subscriptions per channel per link (the server's cap is 32)",
-        parse_positive_int,
-        "feed.max_subscriptions",
-    ),
-    Option(
-        "feed.max-frame-bytes",
-        "16777216",
-        "frames larger than this are counted as invalid and dropped; twice this closes the link",
-        parse_positive_int,
-        "feed.max_frame_bytes",
-    ),
-    Option(
-        "discovery.interval",
-        "5m",
-        "period of the REST /v4/perpetualMarkets refresh",
-        parse_positive_duration,
-        "feed.discovery_interval",
-    ),
-    Option(
-        "discovery.timeout",
-        "10s",
-        "timeout of one REST request",
-        parse_positive_duration,
-        "feed.discovery_timeout",
-    ),
-    Option(
-        "chain.rpc-url",
-        "",
-        "comma-separated CometBFT RPC URLs of full nodes on the indexer's network (the chain's head); "
-        "empty = none",
-        parse_list,
-        "chain_rpc_urls",
-    ),
-    Option(
-        "chain.poll-interval",
-        "2s",
-        "period of the /status poll of each --chain.rpc-url",
-        parse_positive_duration,
-        "chain_poll_interval",
-    ),
-    Option(
-        "rest.height-interval",
-        "5s",
-        "period of the REST /v4/height poll (REST's head); 0 = never",
-        parse_duration,
-        "rest_height_interval",
-    ),
-    Option(
-        "orderbook.crossed-resync-after",
-        "30s",
-        "resubscribe a market's order book that stayed crossed (as delivered) this long; 0 = never",
-        parse_duration,
-        "crossed_resync_after",
-    ),
-    Option(
-        "orderbook.resync-interval",
-        "0",
-        "re-snapshot every order book this often (e.g. 1h), staggered and paced; 0 = never",
-        parse_duration,
-        "resync_interval",
-    ),
-    Option(
-        "data.stale-after",
-        "30s",
-        "data older than this makes /readyz fail",
-        parse_positive_duration,
-        "stale_after",
-    ),
-    Option(
-        "data.message-id-grace",
-        "10s",
-        "a message id still missing after this long counts as a gap",
-        parse_positive_duration,
-        "message_id_grace",
-    ),
-    Option(
-        "shutdown.timeout",
-        "5s",
-        "upper bound of a clean shutdown",
-        parse_positive_duration,
-        "shutdown_timeout",
-    ),
-    Option("log.level", "info", "debug, info, warn or error", one_of(LOG_LEVELS, lower=True), "log_level"),
-    Option(
-        "log.format",
-        "auto",
-        "json, console, or auto (console on a TTY, json otherwise)",
-        one_of(LOG_FORMATS, lower=True),
-        "log_format",
-    ),
-)
-OPTIONS_BY_FLAG = {o.flag: o for o in OPTIONS}
-_BY_DEST = {
-    dest: (opt, part)
-    for opt in OPTIONS
-    for part, dest in enumerate(opt.dest if isinstance(opt.dest, tuple) else (opt.dest,))
-    if dest
-}
-
-
-def _default(dest: str) -> Any:
-    """The typed default of the option that fills `dest` (the dataclass attribute)."""
-    opt, part = _BY_DEST[dest]
-    return opt.value[part] if isinstance(opt.dest, tuple) else opt.value
 
 
 # --- the settings -----------------------------------------------------------------------------------------
@@ -368,23 +81,23 @@ class FeedSettings:
 
     ws_url: str
     rest_url: str
-    batched: bool = _default("feed.batched")
-    compression: bool = _default("feed.compression")
-    backoff_initial: float = _default("feed.backoff_initial")
-    backoff_max: float = _default("feed.backoff_max")
-    stable_after: float = _default("feed.stable_after")
-    handshake_timeout: float = _default("feed.handshake_timeout")
-    ping_interval: float = _default("feed.ping_interval")
-    ping_timeout: float = _default("feed.ping_timeout")
-    silence_timeout: float = _default("feed.silence_timeout")
-    subscribe_rate: float = _default("feed.subscribe_rate")
-    subscribe_timeout: float = _default("feed.subscribe_timeout")
-    resubscribe_delay: float = _default("feed.resubscribe_delay")
-    subscribe_retries: int = _default("feed.subscribe_retries")
-    max_subscriptions: int = _default("feed.max_subscriptions")
-    max_frame_bytes: int = _default("feed.max_frame_bytes")
-    discovery_interval: float = _default("feed.discovery_interval")
-    discovery_timeout: float = _default("feed.discovery_timeout")
+    batched: bool = default("feed.batched")
+    compression: bool = default("feed.compression")
+    backoff_initial: float = default("feed.backoff_initial")
+    backoff_max: float = default("feed.backoff_max")
+    stable_after: float = default("feed.stable_after")
+    handshake_timeout: float = default("feed.handshake_timeout")
+    ping_interval: float = default("feed.ping_interval")
+    ping_timeout: float = default("feed.ping_timeout")
+    silence_timeout: float = default("feed.silence_timeout")
+    subscribe_rate: float = default("feed.subscribe_rate")
+    subscribe_timeout: float = default("feed.subscribe_timeout")
+    resubscribe_delay: float = default("feed.resubscribe_delay")
+    subscribe_retries: int = default("feed.subscribe_retries")
+    max_subscriptions: int = default("feed.max_subscriptions")
+    max_frame_bytes: int = default("feed.max_frame_bytes")
+    discovery_interval: float = default("feed.discovery_interval")
+    discovery_timeout: float = default("feed.discovery_timeout")
 
 
 class _HasURLs(Protocol):
@@ -398,29 +111,29 @@ class _HasURLs(Protocol):
 @dataclass(frozen=True, slots=True)
 class Settings:
     feed: FeedSettings
-    listen_host: str = _default("listen_host")
-    listen_port: int = _default("listen_port")
-    telemetry_path: str = _default("telemetry_path")
-    web_config_file: str = _default("web_config_file")
-    network: str = _default("network")
-    markets: tuple[str, ...] | None = _default("markets")  # None: every market
-    channels: tuple[str, ...] = _default("channels")
-    candle_resolutions: tuple[str, ...] = _default("candle_resolutions")
+    listen_host: str = default("listen_host")
+    listen_port: int = default("listen_port")
+    telemetry_path: str = default("telemetry_path")
+    web_config_file: str = default("web_config_file")
+    network: str = default("network")
+    markets: tuple[str, ...] | None = default("markets")  # None: every market
+    channels: tuple[str, ...] = default("channels")
+    candle_resolutions: tuple[str, ...] = default("candle_resolutions")
     #: "ADDRESS/N" ids for v4_subaccounts; when non-empty, channels carries v4_subaccounts too.
-    subaccounts: tuple[str, ...] = _default("subaccounts")
-    subaccount_refresh_interval: float = _default("subaccount_refresh_interval")
-    chain_rpc_urls: tuple[str, ...] = _default("chain_rpc_urls")
-    chain_poll_interval: float = _default("chain_poll_interval")
-    rest_height_interval: float = _default("rest_height_interval")
-    crossed_resync_after: float = _default("crossed_resync_after")
-    resync_interval: float = _default("resync_interval")
-    shard_index: int = _default("shard_index")
-    shard_count: int = _default("shard_count")
-    stale_after: float = _default("stale_after")
-    message_id_grace: float = _default("message_id_grace")
-    shutdown_timeout: float = _default("shutdown_timeout")
-    log_level: str = _default("log_level")
-    log_format: str = _default("log_format")
+    subaccounts: tuple[str, ...] = default("subaccounts")
+    subaccount_refresh_interval: float = default("subaccount_refresh_interval")
+    chain_rpc_urls: tuple[str, ...] = default("chain_rpc_urls")
+    chain_poll_interval: float = default("chain_poll_interval")
+    rest_height_interval: float = default("rest_height_interval")
+    crossed_resync_after: float = default("crossed_resync_after")
+    resync_interval: float = default("resync_interval")
+    shard_index: int = default("shard_index")
+    shard_count: int = default("shard_count")
+    stale_after: float = default("stale_after")
+    message_id_grace: float = default("message_id_grace")
+    shutdown_timeout: float = default("shutdown_timeout")
+    log_level: str = default("log_level")
+    log_format: str = default("log_format")
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)  # flag → flag|env|file|default
     #: The parsed --web.config.file (TLS, basic auth); None without one.
     web_config: WebConfig | None = field(default=None, compare=False)

@@ -2,7 +2,7 @@
 
 The recorder drives the feed's own `Pool` (and `Discovery` for `--markets all`) with a `RecordingSink`, so
 it subscribes exactly as the exporter does: unbatched, at most 32 subscriptions per channel per connection,
-paced, reconnecting with backoff. Its flags are the exporter's own option rows (exporter.config.OPTIONS)
+paced, reconnecting with backoff. Its flags are the exporter's own option rows (exporter.flags.OPTIONS)
 parsed and checked by the exporter's own code (exporter.config.from_raw), plus `--output` and `--duration`.
 """
 

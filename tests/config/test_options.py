@@ -49,6 +49,12 @@ SAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
     "feed.max-frame-bytes": ("1024", {"feed.max_frame_bytes": 1024}),
     "discovery.interval": ("1h", {"feed.discovery_interval": 3600.0}),
     "discovery.timeout": ("4s", {"feed.discovery_timeout": 4.0}),
+    "chain.rpc-url": (
+        "http://127.0.0.1:26657,http://[::1]:26657",
+        {"chain_rpc_urls": ("http://127.0.0.1:26657", "http://[::1]:26657")},
+    ),
+    "chain.poll-interval": ("7s", {"chain_poll_interval": 7.0}),
+    "rest.height-interval": ("0", {"rest_height_interval": 0.0}),
     "orderbook.crossed-resync-after": ("0", {"crossed_resync_after": 0.0}),
     "orderbook.resync-interval": ("1h", {"resync_interval": 3600.0}),
     "data.stale-after": ("90s", {"stale_after": 90.0}),
