@@ -318,28 +318,9 @@ def tail(path: Path | None, lines: int = 15) -> str:
     return "\n".join("    " + line for line in text[-lines:])
 
 
-async def wait_ready(child: Child, session: aiohttp.ClientSession, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        assert child.process is not None
-        if child.process.poll() is not None:
-            raise DemoError(
-                f"{child.name} exited with status {child.process.returncode} while starting; "
-                f"last lines of {child.log_path}:\n{tail(child.log_path)}"
-            )
-        with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
-            async with session.get(child.ready_url, timeout=aiohttp.ClientTimeout(total=2)) as resp:
-                if resp.status == 200:
-                    return
-        if time.monotonic() > deadline:
-            raise DemoError(
-                f"{child.name} not ready at {child.ready_url} after {timeout:.0f}s; see {child.log_path}"
-            )
-        await asyncio.sleep(0.2)
-
-
 async def poll(condition: Callable[[], Awaitable[bool]], timeout: float, failure: str) -> None:
-    """Await `condition` every 0.2 s until it holds; DemoError(`failure`) after `timeout` seconds."""
+    """Await `condition` every 0.2 s until it holds (HTTP errors count as not yet); DemoError(`failure`)
+    after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError, ValueError):
@@ -348,6 +329,20 @@ async def poll(condition: Callable[[], Awaitable[bool]], timeout: float, failure
         if time.monotonic() > deadline:
             raise DemoError(f"{failure} within {timeout:.0f}s")
         await asyncio.sleep(0.2)
+
+
+async def wait_ready(child: Child, session: aiohttp.ClientSession, timeout: float) -> None:
+    async def ready() -> bool:
+        assert child.process is not None
+        if child.process.poll() is not None:
+            raise DemoError(
+                f"{child.name} exited with status {child.process.returncode} while starting; "
+                f"last lines of {child.log_path}:\n{tail(child.log_path)}"
+            )
+        async with session.get(child.ready_url, timeout=aiohttp.ClientTimeout(total=2)) as resp:
+            return resp.status == 200
+
+    await poll(ready, timeout, f"{child.name} not ready at {child.ready_url} (see {child.log_path})")
 
 
 def signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
@@ -600,8 +595,8 @@ def print_banner(demo: Demo) -> None:
         )
     sim = demo.url(demo.config.ports.simulator)
     print(
-        "\nFire drill (DydxMessageGaps is printed here in about 45 s and stays firing for 15 minutes; the "
-        "README's Quick start lists the others):\n"
+        "\nFire drill (DydxMessageGaps is printed here in about a minute and stays firing for 15 minutes; "
+        "the README's Quick start lists the others and how long each lasts):\n"
         f'  curl -X POST {sim}/control/faults -d \'{{"kind": "gap", "count": 3}}\'\n'
         f"State and logs: {demo.state_dir}\nCtrl-C stops everything.\n",
         flush=True,

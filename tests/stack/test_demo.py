@@ -25,7 +25,16 @@ import aiohttp
 import pytest
 import yaml
 
-from scripts.demo import Demo, DemoConfig, Ports, alertmanager_config, grafana_provisioning, prometheus_config
+from scripts.demo import (
+    Demo,
+    DemoConfig,
+    Ports,
+    alertmanager_config,
+    describe_notification,
+    grafana_provisioning,
+    muted,
+    prometheus_config,
+)
 from tests.fixtures.prom import write_scaled_rules
 from tests.helpers import find_binary, free_ports, wait_for
 
@@ -99,6 +108,35 @@ def test_the_first_install_gets_no_license_deprecation_warning():
     assert pyproject["project"]["license"] == "Apache-2.0"
     assert "setuptools>=77" in pyproject["build-system"]["requires"]
     assert not any(c.startswith("License ::") for c in pyproject["project"].get("classifiers", []))
+
+
+def test_the_watchdog_prints_quietly_and_a_real_alert_stands_out():
+    watchdog = describe_notification("watchdog", {"status": "firing", "labels": {"alertname": "Watchdog"}})
+    assert "\n" not in watchdog and "Watchdog delivered" in watchdog
+    alert = {
+        "status": "firing",
+        "labels": {"alertname": "DydxFeedStale", "severity": "warning", "channel": "v4_trades"},
+        "annotations": {"summary": "stale", "runbook_url": "https://x/runbooks.md#dydxfeedstale"},
+    }
+    block = describe_notification("warning", alert).splitlines()
+    assert block[0] == block[-1] and set(block[0]) == {"="}
+    assert "  FIRING  DydxFeedStale  (severity warning, receiver warning)" in block
+    assert any("channel=v4_trades" in line for line in block)
+    assert "  runbook: https://x/runbooks.md#dydxfeedstale" in block
+
+
+def test_prometheus_starts_with_its_alerts_relabelled_away_and_the_rules_loaded():
+    """The muted config Prometheus starts with keeps everything but lets no alert out (see scripts/demo.py:
+    what Prometheus sends before it discovers Alertmanager is dropped)."""
+    doc = prometheus_config(REPO / "prometheus.yml", demo_config(free_ports(6)))
+    quiet = muted(doc)
+    assert quiet["rule_files"] == doc["rule_files"] and quiet["scrape_configs"] == doc["scrape_configs"]
+    assert quiet["alerting"]["alert_relabel_configs"][-1] == {
+        "source_labels": ["alertname"],
+        "regex": ".*",
+        "action": "drop",
+    }
+    assert "alert_relabel_configs" not in doc["alerting"]
 
 
 def test_missing_prometheus_is_reported_with_what_to_do(tmp_path):
