@@ -176,6 +176,26 @@ class _TradeTally:
     notional: Decimal = field(default_factory=Decimal)
 
 
+class _RecentIds:
+    """Trade ids seen lately: membership in O(1), at most _RECENT_TRADE_IDS, the oldest forgotten first."""
+
+    __slots__ = ("_order", "_seen")
+
+    def __init__(self) -> None:
+        self._order: deque[str] = deque()
+        self._seen: set[str] = set()
+
+    def add(self, trade_id: str) -> bool:
+        """Remember `trade_id`; False if it was already known."""
+        if trade_id in self._seen:
+            return False
+        self._seen.add(trade_id)
+        self._order.append(trade_id)
+        if len(self._order) > _RECENT_TRADE_IDS:
+            self._seen.discard(self._order.popleft())
+        return True
+
+
 @dataclass(slots=True)
 class _MarketTruth:
     #: The book as delivered (snapshot objects, then [price, size] updates); None before a snapshot.
@@ -183,7 +203,7 @@ class _MarketTruth:
     oracle_price: str | None = None
     last_trade: dict[str, Any] | None = None
     tallies: dict[str, _TradeTally] = field(default_factory=lambda: {s: _TradeTally() for s in _SIDES})
-    trade_ids: deque[str] = field(default_factory=lambda: deque(maxlen=_RECENT_TRADE_IDS))
+    trade_ids: _RecentIds = field(default_factory=_RecentIds)
     candles: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -242,7 +262,9 @@ class Ledger:
             market.book = LevelBook()
             market.book.reset(contents)
         elif channel == ch.TRADES and key is not None:
-            self.markets[key].trade_ids.extend(row["id"] for row in contents.get("trades", ()))
+            seen = self.markets[key].trade_ids
+            for row in contents.get("trades", ()):
+                seen.add(row["id"])
         elif channel == ch.MARKETS:
             for ticker, row in contents.get("markets", {}).items():
                 if row.get("oraclePrice") is not None:
@@ -286,9 +308,8 @@ class Ledger:
     @staticmethod
     def _trades(market: _MarketTruth, rows: Any) -> None:
         for row in rows:
-            if row["id"] in market.trade_ids:
+            if not market.trade_ids.add(row["id"]):
                 continue  # a batched subscriber gets trades buffered before its snapshot again
-            market.trade_ids.append(row["id"])
             price, size = Decimal(row["price"]), Decimal(row["size"])
             tally = market.tallies[row["side"]]
             tally.count += 1
