@@ -56,7 +56,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
 TIMING = Timing()
 #: The channels every exporter subscribes here (the defaults plus the simulator's synthetic subaccount).
 CHANNELS = (ch.ORDERBOOK, ch.TRADES, ch.MARKETS, ch.BLOCK_HEIGHT, ch.SUBACCOUNTS)
-MARKETS = 8
+MARKETS = 8  # one WebSocket link per exporter (32 subscriptions per channel per link)
+#: Garbage frames the malformed fault sends on every link (for the invalid-frame panels).
+MALFORMED = 2.0
 #: Blocks (0.5 s each) the market runs with a replica down, then with a scraper down: several scrapes.
 PHASE_BLOCKS = 6
 #: Data reaches a recorded series after a scrape, a remote-write batch (Prometheus sends every 5 s), the
@@ -214,7 +216,7 @@ async def test_shards_ha_pairs_two_scrapers_victoriametrics_vmalert(
             market = sim.source.tickers()[0]
             for fault in (
                 {"kind": "error"},
-                {"kind": "malformed", "count": 2},
+                {"kind": "malformed", "count": int(MALFORMED)},
                 {"kind": "gap", "count": 2},
                 {"kind": "cross", "market": market, "seconds": 3},
             ):
@@ -228,6 +230,10 @@ async def test_shards_ha_pairs_two_scrapers_victoriametrics_vmalert(
             await control(sim, "POST", "/control/pause")
             await assert_recorded_totals_exact(vm, ruler, sim, "all up")
             await assert_deduplicated(vm, agent, prom, sim)
+            # A clean run apart from the faults: the only invalid frames are the injected malformed ones
+            # (MALFORMED on each exporter's one link).
+            invalid = await by_label(vm, "sum by (instance) (dydx_messages_invalid_total)", "instance")
+            assert invalid == {r.address: MALFORMED for r in replicas.values()}, invalid
 
             # One replica of a pair down, then back (its counters start from zero again): its twin's count
             # is the pair's.
