@@ -11,6 +11,8 @@ A template naming a flag or a host the shipped file does not contain fails, so f
 
 `Component` is one of the four engines (victoria-metrics, vmagent, vmalert, Prometheus in agent mode): a
 process with a readiness probe that can be stopped and started again on the same port and data.
+The launchers' building blocks (`_Process`, the readiness probe and query helpers of `PrometheusServer`)
+are those of tests/fixtures/prom.py.
 """
 
 from __future__ import annotations
@@ -81,8 +83,8 @@ def render_scrape_config(path: Path, hosts: Mapping[str, str], interval: float) 
 
 
 class Component(PrometheusServer):
-    """One engine: its process, its Prometheus-compatible HTTP API (queries work against VictoriaMetrics),
-    and `restart()` on the same port and data directory."""
+    """One engine: its process and its Prometheus-compatible HTTP API (queries work against VictoriaMetrics).
+    `stop()` then `start()` brings it back on the same port and data directory."""
 
     def __init__(self, name: str, argv: Sequence[str], port: int, workdir: Path) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
@@ -92,10 +94,6 @@ class Component(PrometheusServer):
     async def start(self) -> None:
         await self.process.start()
         await self.wait_ready()
-
-    async def restart(self) -> None:
-        await self.stop()
-        await self.start()
 
 
 @dataclass(frozen=True)
