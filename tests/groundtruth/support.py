@@ -6,6 +6,7 @@ has drained what was sent, and compare its /metrics with the simulator's GET /co
     await pause(sim)
     samples, truth = await drained(exp.metrics_url, sim)       # exporter's updates == what was delivered
     assert not differences(samples, truth), ...
+    await equal_after_traffic(exp.metrics_url, sim)            # after faults: traffic, pause, equal, resume
 
 `sim` is anything with `base_url` and `ws_url`: an in-process Simulator or a `dydx-exporter simulate`
 process. The exporter's settings always come from `Settings.from_sources(argv, env)`, so channel names and
@@ -179,33 +180,22 @@ def update_differences(samples: Samples, truth: Mapping[str, Any]) -> list[str]:
 
 
 async def drained(
-    metrics_url: str, sim: HasUrls, exact: bool = True, timeout: float = 20.0
+    metrics_url: str, sim: HasUrls, markets: Iterable[str] = (), timeout: float = 20.0
 ) -> tuple[Samples, dict[str, Any]]:
-    """With the simulator paused: wait until the exporter has processed everything sent, and return its
-    samples and the truth of that moment.
-
-    `exact`: until every channel's dydx_updates_total equals what the simulator delivered (a clean run: no
-    frame may be lost). Otherwise (frames legitimately lost to injected faults): until the exporter's update
-    counts and the truth stay the same over three polls, 0.3 s apart (longer than a batch interval).
-    """
+    """With the simulator paused, in a clean run: wait until every channel's dydx_updates_total equals the
+    updates the simulator delivered (no frame may be lost), and return the exporter's samples and the
+    truth (of `markets`, default all) read in that same poll, so a batch flushed later is in neither."""
     async with aiohttp.ClientSession() as session:
-        history: list[tuple[float, str]] = []
         last: tuple[Samples, dict[str, Any]] | None = None
 
         async def done() -> bool:
             nonlocal last
             samples = await scrape(metrics_url, session)
-            truth = await ground_truth(sim, session=session)
-            last = samples, truth
-            if exact:
-                return not update_differences(samples, truth)
-            history.append(
-                (metric_sum(samples, "dydx_updates_total"), orjson.dumps(truth["updates_delivered"]).decode())
-            )
-            return len(history) >= 3 and len(set(history[-3:])) == 1
+            last = samples, await ground_truth(sim, markets, session)
+            return not update_differences(*last)
 
         try:
-            await wait_for(done, timeout=timeout, interval=0.1 if exact else 0.3)
+            await wait_for(done, timeout=timeout, interval=0.1)
         except AssertionError:
             assert last is not None
             raise AssertionError(

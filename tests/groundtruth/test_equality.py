@@ -75,8 +75,7 @@ async def scenario(
     try:
         await traffic(sim, markets, channels)
         await pause(sim)
-        samples, _ = await drained(exporter.metrics_url, sim)
-        truth = await ground_truth(sim, markets)
+        samples, truth = await drained(exporter.metrics_url, sim, markets)
         return Outcome(name, differences(samples, truth), truth, exporter.invalid_logs())
     finally:
         assert await exporter.stop() == 0, f"{name}: the exporter did not exit cleanly"
