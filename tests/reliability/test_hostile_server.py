@@ -1,6 +1,6 @@
-"""The whole feed loop (socket → Link → Processor → metrics) against a hostile indexer on loopback.
+"""The whole feed loop (socket → Link → Router → metrics) against a hostile indexer on loopback.
 
-tests/unit/test_processor_properties.py explores frame shapes with hypothesis at the Processor; this sends
+tests/unit/test_processor_properties.py explores frame shapes with hypothesis at the Router; this sends
 what only a socket can carry — invalid UTF-8 in a text frame, binary frames, deep nesting, long strings,
 frames over --feed.max-frame-bytes and over twice that — through a real connection, and checks that none
 of it raises out of the feed loop: every hostile frame is counted in dydx_messages_invalid_total, the link

@@ -13,7 +13,7 @@ from exporter.state.msgids import MessageIds
 
 
 def _hot_path_see(ids: MessageIds, message_id: int, now: float) -> bool:
-    """What Processor.handle does with a data frame's id."""
+    """What Router.handle does with a data frame's id."""
     if message_id == ids.fast_next:
         ids.fast_next = message_id + 1
         return True

@@ -1,4 +1,4 @@
-"""The Processor fed real frames in the reference's shapes: what each channel does to state and metrics,
+"""The frame router fed real frames in the reference's shapes: what each channel does to state and metrics,
 and the Control events the feed acts on."""
 
 from __future__ import annotations
