@@ -133,17 +133,24 @@ async def recording_evaluations(ruler: Component) -> float:
 
 async def assert_recorded_totals_exact(vm: Component, ruler: Component, sim: Simulator, when: str) -> None:
     """Paused: the recorded totals in VictoriaMetrics reach the simulator's ground truth exactly, and stay
-    there for STABLE_EVALUATIONS more evaluations (a total rising past the truth cannot pass)."""
+    there for STABLE_EVALUATIONS more evaluations (a total rising past the truth cannot pass); every
+    exporter's block height is the simulator's."""
     assert sim.paused
     truth_updates, truth_trades = await ground_truth(sim)
     assert sum(truth_trades.values()) > 0 and all(truth_updates.values()), truth_updates
+    height = float((await control(sim, "GET", "/control/truth"))["block_height"])
     last: dict[str, Any] = {}
 
     async def exact() -> bool:
         updates = await by_label(vm, "channel:dydx_updates_total:sum", "channel")
         trades = await by_label(vm, "market:dydx_trades_total:sum", "market")
-        last.update(updates={c: updates.get(c) for c in CHANNELS}, trades=trades)
-        return last["updates"] == truth_updates and trades == truth_trades
+        heights = await by_label(vm, "dydx_block_height", "instance")
+        last.update(updates={c: updates.get(c) for c in CHANNELS}, trades=trades, heights=heights)
+        return (
+            last["updates"] == truth_updates
+            and trades == truth_trades
+            and list(heights.values()) == [height] * len(EXAMPLE_EXPORTERS)
+        )
 
     try:
         await wait_for(cast(Any, exact), timeout=CONVERGE, interval=0.5)
@@ -151,7 +158,8 @@ async def assert_recorded_totals_exact(vm: Component, ruler: Component, sim: Sim
         pytest.fail(
             f"{when}: recorded totals never matched the ground truth\n"
             f"  updates recorded {last.get('updates')}\n  updates truth    {truth_updates}\n"
-            f"  trades recorded  {last.get('trades')}\n  trades truth     {truth_trades}"
+            f"  trades recorded  {last.get('trades')}\n  trades truth     {truth_trades}\n"
+            f"  block heights    {last.get('heights')}, truth {height}"
         )
     seen = await recording_evaluations(ruler)
 
