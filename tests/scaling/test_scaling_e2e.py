@@ -11,12 +11,13 @@ Asserted, with the simulator paused before each comparison:
 - every query of every dashboard panel returns data from VictoriaMetrics;
 - the recorded feed-wide totals (`channel:dydx_updates_total:sum` per channel, `market:dydx_trades_total:sum`
   per market) equal what the simulator published, exactly: HA pairs counted once, shards summed, every
-  market in exactly one shard;
+  market in exactly one shard; every exporter's block height is the simulator's; the only invalid frames
+  are the injected malformed ones; both scrapers wrote, yet each series has one sample per scrape interval;
 - a simulator fault (a message-id gap) fires DydxMessageGaps through vmalert to Alertmanager's webhook;
 - stopping one replica of a pair (then restarting it), then one scraper, loses nothing: the totals are
   exact while the scraper is down and again after it is back.
 
-Wall time: 40-65 s measured on the shared, loaded 2-core development machine (load average 4-5).
+Wall time: 40-70 s measured on the shared, loaded 2-core development machine (load average 4-5).
 """
 
 from __future__ import annotations
