@@ -77,6 +77,14 @@ def rate(metric: str, *matchers: str, fn: str = "rate") -> str:
     return f"{fn}({sel(metric, *matchers)}{RATE})"
 
 
+def age(metric: str, *matchers: str) -> str:
+    """Seconds from the Unix time a gauge holds to when Prometheus scraped it: how old the data was as the
+    exporter last reported it. Not `time() - metric`, which adds the time since that scrape (0 to 15 s at
+    the production interval) and turned a healthy feed orange between scrapes."""
+    selector = sel(metric, *matchers)
+    return f"(timestamp({selector}) - {selector})"
+
+
 def exporters_only(expr: str) -> str:
     """`expr` for the exporters among the selected targets. With All, $job matches every job of the
     Prometheus (the simulator, Prometheus itself): their `up`, `scrape_*` and `process_*` series would

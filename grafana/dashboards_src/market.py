@@ -9,6 +9,7 @@ from grafana.blocks import (
     MARKET,
     PanelBuilder,
     Q,
+    age,
     event_bars,
     events,
     graph,
@@ -142,14 +143,14 @@ def _freshness() -> list[PanelBuilder]:
     return [
         graph(
             "Data age",
-            "Seconds since the market's last snapshot or update, per channel (v4_orderbook, v4_trades, "
-            "v4_candles; v4_markets is its oracle price), freshest replica. A market that ages while the "
-            "link is up is stale; an illiquid one ages on the wire too, so compare with its usual level.",
+            "Age of the market's last snapshot or update when last scraped, per channel (v4_orderbook, "
+            "v4_trades, v4_candles; v4_markets is its oracle price), freshest replica. A market that ages "
+            "while the link is up is stale; an illiquid one ages on the wire too, so compare with its usual "
+            "level.",
             "s",
             [
                 Q(
-                    f"time() - max by (market, channel) "
-                    f"({sel('dydx_market_last_update_timestamp_seconds', M)})",
+                    f"min by (market, channel) ({age('dydx_market_last_update_timestamp_seconds', M)})",
                     "{{market}} {{channel}}",
                 )
             ],

@@ -10,6 +10,7 @@ from grafana.blocks import (
     OVERVIEW,
     PanelBuilder,
     Q,
+    age,
     event_bars,
     events,
     exporters_only,
@@ -50,9 +51,8 @@ def _status_row() -> list[PanelBuilder]:
             "Exporters up",
             "Exporters Prometheus scrapes successfully (`up`; other jobs of the Prometheus left out).",
             "none",
-            Q(f"count({exporters_only(sel('up') + ' == 1')})"),
+            Q(f"count({exporters_only(sel('up') + ' == 1')}) or vector(0)"),
             thresholds=((None, "red"), (1, "green")),
-            no_value="0",
             integer=True,
         ),
         single(
@@ -60,9 +60,8 @@ def _status_row() -> list[PanelBuilder]:
             "Instances whose /readyz answers 200 (`dydx_ready`): connected, subscribed, and every channel "
             "expected to flow fresher than --data.stale-after.",
             "none",
-            Q(f"count({sel('dydx_ready')} == 1)"),
+            Q(f"count({sel('dydx_ready')} == 1) or vector(0)"),
             thresholds=((None, "red"), (1, "green")),
-            no_value="0",
             integer=True,
         ),
         single(
@@ -82,18 +81,18 @@ def _status_row() -> list[PanelBuilder]:
         ),
         single(
             "Data age (worst channel)",
-            "Seconds since the last data frame, on the stalest channel of the stalest instance.",
+            "Age of the last data frame when last scraped, on the stalest channel of the stalest instance.",
             "s",
-            Q(f"max(time() - {sel('dydx_last_message_timestamp_seconds')})"),
+            Q(f"max({age('dydx_last_message_timestamp_seconds')})"),
             thresholds=((None, "green"), (10, "orange"), (30, "red")),
         ),
         single(
             "Alerts firing",
             "Alerts Prometheus reports as firing for the selected exporters (`ALERTS`).",
             "none",
-            Q(f"count({sel('ALERTS', FIRING)})"),
+            # `or vector(0)`: none firing is a green 0, not "no data".
+            Q(f"count({sel('ALERTS', FIRING)}) or vector(0)"),
             thresholds=((None, "green"), (1, "red")),
-            no_value="0",
             integer=True,
         ),
     ]
@@ -111,18 +110,18 @@ def _block_row() -> list[PanelBuilder]:
         ),
         single(
             "Block lag",
-            "Wall clock minus the timestamp of the newest block: how far behind the chain the feed is.",
+            "Scrape time minus the timestamp of the newest block: how far behind the chain the feed is.",
             "s",
-            Q(f"min(time() - {sel('dydx_block_timestamp_seconds')})"),
+            Q(f"min({age('dydx_block_timestamp_seconds')})"),
             width=6,
             thresholds=((None, "green"), (5, "orange"), (30, "red")),
         ),
         graph(
             "Block lag by instance",
-            "Wall clock minus the newest block's timestamp, per instance.",
+            "Scrape time minus the newest block's timestamp, per instance.",
             "s",
             [
-                Q(f"time() - {sel('dydx_block_timestamp_seconds')}", "{{instance}} lag"),
+                Q(age("dydx_block_timestamp_seconds"), "{{instance}} lag"),
             ],
             width=6,
             height=4,
@@ -325,9 +324,9 @@ def _connections() -> list[PanelBuilder]:
         ),
         graph(
             "Data age by channel",
-            "Seconds since the last data frame, per channel (worst instance).",
+            "Age of the last data frame when last scraped, per channel (worst instance).",
             "s",
-            [Q(f"max by (channel) (time() - {sel('dydx_last_message_timestamp_seconds')})", "{{channel}}")],
+            [Q(f"max by (channel) ({age('dydx_last_message_timestamp_seconds')})", "{{channel}}")],
         ),
         listing(
             "Alerts firing",
