@@ -1,16 +1,18 @@
 """Who is at fault: the chain, the indexer, one of its WebSocket servers, or its REST read replicas.
 
 The overview's top row puts the four heads side by side (README "Is it the chain or the indexer?"): the
-age of each head's newest block, the lags the recording rules of prometheus/rules/dydx-chain.yml compute,
-and one stat naming the likely culprit from the attribution alerts that fire. The internals dashboard gets
-the per-link view and the chain RPC polls.
+age of each head's newest block, the blocks each trails by (the same differences as the recording rules of
+prometheus/rules/dydx-chain.yml, computed from the exporter's own series), and one stat naming the likely
+culprit from the attribution alerts that fire. The internals dashboard gets the per-link view and the
+chain RPC polls.
 """
 
 from __future__ import annotations
 
-from grafana.blocks import PanelBuilder, Q, graph, quantile, rate, sel, single
+from grafana.blocks import PanelBuilder, Q, graph, quantile, rate, sel, single, states
 
 FIRING = 'alertstate="firing"'
+USABLE = {"0": ("unusable", "red"), "1": ("usable", "green")}
 
 #: The culprit stat's value → what it says, most fundamental cause first (a halted chain explains a
 #: stalled indexer, which explains its links and REST).
@@ -32,40 +34,55 @@ def _culprit_query() -> str:
     return " or ".join([*parts, "vector(0)"])
 
 
+def _trusted(metric: str) -> str:
+    """`metric` of the chain nodes that answer on the indexer's network and are not catching up."""
+    return f"({sel(metric)} and {sel('dydx_chain_rpc_up')} == 1 and {sel('dydx_chain_catching_up')} == 0)"
+
+
+def _age(metric: str) -> str:
+    """Seconds from the block time in `metric` to the scrape that read it (0 means none yet)."""
+    return f"timestamp({sel(metric)}) - ({sel(metric)} > 0)"
+
+
+def _behind_freshest_link(metric: str) -> str:
+    """Each link's `metric` behind the best of its exporter's links."""
+    best, each = f"max by (instance) ({sel(metric)})", f"max by (instance, connection) ({sel(metric)})"
+    return f"{best} - on (instance) group_right {each}"
+
+
 def who_is_at_fault_row() -> list[PanelBuilder]:
     mappings = {"0": "nothing: all heads agree"} | {
         str(number): text for number, (_, text) in enumerate(CULPRITS, start=1)
     }
-    behind_chain = "instance:dydx_block_height:behind_chain"
-    rest_behind = "instance:dydx_rest_block_height:behind_ws"
-    link_behind = "instance_connection:dydx_link_block_height:behind_freshest"
+    ws = f"max by (instance) ({sel('dydx_block_height')} > 0)"
     return [
         single(
             "Likely culprit",
             "Which attribution alert fires, the most fundamental first: the chain (DydxChainHalted), the "
             "indexer (DydxIndexerBehindChain), one WebSocket server (DydxLinkBehind), REST read replicas "
-            "(DydxRestBehindWebSocket). 'unknown' while no chain RPC is usable (DydxChainRpcDown). Needs "
-            "--chain.rpc-url for the chain's head.",
+            "(DydxRestBehindWebSocket). 'unknown' while no chain RPC is usable (DydxChainRpcDown). The "
+            "chain's head needs --chain.rpc-url.",
             "none",
             Q(_culprit_query()),
             width=6,
             height=8,
             thresholds=((None, "green"), (1, "red"), (5, "orange")),
             mappings=mappings,
+            integer=True,
         ),
         graph(
             "Age of each head's newest block",
-            "Wall clock minus the time of the newest block as each source knows it: the chain "
-            "(trusted full nodes), the WebSocket (freshest link), REST (/v4/height) and every link. All "
+            "The time of each scrape minus the newest block's time as each source knows it: each chain node "
+            "(CometBFT /status), the WebSocket (freshest link), REST (/v4/height) and every link. All "
             "rising together: the chain halted. The chain flat and the others rising: the indexer. One "
-            "link or REST alone: that socks instance, or the read replicas.",
+            "link or REST rising alone: that socks instance, or the read replicas.",
             "s",
             [
-                Q(f"time() - {sel('instance:dydx_chain_block_timestamp_seconds:max_trusted')}", "chain"),
-                Q(f"time() - ({sel('dydx_block_timestamp_seconds')} > 0)", "WebSocket {{instance}}"),
-                Q(f"time() - {sel('dydx_rest_block_timestamp_seconds')}", "REST {{instance}}"),
+                Q(f"min by (rpc) ({_age('dydx_chain_block_timestamp_seconds')})", "chain {{rpc}}"),
+                Q(f"min by (instance) ({_age('dydx_block_timestamp_seconds')})", "WebSocket"),
+                Q(f"min by (instance) ({_age('dydx_rest_block_timestamp_seconds')})", "REST"),
                 Q(
-                    f"time() - ({sel('dydx_link_block_timestamp_seconds')} > 0)",
+                    f"min by (instance, connection) ({_age('dydx_link_block_timestamp_seconds')})",
                     "link {{connection}} {{instance}}",
                 ),
             ],
@@ -75,14 +92,20 @@ def who_is_at_fault_row() -> list[PanelBuilder]:
         ),
         graph(
             "Blocks behind",
-            "The WebSocket head behind the chain's (DydxIndexerBehindChain: 30 blocks for 2 m warns, 100 "
-            "for 10 m pages), REST behind the WebSocket (DydxRestBehindWebSocket: 30 for 5 m), each link "
-            "behind the freshest link (DydxLinkBehind: 10 blocks or 10 s for 2 m).",
+            "The WebSocket head behind the chain's trusted head (DydxIndexerBehindChain: 30 blocks for 2 m "
+            "warns, 100 for 10 m pages), REST behind the WebSocket (DydxRestBehindWebSocket: 30 for 5 m), "
+            "each link behind its exporter's freshest link (DydxLinkBehind: 10 blocks or 10 s for 2 m).",
             "none",
             [
-                Q(sel(behind_chain), "WebSocket behind chain {{instance}}"),
-                Q(sel(rest_behind), "REST behind WebSocket {{instance}}"),
-                Q(sel(link_behind), "{{connection}} behind freshest {{instance}}"),
+                Q(
+                    f"max by (instance) {_trusted('dydx_chain_block_height')} - {ws}",
+                    "WebSocket behind chain {{instance}}",
+                ),
+                Q(
+                    f"{ws} - max by (instance) ({sel('dydx_rest_block_height')})",
+                    "REST behind WebSocket {{instance}}",
+                ),
+                Q(_behind_freshest_link("dydx_link_block_height"), "{{connection}} behind {{instance}}"),
             ],
             width=9,
             height=8,
@@ -92,25 +115,29 @@ def who_is_at_fault_row() -> list[PanelBuilder]:
 
 
 def per_link_row() -> list[PanelBuilder]:
-    seconds_behind = "instance_connection:dydx_link_block_timestamp_seconds:behind_freshest"
     return [
         graph(
-            "Block height by link",
-            "Each WebSocket link's own v4_block_height (`dydx_link_block_height`): a saturated socks "
-            "instance shows as one link falling behind while staying connected.",
-            "none",
-            [Q(sel("dydx_link_block_height"), "{{instance}} {{connection}}")],
-            width=8,
-            integer=True,
-        ),
-        graph(
             "Link behind the freshest link",
-            "Seconds of block time each connected link trails the freshest link of its exporter "
-            "(DydxLinkBehind fires above 10 s or 10 blocks for 2 minutes).",
+            "Seconds of block time each WebSocket link (`dydx_link_block_timestamp_seconds`) trails the "
+            "freshest link of its exporter: a saturated socks instance shows as one link falling behind "
+            "while staying connected (DydxLinkBehind: above 10 s or 10 blocks for 2 minutes).",
             "s",
-            [Q(sel(seconds_behind), "{{instance}} {{connection}}")],
-            width=8,
+            [Q(_behind_freshest_link("dydx_link_block_timestamp_seconds"), "{{instance}} {{connection}}")],
+            width=6,
             min_value=0,
+        ),
+        states(
+            "Chain RPC nodes",
+            "Each --chain.rpc-url node: usable when its last /status poll succeeded on the indexer's network "
+            "(`dydx_chain_rpc_up`) and it is not catching up (`dydx_chain_catching_up`).",
+            [
+                Q(
+                    f"{sel('dydx_chain_rpc_up')} * (1 - {sel('dydx_chain_catching_up')})",
+                    "{{instance}} {{rpc}}",
+                )
+            ],
+            USABLE,
+            width=6,
         ),
         graph(
             "Chain RPC polls",
@@ -118,13 +145,13 @@ def per_link_row() -> list[PanelBuilder]:
             "connection_error, invalid_body).",
             "reqps",
             [Q(f"sum by (rpc, code) ({rate('dydx_chain_rpc_requests_total')})", "{{rpc}} {{code}}")],
-            width=4,
+            width=6,
         ),
         graph(
             "Chain RPC poll duration",
             "90th percentile of the duration of a /status poll, by node.",
             "s",
             [Q(quantile(0.9, "dydx_chain_rpc_request_duration_seconds", "rpc"), "p90 {{rpc}}")],
-            width=4,
+            width=6,
         ),
     ]

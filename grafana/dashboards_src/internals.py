@@ -17,6 +17,7 @@ from grafana.blocks import (
     row,
     sel,
 )
+from grafana.dashboards_src.fault import per_link_row
 
 
 def _scrape() -> list[PanelBuilder]:
@@ -143,9 +144,15 @@ def build() -> Dashboard:
     dashboard = new_dashboard(
         INTERNALS,
         "The exporter process: scrape cost, CPU, memory, file descriptors, event-loop lag, garbage "
-        "collection and its REST calls to the indexer.",
+        "collection, its REST calls to the indexer, each WebSocket link's head and the chain RPC polls.",
     )
-    for title, panels in (("Scrape", _scrape()), ("Process", _process()), ("REST API", _rest())):
+    sections = (
+        ("Scrape", _scrape()),
+        ("Process", _process()),
+        ("REST API", _rest()),
+        ("Links and chain RPC", per_link_row()),
+    )
+    for title, panels in sections:
         dashboard = dashboard.with_row(row(title))
         for panel in panels:
             dashboard = dashboard.with_panel(panel)

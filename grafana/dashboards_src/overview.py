@@ -24,6 +24,7 @@ from grafana.blocks import (
     single,
     states,
 )
+from grafana.dashboards_src.fault import who_is_at_fault_row
 
 ACTIVE = 'state="active"'
 FIRING = 'alertstate="firing"'
@@ -383,6 +384,7 @@ def _subaccounts() -> list[PanelBuilder]:
 def sections() -> list[tuple[str, list[PanelBuilder]]]:
     """The overview's rows, top to bottom, each (title, panels): a new row is one more entry here."""
     return [
+        ("Who is at fault", who_is_at_fault_row()),
         ("Status", _status_row() + _block_row()),
         ("Throughput", _throughput()),
         ("Latency", _latency()),

@@ -104,12 +104,19 @@ async def wait_every_panel_has_data(
 async def test_every_panel_query_returns_data_and_every_panel_renders(
     simulator_factory, exporter_factory, prometheus_factory, tmp_path: Path
 ):
-    sim = await simulator_factory(markets=3, block_time=0.2, ping_interval=1.0)
+    sim = await simulator_factory(markets=3, block_time=0.2, ping_interval=1.0, chain_rpc_port=0)
     # An HA pair: two replicas of one shard, scraped with `replica` a and b, as in production.
     # The simulator's synthetic subaccount (it serves one by default), for the overview's subaccount row.
     subaccount = next(f"{s.address}/{s.number}" for s in sim.source.subaccounts)
     replicas = [
-        await exporter_factory(sim, discovery_interval=1.0, subaccounts=(subaccount,)) for _ in range(2)
+        await exporter_factory(
+            sim,
+            discovery_interval=1.0,
+            subaccounts=(subaccount,),
+            chain_rpc_urls=(sim.chain_rpc_url,),  # the chain's head, for the "Who is at fault" panels
+            chain_poll_interval=0.5,
+        )
+        for _ in range(2)
     ]
     job = scrape_config(JOB, [replicas[0].url.removeprefix("http://")], {"shard": "0/1", "replica": "a"})
     job["static_configs"].append(
