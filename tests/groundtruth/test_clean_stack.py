@@ -1,15 +1,18 @@
-"""A clean stack fires nothing: the simulator with no fault, the real `dydx-exporter` CLI (every channel,
-candles and subaccounts included; one exporter unbatched, one batched), the real Prometheus running the
-project's rules and the real Alertmanager with the project's routes. Over the whole run no alert but
-`Watchdog` fires in Prometheus, is held by Alertmanager or is notified at the webhook; once every series has
-a full range window of history (a channel with one sample has "not changed", and a channel silent since the
-exporter started is meant to be pending from the first evaluation), none is even pending; and the exporters
-count no invalid frame, no server error and no reconnect.
+"""A clean stack fires nothing: the simulator with no fault (its chain's CometBFT RPC too), the real
+`dydx-exporter` CLI (every channel, candles and subaccounts included, the chain's and REST's heads polled;
+one exporter unbatched, one batched), the real Prometheus running the project's rules and the real
+Alertmanager with the project's routes. Over the whole run no alert but `Watchdog` fires in Prometheus,
+is held by Alertmanager or is notified at the webhook; once every series has a full range window of
+history (a channel with one sample has "not changed", and a channel silent since the exporter started is
+meant to be pending from the first evaluation), none is even pending; and the exporters count no invalid
+frame, no server error and no reconnect.
 
-Durations of the rules are scaled by 1/30, as in tests/e2e/test_alerts_e2e.py (`for: 5m` -> 10 s); the
-clean window lasts WINDOW seconds, the scaled equivalent of 20 minutes in production: every `for:` and
-every rate window of the rules fits in it several times. Prometheus' own record (max_over_time of ALERTS)
-is what is checked, so no evaluation between two polls can be missed.
+Durations of the rules are scaled by 1/30, as in tests/e2e/test_alerts_e2e.py (`for: 5m` -> 10 s), and the
+simulator's blocks come every 0.2 s, so the exporter polls the chain and REST heads proportionally faster
+(as tests/e2e/test_fault_attribution.py does: a 5 s REST poll would trail by 25 blocks here, 5 in
+production). The clean window lasts WINDOW seconds, the scaled equivalent of 20 minutes in production:
+every `for:` and every rate window of the rules fits in it several times. Prometheus' own record
+(max_over_time of ALERTS) is what is checked, so no evaluation between two polls can be missed.
 
 It found a real false positive: DydxFeedStale fired on v4_subaccounts, a channel that only speaks when the
 account trades; the rule now leaves the account channels out.
@@ -55,9 +58,17 @@ async def test_a_clean_stack_fires_nothing_but_the_watchdog(
     exporters: list[CliExporter] = []
     try:
         for seed, batched in ((7, False), (8, True)):
-            sim = await simulator_factory(markets=4, block_time=0.2, rate=1.0, seed=seed, ping_interval=1.0)
+            sim = await simulator_factory(
+                markets=4, block_time=0.2, rate=1.0, seed=seed, ping_interval=1.0, chain_rpc_port=0
+            )
             sub = sim.source.subaccounts[0]  # type: ignore[attr-defined]
-            flags = ["--candles.resolutions=1MIN,5MINS", f"--subaccounts={sub.address}/{sub.number}"]
+            flags = [
+                "--candles.resolutions=1MIN,5MINS",
+                f"--subaccounts={sub.address}/{sub.number}",
+                f"--chain.rpc-url={sim.chain_rpc_url}",
+                "--chain.poll-interval=250ms",
+                "--rest.height-interval=500ms",
+            ]
             exporters.append(await CliExporter.start(sim, *flags, *(["--feed.batched"] if batched else [])))
         am = await alertmanager_factory(alertmanager_test_config(webhook_receiver.url))
         groups = [
@@ -81,7 +92,10 @@ async def test_a_clean_stack_fires_nothing_but_the_watchdog(
         async def flowing() -> bool:
             moving = await prom.query("instance:dydx_block_height:deriv1m > 0")
             rates = await prom.query("instance:dydx_ws_messages:rate5m > 0")
-            return len(moving) == len(rates) == len(exporters)
+            # The chain rules judge real data: the chain's head against the WebSocket's, REST's too.
+            chain = await prom.query("instance:dydx_block_height:behind_chain")
+            rest = await prom.query("instance:dydx_rest_block_height:behind_ws")
+            return len(moving) == len(rates) == len(chain) == len(rest) == len(exporters)
 
         await wait_for(flowing, 30, interval=0.5, message="both exporters' data in Prometheus")
         window_from = time.monotonic() + WARMUP
