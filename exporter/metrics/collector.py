@@ -120,9 +120,10 @@ class Collector(MetricSource):
         the collector's lifetime)."""
         return self._markets.markets
 
-    def forget_market(self, ticker: str) -> None:
-        """Remove every series of the market (delisted or unsubscribed)."""
-        self._markets.forget(ticker)
+    def forget_market(self, ticker: str, still_listed: str | None = None) -> None:
+        """Remove every series of the market (delisted or unsubscribed), but its dydx_market_info while the
+        indexer still lists it (`still_listed` is then its status)."""
+        self._markets.forget(ticker, still_listed)
 
     def subaccount(self, sub_id: str) -> SubaccountMetrics | None:
         """The metrics of a configured subaccount; None for any other id (the label stays bounded)."""

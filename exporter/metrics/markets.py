@@ -86,10 +86,17 @@ class MarketTable(MetricSource):
         the table's lifetime)."""
         return self._markets
 
-    def forget(self, ticker: str) -> None:
-        """Remove every series of the market (delisted or unsubscribed)."""
-        if self._markets.pop(ticker, None) is not None:
-            self._sorted = None
+    def forget(self, ticker: str, still_listed: str | None = None) -> None:
+        """Remove every series of the market (delisted or unsubscribed). A market the indexer still lists
+        with status `still_listed` (unsubscribed for FINAL_SETTLEMENT, say) keeps its dydx_market_info."""
+        old = self._markets.pop(ticker, None)
+        if old is None:
+            return
+        self._sorted = None
+        if still_listed is not None and old.listed:
+            kept = self._markets[ticker] = MarketMetrics(ticker)
+            kept.listed = True
+            kept.status = still_listed
 
     def _by_ticker(self) -> list[MarketMetrics]:
         if self._sorted is None:

@@ -138,7 +138,8 @@ class Router:
     def forget_market(self, ticker: str) -> None:
         for handler in self._handlers.values():
             handler.forget(ticker)
-        self._collector.forget_market(ticker)
+        # Unsubscribed but still listed (FINAL_SETTLEMENT): its market info stays, with its status.
+        self._collector.forget_market(ticker, self.universe.statuses.get(ticker))
 
     def handle(self, link: str, raw: str | bytes, received_at: float) -> Control | None:
         # The hot path, one function for both decode paths so the envelope's bookkeeping is written once:
