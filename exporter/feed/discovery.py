@@ -16,11 +16,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
-import orjson
 
 from exporter.config import Settings
-from exporter.feed.backoff import Backoff, parse_retry_after
-from exporter.feed.errors import describe, shorten
+from exporter.feed.backoff import Backoff
+from exporter.feed.http import HttpFailed as RestFailed
+from exporter.feed.http import get_json, invalid_body
 from exporter.feed.pool import Pool
 from exporter.feed.sink import FeedObserver
 from exporter.lifecycle import cancel_and_wait
@@ -30,17 +30,8 @@ from exporter.state.universe import DELISTED_STATUSES, MarketUniverse
 log = get_logger(__name__)
 
 MARKETS_ENDPOINT = "/v4/perpetualMarkets"
+MARKET_LIST = "a market list"
 __all__ = ["DELISTED_STATUSES", "MARKETS_ENDPOINT", "Discovery", "RestFailed"]
-
-
-class RestFailed(Exception):
-    """`code` is the bounded label of dydx_rest_requests_total; `detail` a sentence for the log."""
-
-    def __init__(self, code: str, retry_after: float = 0.0, detail: str = "") -> None:
-        super().__init__(code)
-        self.code = code
-        self.retry_after = retry_after
-        self.detail = detail
 
 
 class Discovery:
@@ -110,36 +101,24 @@ class Discovery:
         self.fetches += 1
         url = self._settings.feed.rest_url + MARKETS_ENDPOINT
         started = time.monotonic()
-        code = "error"
+        code = "invalid_body"
         try:
-            async with asyncio.timeout(self._settings.feed.discovery_timeout):
-                async with self._session.get(url) as resp:
-                    code = str(resp.status)
-                    if resp.status == 429:
-                        retry = parse_retry_after(resp.headers.get("Retry-After"), milliseconds=True)
-                        raise RestFailed(code, retry, f"HTTP 429 Too Many Requests (retry after {retry:g}s)")
-                    body = await resp.read()
-                    if resp.status != 200:
-                        text = shorten(body.decode(errors="replace"), 200) or "no body"
-                        status = f"HTTP {resp.status} {resp.reason or ''}".strip()
-                        raise RestFailed(code, 0.0, f"{status}: {text}")
-            try:
-                data = orjson.loads(body)
-                if not isinstance(data, dict) or "markets" not in data:
-                    raise TypeError("no markets object")
-                markets = data["markets"]
-                if not isinstance(markets, dict) or not all(isinstance(m, dict) for m in markets.values()):
-                    raise TypeError("markets is not a mapping of objects")
-            except (orjson.JSONDecodeError, TypeError) as exc:
-                code = "invalid_body"
-                raise RestFailed(code, 0.0, f"the answer is not a market list ({describe(exc)})") from None
+            data = await get_json(
+                self._session,
+                url,
+                self._settings.feed.discovery_timeout,
+                MARKET_LIST,
+                retry_after_milliseconds=True,
+            )
+            if not isinstance(data, dict) or "markets" not in data:
+                raise invalid_body(MARKET_LIST, "no markets object")
+            markets = data["markets"]
+            if not isinstance(markets, dict) or not all(isinstance(m, dict) for m in markets.values()):
+                raise invalid_body(MARKET_LIST, "markets is not a mapping of objects")
+            code = "200"
             return markets
-        except TimeoutError:
-            code = "timeout"
-            timeout = self._settings.feed.discovery_timeout
-            raise RestFailed(code, 0.0, f"no answer within {timeout:g}s") from None
-        except aiohttp.ClientError as exc:
-            code = "connection_error"
-            raise RestFailed(code, 0.0, describe(exc)) from None
+        except RestFailed as failure:
+            code = failure.code
+            raise
         finally:
             self._observer.rest_request(MARKETS_ENDPOINT, code, time.monotonic() - started)

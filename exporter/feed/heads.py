@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from exporter.feed.backoff import Backoff
+from exporter.feed.errors import describe
 from exporter.feed.http import HttpFailed, get_json, invalid_body
 from exporter.lifecycle import cancel_and_wait
 from exporter.logs import get_logger
@@ -35,6 +36,8 @@ log = get_logger(__name__)
 CHAIN_NETWORKS: Final[Mapping[str, str]] = {"mainnet": "dydx-mainnet-1", "testnet": "dydx-testnet-4"}
 HEIGHT_ENDPOINT: Final = "/v4/height"
 STATUS_PATH: Final = "/status"
+STATUS_ANSWER: Final = "a CometBFT /status answer"
+HEIGHT_ANSWER: Final = "a /v4/height answer"
 #: Longest `rpc` label value (a host name can be 253 characters).
 MAX_RPC_NAME: Final = 48
 
@@ -90,7 +93,7 @@ def parse_status(data: Any) -> NodeStatus:
         if not isinstance(network, str) or not isinstance(catching_up, bool):
             raise TypeError("network must be a string, catching_up a boolean")
     except (KeyError, TypeError, ValueError) as exc:
-        raise invalid_body(f"a CometBFT /status answer ({exc!r})") from None
+        raise invalid_body(STATUS_ANSWER, describe(exc)) from None
     return NodeStatus(network, height, block_time, catching_up)
 
 
@@ -99,7 +102,7 @@ def parse_height(data: Any) -> tuple[int, float]:
     try:
         return int(data["height"]), parse_time(data["time"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise invalid_body(f"a /v4/height answer ({exc!r})") from None
+        raise invalid_body(HEIGHT_ANSWER, describe(exc)) from None
 
 
 def rpc_names(urls: Sequence[str]) -> list[str]:
@@ -193,7 +196,7 @@ class ChainNode:
         started = time.monotonic()
         code = "invalid_body"
         try:
-            data = await get_json(self._session, self.url + STATUS_PATH, self._timeout)
+            data = await get_json(self._session, self.url + STATUS_PATH, self._timeout, STATUS_ANSWER)
             status = parse_status(data)
             code = "200"
             return status
@@ -255,7 +258,9 @@ class RestHead:
         started = time.monotonic()
         code = "invalid_body"
         try:
-            data = await get_json(self._session, self.url, self._timeout, retry_after_milliseconds=True)
+            data = await get_json(
+                self._session, self.url, self._timeout, HEIGHT_ANSWER, retry_after_milliseconds=True
+            )
             height, block_time = parse_height(data)
             code = "200"
         except HttpFailed as failure:

@@ -30,9 +30,15 @@ class HttpFailed(Exception):
 
 
 async def get_json(
-    session: aiohttp.ClientSession, url: str, timeout: float, *, retry_after_milliseconds: bool = False
+    session: aiohttp.ClientSession,
+    url: str,
+    timeout: float,
+    what: str,
+    *,
+    retry_after_milliseconds: bool = False,
 ) -> Any:
-    """The decoded JSON body of a 200 answer to GET `url`; raises HttpFailed."""
+    """The decoded JSON body of a 200 answer to GET `url`; raises HttpFailed. `what` names the answer
+    expected, for the sentence of an answer that is not JSON ("a market list")."""
     try:
         async with asyncio.timeout(timeout):
             async with session.get(url) as resp:
@@ -54,9 +60,9 @@ async def get_json(
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise HttpFailed("invalid_body", 0.0, f"the answer is not JSON ({describe(exc)})") from None
+        raise invalid_body(what, describe(exc)) from None
 
 
-def invalid_body(what: str) -> HttpFailed:
-    """The failure of a JSON answer without the expected shape; `what` says what was missing."""
-    return HttpFailed("invalid_body", 0.0, f"the answer is not {what}")
+def invalid_body(what: str, why: str) -> HttpFailed:
+    """The failure of an answer that is not `what` ("a market list"), `why` saying how."""
+    return HttpFailed("invalid_body", 0.0, f"the answer is not {what} ({why})")
