@@ -49,7 +49,8 @@ class FrameSink(Protocol):
         """The market is delisted or no longer subscribed: drop its state and remove its series."""
 
     def last_data_at(self, link: str, channel: str) -> float | None:
-        """Wall-clock time of the last data frame for `channel` on `link` (None if none yet)."""
+        """Wall-clock time of the last frame of a rated `channel` (ChannelSpec.rated: the ones the link
+        watchdog watches) on `link`; None if none yet."""
 
 
 class FeedObserver(Protocol):

@@ -68,6 +68,8 @@ DEFAULT_MAX_FRAME_BYTES: Final = 16 * 1024 * 1024
 DEFAULT_ID_GRACE_S: Final = 10.0
 _T_DATA: Final = ch.T_CHANNEL_DATA
 _T_BATCH: Final = ch.T_CHANNEL_BATCH_DATA
+#: A channel's metrics, its handler, and whether the link watchdog asks for its last data time (rated).
+_Route = tuple[ChannelMetrics, ChannelHandler, bool]
 
 
 class _Link:
@@ -106,7 +108,7 @@ class Router:
         #: when a channel's first frame arrives).
         self._handlers = {name: HANDLERS[spec.handler](shared) for name, spec in ch.CHANNELS.items()}
         #: channel name → (its metrics, its handler), filled as channels are first seen.
-        self._routes: dict[str, tuple[ChannelMetrics, ChannelHandler]] = {}
+        self._routes: dict[str, _Route] = {}
         self.books: OrderbookHandler = self._handlers[ch.ORDERBOOK]  # type: ignore[assignment]
         markets: MarketsHandler = self._handlers[ch.MARKETS]  # type: ignore[assignment]
         self.typed = TypedPath(self.books, markets, enabled=typed)
@@ -132,6 +134,7 @@ class Router:
             handler.link_closed(link, now)
 
     def last_data_at(self, link: str, channel: str) -> float | None:
+        """Kept for the rated channels only (the watchdog's): the others would cost a store per frame."""
         state = self._links.get(link)
         return None if state is None else state.last_data.get(channel)
 
@@ -188,7 +191,7 @@ class Router:
                 route = self._route(link, name, frame if frame is not None else raw[:200])
                 if route is None:
                     return None
-            cm, handler = route
+            cm, handler, rated = route
             cm.messages[_T_BATCH if batched else _T_DATA] += 1
             state = self._links.get(link)
             if state is not None and message_id.__class__ is int and message_id == state.ids.fast_next:
@@ -197,7 +200,8 @@ class Router:
                 state = self._links[link]
             else:
                 return None
-            state.last_data[cm.name] = received_at
+            if rated:
+                state.last_data[cm.name] = received_at
             cm.last_message_at = received_at
             ctx = state.ctx
             ctx.cm = cm
@@ -245,7 +249,7 @@ class Router:
                     reject(self._rejects, link, cm, event.reason, frame)
             return None
         if isinstance(event, Subscribed):
-            cm, handler = self._route_of(event.channel)
+            cm, handler, _ = self._route_of(event.channel)
             cm.messages[ch.T_SUBSCRIBED] += 1
             if not self._see(link, event.message_id, cm, now, frame):
                 return None
@@ -265,7 +269,7 @@ class Router:
             self._see(link, frame.get("message_id"), collector.unknown_channel, now, frame)
             return event
         if isinstance(event, Unsubscribed):
-            cm, handler = self._route_of(event.channel)
+            cm, handler, _ = self._route_of(event.channel)
             cm.messages[ch.T_UNSUBSCRIBED] += 1
             self._see(link, frame.get("message_id"), cm, now, frame)
             ctx = self._link(link).ctx
@@ -282,13 +286,14 @@ class Router:
         return event
 
     # --- routing and message ids ----------------------------------------------------------------------
-    def _route_of(self, name: str) -> tuple[ChannelMetrics, ChannelHandler]:
+    def _route_of(self, name: str) -> _Route:
         route = self._routes.get(name)
         if route is None:
-            route = self._routes[name] = (self._collector.channel(name), self._handlers[name])
+            spec = ch.CHANNELS[name]
+            route = self._routes[name] = (self._collector.channel(name), self._handlers[name], spec.rated)
         return route
 
-    def _route(self, link: str, name: object, frame: object) -> tuple[ChannelMetrics, ChannelHandler] | None:
+    def _route(self, link: str, name: object, frame: object) -> _Route | None:
         """The route of a data frame's channel seen for the first time; None (counted) if it has none."""
         if name.__class__ is str and name in self._handlers:
             return self._route_of(name)
