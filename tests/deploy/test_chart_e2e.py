@@ -15,6 +15,7 @@ import base64
 import contextlib
 import ssl
 from collections import defaultdict
+from collections.abc import Sequence
 
 import aiohttp
 import bcrypt
@@ -34,8 +35,8 @@ from tests.deploy.chart import (
 )
 from tests.fixtures.prom import PrometheusFactory
 from tests.fixtures.simulator import SimulatorFactory
-from tests.groundtruth.support import CliExporter, drained, pause
-from tests.helpers import Samples, wait_for
+from tests.groundtruth.support import CliExporter, pause
+from tests.helpers import Samples, metric_sum, scrape, wait_for
 from tests.stack.certs import CertificateAuthority
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(180)]
@@ -48,6 +49,23 @@ def trades_by_market_side(samples: Samples) -> dict[tuple[str, str], float]:
             found = dict(labels)
             out[found["market"], found["side"]] = value
     return out
+
+
+async def settled(urls: Sequence[str], polls: int = 3) -> list[Samples]:
+    """With the simulator paused: every exporter's samples once its dydx_updates_total has stayed the same
+    over `polls` polls 0.3 s apart (longer than a batch interval). Several exporters share the simulator,
+    so its truth (one consumer's view) cannot say when each has drained."""
+    history: list[tuple[float, ...]] = []
+    last: list[Samples] = []
+
+    async def still() -> bool:
+        nonlocal last
+        last = [await scrape(url) for url in urls]
+        history.append(tuple(metric_sum(samples, "dydx_updates_total") for samples in last))
+        return len(history) >= polls and len(set(history[-polls:])) == 1
+
+    await wait_for(still, timeout=20, interval=0.3, message="every exporter's update counts settled")
+    return last
 
 
 async def test_two_shards_of_two_replicas_count_every_trade_once(
@@ -108,9 +126,9 @@ async def test_two_shards_of_two_replicas_count_every_trade_once(
         # With the simulator paused and every exporter drained, the fleet-wide recording rule counts each
         # market's trades once: the max over the pair of the market's shard, not their sum.
         await pause(sim)
+        settled_samples = await settled([p.metrics_url for p in pods.values()])
         per_pod = {
-            name: trades_by_market_side((await drained(p.metrics_url, sim, exact=False))[0])
-            for name, p in pods.items()
+            name: trades_by_market_side(samples) for name, samples in zip(pods, settled_samples, strict=True)
         }
         shard_of_pod = {
             d["metadata"]["name"]: pod_labels(d)["dydx-exporter/shard"]
