@@ -86,6 +86,9 @@ class Replica:
             "--data.message-id-grace=1s",
             # REST discovery every second (default 5 m), so the REST latency panels have recent requests.
             "--discovery.interval=1s",
+            # The chain's head, from the simulator's CometBFT RPC, for the "Who is at fault" panels.
+            f"--chain.rpc-url={sim.chain_rpc_url}",
+            "--chain.poll-interval=500ms",
         )
         self.process: LoggedProcess | None = None
 
@@ -189,7 +192,7 @@ async def test_shards_ha_pairs_two_scrapers_victoriametrics_vmalert(
     webhook_receiver: WebhookReceiver,
     tmp_path: Path,
 ) -> None:
-    sim = await simulator_factory(markets=MARKETS, block_time=0.5, rate=2, paused=True)
+    sim = await simulator_factory(markets=MARKETS, block_time=0.5, rate=2, paused=True, chain_rpc_port=0)
     synthetic: Any = sim.source  # the synthetic market serves one subaccount (for the subaccount panels)
     subaccount = next(f"{s.address}/{s.number}" for s in synthetic.subaccounts)
     alertmanager = await alertmanager_factory(webhook_url=webhook_receiver.url)
