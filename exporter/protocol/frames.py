@@ -37,7 +37,14 @@ def number(value: object) -> float:
 
 def positive(value: object) -> float | None:
     """A price: a decimal string (or JSON number) that is finite and > 0."""
-    parsed = number(value)
+    # Two per live trade: the common case (a string) without the call to number().
+    if value.__class__ is str:
+        try:
+            parsed = float(value)
+        except ValueError:
+            return None
+    else:
+        parsed = number(value)
     return parsed if 0.0 < parsed < math.inf else None
 
 

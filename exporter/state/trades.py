@@ -158,6 +158,10 @@ class TradesHandler(ChannelHandler):
         super().__init__(shared)
         #: ticker → its trade ids and its metrics.
         self._tapes: dict[str, tuple[TradeIds, MarketMetrics]] = {}
+        # Bound once: `update` runs for every trade frame.
+        self._collector = shared.collector
+        self._timestamp = shared.timestamp
+        self._observe = shared.exchange.observe
 
     def snapshot(self, ctx: FrameContext, sub_id: str | None, contents: Any) -> None:
         if not valid_ticker(sub_id):
@@ -196,7 +200,7 @@ class TradesHandler(ChannelHandler):
         tape, market = entry
         now = ctx.received_at
         market.trades_at = now
-        collector = self.shared.collector
+        collector = self._collector
         newest: object = None
         for row in rows:
             if row.__class__ is not dict:
@@ -222,11 +226,11 @@ class TradesHandler(ChannelHandler):
             market.last_trade_price = price
             newest = row.get("createdAt")
         if newest is not None:
-            stamp = self.shared.timestamp(newest)
+            stamp = self._timestamp(newest)
             if stamp is None:
                 ctx.invalid("bad_number", newest)
             else:
-                self.shared.exchange.observe(ctx.cm.latency, stamp, now)  # type: ignore[arg-type]
+                self._observe(ctx.cm.latency, stamp, now)  # type: ignore[arg-type]
 
     def forget(self, ticker: str) -> None:
         self._tapes.pop(ticker, None)
