@@ -174,6 +174,9 @@ async def test_rpc_down_and_catching_up(sim: Simulator, session: aiohttp.ClientS
         ({"kind": "rest_lag"}, "rest_lag needs 'blocks'"),
         ({"kind": "link_lag", "seconds": 1, "connection": "7"}, "neither an index nor one of"),
         ({"kind": "rpc_down", "status": 200}, "HTTP error status"),
+        ({"kind": "indexer_lag", "seconds": 901}, "at most 900 s"),
+        ({"kind": "indexer_lag", "blocks": 100_000}, "at most 900 s, not 5000"),  # 0.05 s blocks
+        ({"kind": "link_lag", "seconds": 3600}, "at most 900 s"),
     ],
 )
 async def test_bad_chain_faults_are_refused_with_a_reason(

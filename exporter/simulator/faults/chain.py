@@ -14,6 +14,10 @@ from exporter.simulator.faults.base import (
     param,
 )
 
+#: The longest a lag may hold frames back: everything held is kept in memory (at the default rate about
+#: 400 frames a second for indexer_lag), and a quarter of an hour outlasts every alert window of the rules.
+MAX_LAG_SECONDS = 900.0
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChainHalt:
@@ -46,11 +50,18 @@ class IndexerLag:
             raise FaultError(f"indexer_lag.blocks must be between 1 and 100000, not {self.blocks!r}")
         check_seconds("indexer_lag", "seconds", self.seconds)
         check_seconds("indexer_lag", "duration", self.duration)
+        _check_lag("indexer_lag", self.seconds)
+
+
+def _check_lag(kind: str, seconds: float | None) -> None:
+    if seconds is not None and seconds > MAX_LAG_SECONDS:
+        raise FaultError(f"{kind} holds frames in memory: at most {MAX_LAG_SECONDS:g} s, not {seconds:g}")
 
 
 def _start_indexer_lag(target: FaultTarget, p: IndexerLag) -> None:
     chain = target.chain
     seconds = p.seconds if p.seconds is not None else (p.blocks or 0) * chain.block_time
+    _check_lag("indexer_lag", seconds)
     chain.start_indexer_lag(seconds, p.growing)
 
 
@@ -87,6 +98,7 @@ class LinkLag:
     def __post_init__(self) -> None:
         check_seconds("link_lag", "seconds", self.seconds)
         check_seconds("link_lag", "duration", self.duration)
+        _check_lag("link_lag", self.seconds)
 
 
 def _start_link_lag(target: FaultTarget, p: LinkLag) -> None:
