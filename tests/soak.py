@@ -46,6 +46,7 @@ import orjson
 from exporter.lifecycle import cancel_and_wait
 from exporter.service import Exporter
 from exporter.simulator import faults as fault_kinds
+from tests.fixtures.simulator import control
 from tests.groundtruth.support import cli_settings, equal_after_traffic, published
 from tests.helpers import Samples, metric_sum, scrape, stop_process, wait_for
 from tests.reliability.support import ReadinessTrace, Resources, Slack, resources
@@ -294,6 +295,7 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "link_lag": ("link_lag",),
     "rpc_down": ("rpc_down",),
     "rpc_catching_up": ("rpc_catching_up",),
+    "ghost_level": ("ghost_level",),
 }
 
 
@@ -339,6 +341,9 @@ def draw_fault(rng: random.Random, markets: Sequence[str]) -> Fault:
     if name in ("indexer_lag", "link_lag"):  # data held back 0.5 s, well inside the silence timeout
         request = {"kind": name, "seconds": 0.5, "duration": seconds}
         return Fault(name, (request,), seconds, breaks=False)
+    if name == "ghost_level":  # a level REST never has, removed from the stream at the end
+        request = {"kind": name, "market": rng.choice(markets), "seconds": seconds}
+        return Fault(name, (request,), seconds, breaks=False)
     if name == "rest_lag":
         return Fault(name, ({"kind": name, "blocks": 5, "seconds": seconds},), seconds, breaks=False)
     if name in ("rpc_down", "rpc_catching_up"):
@@ -364,10 +369,7 @@ class _Soak:
         await self.http.close()
 
     async def control(self, method: str, path: str, body: object = None) -> None:
-        data = orjson.dumps(body) if body is not None else None
-        async with self.http.request(method, self.sim.base_url + path, data=data) as resp:
-            if resp.status != 200:
-                raise RuntimeError(f"{method} {path} -> {resp.status}: {await resp.text()}")
+        await control(self.sim, method, path, body, session=self.http)
 
     async def ready(self) -> bool:
         async with self.http.get(self.exp.url + "/readyz") as resp:

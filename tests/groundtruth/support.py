@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import aiohttp
-import orjson
 
 from exporter.config import Settings
 from exporter.protocol import channels as ch
+from tests.fixtures.simulator import control
 from tests.helpers import LoggedProcess, Samples, metric_sum, metric_value, scrape, wait_for
 
 #: What Settings.for_simulator sets, as flags: short timings for a loopback simulator.
@@ -137,33 +137,17 @@ async def ground_truth(
 ) -> dict[str, Any]:
     """GET /control/truth: what a perfect consumer holds now (exporter.simulator.truth.Ledger)."""
     query = "&".join(f"market={m}" for m in markets)
-    truth: dict[str, Any] = await _control(
-        sim, "GET", "/control/truth" + (f"?{query}" if query else ""), session
-    )
+    path = "/control/truth" + (f"?{query}" if query else "")
+    truth: dict[str, Any] = await control(sim, "GET", path, session=session)
     return truth
 
 
 async def pause(sim: HasUrls, session: aiohttp.ClientSession | None = None) -> None:
-    await _control(sim, "POST", "/control/pause", session)
+    await control(sim, "POST", "/control/pause", session=session)
 
 
 async def resume(sim: HasUrls, session: aiohttp.ClientSession | None = None) -> None:
-    await _control(sim, "POST", "/control/resume", session)
-
-
-async def _control(sim: HasUrls, method: str, path: str, session: aiohttp.ClientSession | None) -> Any:
-    own = session is None
-    session = session or aiohttp.ClientSession()
-    try:
-        timeout = aiohttp.ClientTimeout(total=10)
-        async with session.request(method, sim.base_url + path, timeout=timeout) as resp:
-            text = await resp.text()
-            if resp.status != 200:
-                raise AssertionError(f"{method} {path} -> {resp.status}: {text}")
-            return orjson.loads(text)
-    finally:
-        if own:
-            await session.close()
+    await control(sim, "POST", "/control/resume", session=session)
 
 
 # --- drain and compare -----------------------------------------------------------------------------------
