@@ -26,6 +26,7 @@ connection really are.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import time
@@ -72,9 +73,11 @@ def block_hash(network: str, height: int) -> str:
     return hashlib.sha256(f"{network}/{height}".encode()).hexdigest().upper()
 
 
-def _head(contents: Mapping[str, str]) -> tuple[int, float]:
-    """(height, epoch) of a v4_block_height update."""
-    return int(contents["blockHeight"]), formats.parse_iso(contents["time"])
+def _record_head(heads: deque[tuple[int, float]], contents: Any) -> None:
+    """Append the (height, epoch) of a v4_block_height update; one a replayed capture got wrong is
+    skipped (the clients still receive it as it was)."""
+    with contextlib.suppress(KeyError, TypeError, ValueError):
+        heads.append((int(contents["blockHeight"]), formats.parse_iso(contents["time"])))
 
 
 class IndexerFeed:
@@ -97,7 +100,7 @@ class IndexerFeed:
 
     def publish(self, channel: str, key: str | None, contents: Any, extra: bytes = b"") -> None:
         if channel == ch.BLOCK_HEIGHT:
-            self.chain_heads.append(_head(contents))
+            _record_head(self.chain_heads, contents)
         if self.delay is None and not self._held:
             self._deliver(channel, key, contents, extra)
             return
@@ -107,7 +110,7 @@ class IndexerFeed:
 
     def _deliver(self, channel: str, key: str | None, contents: Any, extra: bytes) -> None:
         if channel == ch.BLOCK_HEIGHT:
-            self.heads.append(_head(contents))
+            _record_head(self.heads, contents)
         self._down.publish(channel, key, contents, extra)
 
     def release(self, everything: bool = False) -> int:

@@ -255,3 +255,13 @@ def test_truth_names_every_head(rig: Rig) -> None:
     assert truth["indexer"]["height"] == height and truth["indexer"]["behind_blocks"] == 0
     assert truth["rest"]["height"] == height - 1
     assert truth["rpc"] == {"up": True, "catching_up": False, "height": height}
+
+
+def test_a_block_frame_the_heads_cannot_read_is_passed_on_and_not_recorded() -> None:
+    """A replayed capture may carry one: clients get it as it was, the chain's bookkeeping skips it."""
+    out = Recorder()
+    chain = Chain(out)
+    chain.feed.publish(ch.BLOCK_HEIGHT, ch.BLOCK_HEIGHT_ID, {"blockHeight": "x", "time": "later"})
+    chain.feed.publish(ch.BLOCK_HEIGHT, ch.BLOCK_HEIGHT_ID, {"height": "5"})
+    assert len(out.frames) == 2
+    assert not chain.feed.heads and not chain.feed.chain_heads
