@@ -123,11 +123,16 @@ async def test_exporter_equals_the_simulators_truth(
         env["DYDX_EXPORTER_MARKETS"] = ",".join(SUBSET)
         return await CliExporter.start(env_sim, argv=[], env=env)
 
-    outcomes = await asyncio.gather(
-        scenario("argv, unbatched", argv_sim, from_argv, all_markets, every),
-        scenario("config file, batched", file_sim, from_file, all_markets, every),
-        scenario("environment, unbatched, 3 markets", env_sim, from_env, SUBSET, every[:4]),
-    )
+    # Side by side; a TaskGroup cancels and awaits the others if one fails, so every exporter is stopped.
+    async with asyncio.TaskGroup() as group:
+        tasks = [
+            group.create_task(scenario("argv, unbatched", argv_sim, from_argv, all_markets, every)),
+            group.create_task(scenario("config file, batched", file_sim, from_file, all_markets, every)),
+            group.create_task(
+                scenario("environment, unbatched, 3 markets", env_sim, from_env, SUBSET, every[:4])
+            ),
+        ]
+    outcomes = [task.result() for task in tasks]
     for outcome in outcomes:
         assert not outcome.problems, f"{outcome.name}: {report(outcome.problems)}"
         assert not outcome.invalid_logs, f"{outcome.name}: {outcome.invalid_logs[:3]}"
