@@ -159,8 +159,15 @@ CASES: dict[str, Case] = {
 
 @pytest.fixture
 async def feed(simulator_factory, exporter_factory) -> tuple[Any, Exporter]:
+    # Later socks' subscription-limit abuse rule on, as it may be in production: no case may earn a 4008
+    # but the one that forces it (checked after each case).
     sim = await simulator_factory(
-        markets=3, block_time=0.1, ping_interval=0.3, pong_timeout=2.0, snapshot_delay=SNAPSHOT_DELAY
+        markets=3,
+        block_time=0.1,
+        ping_interval=0.3,
+        pong_timeout=2.0,
+        snapshot_delay=SNAPSHOT_DELAY,
+        subscription_limit_abuse=True,
     )
     flags = (f"--feed.backoff-max={BACKOFF_MAX}", "--feed.silence-timeout=1", "--feed.ping-timeout=1.5",
              "--feed.handshake-timeout=1")  # fmt: skip
@@ -200,6 +207,8 @@ async def test_fault_is_counted_recovered_within_bound_and_leaks_nothing(feed, n
             await wait_for(lambda: time.monotonic() - began >= case.lasts, timeout=case.lasts + 1)
             assert trace.went_red_since(began) is None, f"{name} must not break readiness: {trace.describe()}"
     await equal_after_traffic(exp.metrics_url, sim)
+    forced = sum(1 for fault in case.faults if fault["kind"] == "penalty")
+    assert (sim.stats.closes.get("4008", 0) > 0) == (forced > 0), f"{name}: 4008s {dict(sim.stats.closes)}"
     await wait_ready(exp, timeout=5)
     await settle(baseline, Slack(), timeout=5)
 

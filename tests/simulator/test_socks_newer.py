@@ -1,9 +1,9 @@
 """Conformance with the newer socks behaviour of the protocol reference §6, exact texts and codes, through
 aiohttp (the exporter's client), `websockets` (an independent one) and a raw socket where the frame bits
-matter: the subscription-limit abuse rule (error, 4008 and its JSON reason, the socket destroyed 1 s after
+matter: the subscription-limit abuse rule (error, 4008 and its JSON reason, the socket gone within 1 s of
 an ignored close, 429 with Retry-After in seconds and x-dydx-ratelimit-reason, the edge's JSON block),
-the `penalty` fault, permessage-deflate per connection with its 1024-byte threshold, and the 65,536-byte
-inbound cap (1009). About 10 s in all."""
+the `penalty` fault, permessage-deflate per connection with its 1024-byte threshold, the 65,536-byte
+inbound cap (1009) and the 5 s snapshot fetch timeout. About 12 s in all."""
 
 from __future__ import annotations
 
@@ -178,6 +178,22 @@ async def test_inbound_payload_cap(simulator: Simulator, probes: ProbeFactory) -
     await over.ws.send_bytes(b" " * (ch.WS_MAX_PAYLOAD_BYTES + 1))
     assert await over.wait_closed() == ch.CLOSE_MESSAGE_TOO_BIG
     assert not fits.closed
+
+
+async def test_snapshot_fetch_times_out_after_five_seconds(
+    simulator_factory: SimulatorFactory, probes: ProbeFactory
+) -> None:
+    """A snapshot fetch that would take 6 s fails at 5 s (`lib/axios.ts`), with the subscribe's id."""
+    sim = await simulator_factory(snapshot_delay=6.0)
+    probe = await probes(sim)
+    began = time.monotonic()
+    await probe.subscribe(ch.TRADES, "BTC-USD")
+    error = await probe.next_type("error", timeout=7.0)
+    took = time.monotonic() - began
+    assert ch.SNAPSHOT_FETCH_TIMEOUT_S <= took < 6.0, took
+    assert error["message"] == "Internal error, could not fetch data for subscription: v4_trades."
+    assert (error["channel"], error["id"], error["message_id"]) == (ch.TRADES, "BTC-USD", 1)
+    assert not probe.of_type("subscribed") and not probe.closed
 
 
 # --- permessage-deflate ------------------------------------------------------------------------------------
