@@ -50,6 +50,8 @@ MAINNET: Final = "dydx-mainnet-1"
 TESTNET: Final = "dydx-testnet-4"
 #: How often held-back frames are looked at for release.
 RELEASE_INTERVAL_S: Final = 0.02
+#: Seconds a growing indexer_lag adds per second.
+LAG_GROWTH: Final = 0.5
 #: Block heads kept for REST lag and /block?height= (blocks).
 HISTORY_BLOCKS: Final = 10_000
 COMETBFT_VERSION: Final = "0.38.12"
@@ -238,7 +240,6 @@ class Chain:
         #: The head a catching-up node reports (frozen), or None when it is in sync.
         self.catching_up_at: tuple[int, float] | None = None
         self.rest_lag_blocks = 0
-        self.indexer_lag: tuple[float, float, float] | None = None  # (started, seconds cap, growth rate)
         self.links: dict[str, DelayedSubscriber] = {}
         #: connection_id → the `connection` a link_lag named it by (an id or an index).
         self.link_index: dict[str, str] = {}
@@ -286,15 +287,12 @@ class Chain:
         """Hold every frame back `seconds`, or (growing) by a lag that grows by half a second per second
         (the indexer at two thirds of the chain's speed) up to `seconds`."""
         started = time.monotonic()
-        rate = 0.5 if growing else 0.0
-        self.indexer_lag = (started, seconds, rate)
-        if rate:
-            self.feed.delay = lambda now: min(seconds, (now - started) * rate)
+        if growing:
+            self.feed.delay = lambda now: min(seconds, (now - started) * LAG_GROWTH)
         else:
             self.feed.delay = lambda now: seconds
 
     def end_indexer_lag(self) -> None:
-        self.indexer_lag = None
         self.feed.delay = None
         self.feed.release(everything=True)
 
@@ -382,7 +380,6 @@ class ChainRpc:
         self.chain = chain
         self.host = host
         self.port = port
-        self.requests = 0
         self._runner: web.AppRunner | None = None
 
     @property
@@ -407,7 +404,6 @@ class ChainRpc:
 
     @web.middleware
     async def _faults(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        self.requests += 1
         if self.chain.rpc_down:
             if self.chain.rpc_status is not None:
                 return web.json_response({"error": "node unavailable"}, status=self.chain.rpc_status)
