@@ -13,7 +13,8 @@ harness). The run alternates two phases until time is up:
 - a fault-free window: the simulator is paused, the exporter settles, both sides' per-market trade counters
   are read, the simulator resumes for a few seconds, is paused again, and the exporter must have counted
   exactly the trades the simulator published in between (nothing lost while connected; trades published
-  while a link was down are legitimately missed and fall outside every window).
+  while a link was down are legitimately missed and fall outside every window), and its books, prices and
+  block height must equal the simulator's ground truth (GET /control/truth).
 
 At the end, the simulator paused, the exporter's books, best prices, oracle prices, last trades and block
 height must equal the simulator's ground truth (GET /control/truth) for every market. The exporter's
@@ -47,7 +48,14 @@ from exporter.lifecycle import cancel_and_wait
 from exporter.service import Exporter
 from exporter.simulator import faults as fault_kinds
 from tests.fixtures.simulator import control
-from tests.groundtruth.support import cli_settings, equal_after_traffic, published
+from tests.groundtruth.support import (
+    cli_settings,
+    equal_after_traffic,
+    ground_truth,
+    last_trade_ids,
+    published,
+    wait_equal,
+)
 from tests.helpers import Samples, metric_sum, scrape, stop_process, wait_for
 from tests.reliability.support import ReadinessTrace, Resources, Slack, resources
 
@@ -101,10 +109,17 @@ class Window:
     counted: float
     lost_markets: tuple[str, ...]
     reconnects: float
+    #: How the exporter differed from the ground truth at the window's end ("" when equal).
+    truth_differs: str = ""
 
     @property
     def ok(self) -> bool:
-        return not self.lost_markets and self.published == self.counted and self.reconnects == 0
+        return (
+            not self.lost_markets
+            and self.published == self.counted
+            and self.reconnects == 0
+            and not self.truth_differs
+        )
 
 
 @dataclass
@@ -135,6 +150,7 @@ class SoakReport:
                 found.append(
                     f"window at {w.at:.0f}s: published {w.published:.0f}, counted {w.counted:.0f}, "
                     f"markets off {list(w.lost_markets)[:5]}, reconnects {w.reconnects:.0f}"
+                    + (f", ground truth: {w.truth_differs}" if w.truth_differs else "")
                 )
         if not self.windows:
             found.append("no fault-free window completed")
@@ -441,6 +457,7 @@ class _Soak:
         try:
             e0, _ = await self.settled()
             t0 = await self.truth()
+            since = last_trade_ids(await ground_truth(self.sim, session=self.http))
             await self.sample(quiescent=True)
         finally:
             await self.control("POST", "/control/resume")
@@ -465,6 +482,11 @@ class _Soak:
             reconnects = metric_sum(e1, "dydx_ws_reconnects_total") - metric_sum(
                 e0, "dydx_ws_reconnects_total"
             )
+            differs = ""
+            try:
+                await wait_equal(self.exp.metrics_url, self.sim, False, since, timeout=5, session=self.http)
+            except AssertionError as exc:
+                differs = str(exc)[:500]
             self.report.windows.append(
                 Window(
                     at=time.monotonic() - self.began,
@@ -473,6 +495,7 @@ class _Soak:
                     counted=sum(counted.values()),
                     lost_markets=lost,
                     reconnects=reconnects,
+                    truth_differs=differs,
                 )
             )
         finally:
