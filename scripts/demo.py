@@ -57,6 +57,8 @@ class Ports:
     alertmanager: int = 9093
     grafana: int = 3000
     webhook: int = 5001
+    #: The simulator's CometBFT RPC (the chain's head, for the "Who is at fault" panels); 26657 as a node's.
+    chain_rpc: int = 26657
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,7 +395,15 @@ class Demo:
         children = [
             Child(
                 "simulator",
-                [*python, "simulate", "--web.listen-address", f"{c.host}:{p.simulator}", *c.simulator_args],
+                [
+                    *python,
+                    "simulate",
+                    "--web.listen-address",
+                    f"{c.host}:{p.simulator}",
+                    "--chain-rpc.listen-address",
+                    f"{c.host}:{p.chain_rpc}",
+                    *c.simulator_args,
+                ],
                 f"{sim_url}/v4/time",
             ),
             Child(
@@ -406,6 +416,8 @@ class Demo:
                     f"ws://{c.host}:{p.simulator}/v4/ws",
                     "--dydx.rest-url",
                     sim_url,
+                    "--chain.rpc-url",
+                    self.url(p.chain_rpc),
                     "--log.format",
                     "json",
                     *c.exporter_args,
@@ -526,9 +538,9 @@ class Demo:
 
     def check_ports(self, children: Sequence[Child]) -> None:
         """Fail before starting anything: a readiness probe would otherwise be answered by the squatter."""
-        names = ["webhook", *(child.name for child in children)]
+        names = ["webhook", "chain_rpc", *(child.name for child in children)]
         busy = [
-            f"{name} port {port} (--{name}-port, DEMO_{name.upper()}_PORT)"
+            f"{name} port {port} (--{name.replace('_', '-')}-port, DEMO_{name.upper()}_PORT)"
             for name in names
             if port_in_use(self.config.host, port := getattr(self.config.ports, name))
         ]
@@ -553,7 +565,7 @@ class Demo:
         p = self.config.ports
         self.urls = {
             "simulator": f"{self.url(p.simulator)}  (WebSocket ws://{self.config.host}:{p.simulator}/v4/ws, "
-            f"ground truth /metrics, control API /control/)",
+            f"ground truth /metrics, control API /control/; the chain's RPC {self.url(p.chain_rpc)})",
             "exporter": f"{self.url(p.exporter)}/metrics",
             "prometheus": self.url(p.prometheus),
             "alertmanager": self.url(p.alertmanager),
@@ -664,9 +676,9 @@ def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> DemoConfig:
     def env(name: str, default: object) -> str:
         return environ.get(f"DEMO_{name.upper().replace('-', '_')}", str(default))
 
-    for name in ("simulator", "exporter", "prometheus", "alertmanager", "grafana", "webhook"):
+    for name in ("simulator", "exporter", "prometheus", "alertmanager", "grafana", "webhook", "chain_rpc"):
         parser.add_argument(
-            f"--{name}-port",
+            f"--{name.replace('_', '-')}-port",
             type=int,
             default=int(env(f"{name}_port", getattr(defaults, name))),
             help=f"(env DEMO_{name.upper()}_PORT, default {getattr(defaults, name)})",
@@ -696,6 +708,7 @@ def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> DemoConfig:
         alertmanager=args.alertmanager_port,
         grafana=args.grafana_port,
         webhook=args.webhook_port,
+        chain_rpc=args.chain_rpc_port,
     )
     return DemoConfig(
         ports=ports,

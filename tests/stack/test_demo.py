@@ -40,15 +40,15 @@ from tests.helpers import find_binary, free_ports, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 CHILDREN = ("simulator", "exporter", "alertmanager", "prometheus")
+PORT_NAMES = tuple(field.name for field in dataclasses.fields(Ports))
 
 
 def demo_config(ports: list[int]) -> DemoConfig:
-    names = ("simulator", "exporter", "prometheus", "alertmanager", "grafana", "webhook")
-    return DemoConfig(ports=Ports(**dict(zip(names, ports, strict=True))), scrape_interval="1s")
+    return DemoConfig(ports=Ports(**dict(zip(PORT_NAMES, ports, strict=True))), scrape_interval="1s")
 
 
 def test_generated_prometheus_config_is_valid_and_points_at_the_demo(tmp_path):
-    config = demo_config(free_ports(6))
+    config = demo_config(free_ports(len(PORT_NAMES)))
     doc = prometheus_config(REPO / "prometheus.yml", config)
     path = tmp_path / "prometheus.yml"
     path.write_text(yaml.safe_dump(doc), encoding="utf-8")
@@ -69,7 +69,7 @@ def test_generated_prometheus_config_is_valid_and_points_at_the_demo(tmp_path):
 
 
 def test_generated_alertmanager_config_is_valid_and_notifies_the_demo_webhook(tmp_path):
-    config = demo_config(free_ports(6))
+    config = demo_config(free_ports(len(PORT_NAMES)))
     doc = alertmanager_config(REPO / "alertmanager" / "alertmanager.yml", config)
     path = tmp_path / "alertmanager.yml"
     path.write_text(yaml.safe_dump(doc), encoding="utf-8")
@@ -84,7 +84,7 @@ def test_generated_alertmanager_config_is_valid_and_notifies_the_demo_webhook(tm
 
 
 def test_generated_grafana_provisioning_uses_the_demo_prometheus_and_repo_dashboards(tmp_path):
-    config = demo_config(free_ports(6))
+    config = demo_config(free_ports(len(PORT_NAMES)))
     grafana_provisioning(REPO / "grafana" / "provisioning", tmp_path, config)
     datasources = [
         ds
@@ -128,7 +128,7 @@ def test_the_watchdog_prints_quietly_and_a_real_alert_stands_out():
 def test_prometheus_starts_with_its_alerts_relabelled_away_and_the_rules_loaded():
     """The muted config Prometheus starts with keeps everything but lets no alert out (see scripts/demo.py:
     what Prometheus sends before it discovers Alertmanager is dropped)."""
-    doc = prometheus_config(REPO / "prometheus.yml", demo_config(free_ports(6)))
+    doc = prometheus_config(REPO / "prometheus.yml", demo_config(free_ports(len(PORT_NAMES))))
     quiet = muted(doc)
     assert quiet["rule_files"] == doc["rule_files"] and quiet["scrape_configs"] == doc["scrape_configs"]
     assert quiet["alerting"]["alert_relabel_configs"][-1] == {
@@ -210,10 +210,10 @@ async def running_demo(
     `via_make` runs the README's `make demo`, configured by its DEMO_* environment variables; `-o` keeps make
     from reinstalling the venv when pyproject.toml is newer than its stamp (as while developing)."""
     await asyncio.to_thread(tmp_path.mkdir, parents=True, exist_ok=True)
-    config = demo_config(free_ports(6))
+    config = demo_config(free_ports(len(PORT_NAMES)))
     state = tmp_path / "state"
     output = tmp_path / "demo.out"
-    names = ("simulator", "exporter", "prometheus", "alertmanager", "grafana", "webhook")
+    names = PORT_NAMES
     env = dict(os.environ)
     if via_make:
         argv = ["make", "--no-print-directory", "-o", ".venv/.installed", "demo"]
@@ -222,7 +222,7 @@ async def running_demo(
     else:
         argv = [sys.executable, "-m", "scripts.demo", "--state-dir", str(state), "--scrape-interval", "1s"]
         for name in names:
-            argv += [f"--{name}-port", str(getattr(config.ports, name))]
+            argv += [f"--{name.replace('_', '-')}-port", str(getattr(config.ports, name))]
         argv += ["--grafana", "off", *extra_args]
     with output.open("wb") as out:
         # Its own session, like a shell job: a SIGINT to the group is what Ctrl-C in a terminal sends.
@@ -345,7 +345,7 @@ def test_grafana_is_started_from_the_installed_binary_with_generated_provisionin
     binary.write_text("#!/bin/sh\nexit 0\n")
     binary.chmod(0o755)
     monkeypatch.setenv("PATH", f"{binary.parent}{os.pathsep}{os.environ['PATH']}")
-    config = dataclasses.replace(demo_config(free_ports(6)), state_dir=tmp_path / "state")
+    config = dataclasses.replace(demo_config(free_ports(len(PORT_NAMES))), state_dir=tmp_path / "state")
     demo = Demo(config)
     child = demo.grafana_child()
     assert child is not None
