@@ -144,8 +144,8 @@ SIMULATOR_OPTIONS: Final = (
     _sim(
         "ws.edge-block",
         "edge_block",
-        "with the abuse rule: 5 penalty 429s in 60 s block the address for 300 s (a JSON 429), as the edge "
-        "does",
+        "5 penalty 429s (the abuse rule's or the penalty fault's) in 60 s block the address for 300 s "
+        "(a JSON 429), as the edge does",
         parse_bool,
     ),
     _sim(

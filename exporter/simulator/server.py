@@ -70,7 +70,7 @@ class SimulatorConfig:
     max_message_bytes: int = ch.WS_MAX_PAYLOAD_BYTES
     #: Later socks' subscription-limit abuse rule: drop with 4008, then refuse the address with 429.
     subscription_limit_abuse: bool = False
-    #: With the rule: the edge blocks an address for 300 s after 5 penalty refusals in 60 s.
+    #: The edge blocks an address for 300 s after 5 penalty refusals (429) of it in 60 s.
     edge_block: bool = False
     #: permessage-deflate for this share (0-100) of the connections that offer it, drawn per connection.
     compression_percent: float = 0.0
