@@ -6,8 +6,10 @@ without --chain.rpc-url no chain series exist. About 10 s."""
 from __future__ import annotations
 
 import asyncio
+from asyncio.subprocess import PIPE, STDOUT
 from typing import Any
 
+import aiohttp
 import pytest
 
 from exporter.config import Settings
@@ -15,7 +17,7 @@ from exporter.service import Exporter
 from exporter.simulator.server import Simulator
 from tests.fixtures.exporter import ExporterFactory, start_exporter_process
 from tests.fixtures.simulator import SimulatorFactory, control
-from tests.helpers import Samples, metric_value, scrape, wait_for
+from tests.helpers import Samples, find_binary, metric_value, scrape, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -88,6 +90,15 @@ async def test_exported_heads_equal_the_simulators_truth(
 
     await wait_for(settled, timeout=10, interval=0.1, message=f"exported heads equal {truth}")
     assert truth["rest"]["height"] == truth["indexer"]["height"] - 3, truth
+    # Every new family, populated, is clean Prometheus exposition.
+    async with aiohttp.ClientSession() as session, session.get(exporter.metrics_url) as resp:
+        body = await resp.read()
+    assert b'dydx_chain_rpc_request_duration_seconds_bucket{rpc="127.0.0.1",le="+Inf"}' in body
+    promtool = await asyncio.create_subprocess_exec(
+        find_binary("promtool"), "check", "metrics", stdin=PIPE, stdout=PIPE, stderr=STDOUT
+    )
+    said, _ = await asyncio.wait_for(promtool.communicate(body), timeout=30)
+    assert promtool.returncode == 0 and not said.strip(), said
 
 
 async def test_a_lagging_link_is_that_link_alone(
