@@ -63,8 +63,6 @@ class MarketUniverse:
     def __init__(self, wants: Callable[[str], bool] | None = None) -> None:
         self._wants = wants
         self.statuses: dict[str, str] = {}
-        #: A full list has arrived (REST or the v4_markets snapshot).
-        self.known = False
         self._listeners: list[MarketsListener] = []
 
     def subscribe(self, listener: MarketsListener) -> None:
@@ -93,7 +91,6 @@ class MarketUniverse:
         changed = [ticker for ticker, status in fresh.items() if old.get(ticker, status) != status]
         delisted = [ticker for ticker in old if ticker not in fresh]
         self.statuses = fresh
-        self.known = True
         change = MarketsChanged(
             dict(fresh), tuple(listed), tuple(delisted), tuple(changed), markets, received_at
         )
