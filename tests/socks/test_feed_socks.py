@@ -1,7 +1,7 @@
 """The exporter (the real CLI, a child process) against the newer socks behaviour of the protocol
 reference §6: after a 4008 it stays away at least `retryAfterSeconds`; a penalty 429 is honoured and
 counted as `penalized`, the simulator's refusals equal the exporter's count; with the abuse rule on, 600
-markets through reconnects and market churn never earn a cap hit, let alone a 4008. About 40 s on
+markets through reconnects and market churn never earn a cap hit, let alone a 4008. 18-40 s on
 a loaded machine, the three side by side."""
 
 from __future__ import annotations
