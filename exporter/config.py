@@ -66,10 +66,9 @@ __all__ = [
     "shard_of",
 ]
 
-#: Channels --channels accepts (v4_subaccounts comes with --subaccounts, which names the accounts).
-SUPPORTED_CHANNELS = (ch.MARKETS, ch.TRADES, ch.ORDERBOOK, ch.CANDLES, ch.BLOCK_HEIGHT)
-#: Channels keyed by an account, not a market; v4_subaccounts is enabled by --subaccounts.
-_ACCOUNT_CHANNELS = frozenset({ch.SUBACCOUNTS, ch.PARENT_SUBACCOUNTS})
+#: Channels --channels accepts (the ChannelSpec table's `selectable` rows; v4_subaccounts comes with
+#: --subaccounts, which names the accounts).
+SUPPORTED_CHANNELS = ch.SELECTABLE_CHANNELS
 
 
 # --- the settings -----------------------------------------------------------------------------------------
@@ -147,9 +146,7 @@ class Settings:
     @property
     def market_channels(self) -> tuple[str, ...]:
         """Channels subscribed once per market (with the ticker, or ticker/resolution, as id)."""
-        return tuple(
-            c for c in self.channels if c not in ch.CHANNELS_WITHOUT_ID and c not in _ACCOUNT_CHANNELS
-        )
+        return tuple(c for c in self.channels if c in ch.CHANNELS and ch.CHANNELS[c].scope == "market")
 
     @classmethod
     def from_sources(cls, argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
