@@ -225,7 +225,9 @@ class Ledger:
     what a consumer subscribed since its latest snapshot holds. With several consumers of one book the
     latest snapshot served wins (the tests run one exporter per simulator). An order book holds the
     snapshot's top levels (the REST shape: 100 per side, uncrossed) plus every level updated since, crossed
-    ghost levels included: exactly what the indexer lets a subscriber hold.
+    ghost levels included: exactly what the indexer lets a subscriber hold. A frame queued to a connection
+    that a fault then cuts counts as delivered though it never arrives: after such faults, compare state
+    (books, prices, height), not counters or the last trade of a market that has not traded since.
     """
 
     def __init__(self) -> None:
