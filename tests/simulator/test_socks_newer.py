@@ -304,6 +304,50 @@ async def test_compression_threshold_and_per_connection_share(simulator_factory:
         assert snapshot["type"] == "subscribed" and len(snapshot["contents"]["markets"]) == 5
 
 
+async def test_third_party_client_sees_4008_1009_and_the_fetch_timeout(
+    simulator_factory: SimulatorFactory,
+) -> None:
+    """The same through `websockets`, the three side by side: the abuse drop's error and 4008 with its
+    exact reason, 1009 for a 65,537-byte frame, the snapshot error at 5 s."""
+    abusive = await simulator_factory(markets=40, subscription_limit_abuse=True)
+    capped = await simulator_factory()
+    slow = await simulator_factory(snapshot_delay=6.0)
+
+    async def frames_until_closed(sim: Simulator, *sends: str | bytes) -> tuple[list[str], int, str]:
+        seen: list[str] = []
+        async with connect(sim.ws_url, proxy=None, open_timeout=5, close_timeout=2, max_size=None) as ws:
+            for message in sends:
+                await ws.send(message)
+            with pytest.raises(ConnectionClosed) as closed:
+                async with asyncio.timeout(8):
+                    while True:
+                        seen.append(str(await ws.recv()))
+        assert closed.value.rcvd is not None, "a close frame, not a drop"
+        return seen, closed.value.rcvd.code, closed.value.rcvd.reason
+
+    async def fetch_error() -> dict[str, object]:
+        async with connect(slow.ws_url, proxy=None, open_timeout=5, close_timeout=2) as ws:
+            await ws.send(orjson.dumps({"type": "subscribe", "channel": ch.TRADES, "id": "ETH-USD"}).decode())
+            async with asyncio.timeout(8):
+                while (frame := orjson.loads(await ws.recv()))["type"] != "error":
+                    pass
+        return frame  # type: ignore[no-any-return]
+
+    subscribes = [
+        orjson.dumps({"type": "subscribe", "channel": ch.ORDERBOOK, "id": t}).decode()
+        for t in abusive.source.tickers()[:38]
+    ]
+    (abuse_frames, abuse_code, abuse_reason), (_, cap_code, _), error = await asyncio.gather(
+        frames_until_closed(abusive, *subscribes),
+        frames_until_closed(capped, b" " * (ch.WS_MAX_PAYLOAD_BYTES + 1)),
+        fetch_error(),
+    )
+    assert (abuse_code, abuse_reason) == (ch.CLOSE_SUBSCRIPTION_LIMIT_ABUSE, ABUSE_REASON)
+    assert orjson.loads(abuse_frames[-1])["message"] == ABUSE_TEXT
+    assert cap_code == ch.CLOSE_MESSAGE_TOO_BIG
+    assert error["message"] == ch.err_could_not_fetch(ch.TRADES) and error["id"] == "ETH-USD"
+
+
 def test_flags() -> None:
     args = cli.parse_args(
         ["--ws.compression-percent", "50", "--ws.subscription-limit-abuse", "--ws.edge-block"]
