@@ -90,18 +90,20 @@ def batch_contents(items: list[bytes]) -> bytes:
     return b"[" + b",".join(items) + b"]"
 
 
-def _channel_frame(
-    frame_type: str, connection_id: str, message_id: int, channel: str, sub_id: str | None
-) -> dict[str, Any]:
-    frame: dict[str, Any] = {
-        "type": frame_type,
-        "connection_id": connection_id,
-        "message_id": message_id,
-        "channel": channel,
-    }
+def _addressed(frame: dict[str, Any], channel: str | None, sub_id: str | None) -> dict[str, Any]:
+    """`frame` with `channel` and `id` appended, each only when it is defined (socks omits undefined keys)."""
+    if channel is not None:
+        frame["channel"] = channel
     if sub_id is not None:
         frame["id"] = sub_id
     return frame
+
+
+def _channel_frame(
+    frame_type: str, connection_id: str, message_id: int, channel: str, sub_id: str | None
+) -> dict[str, Any]:
+    frame = {"type": frame_type, "connection_id": connection_id, "message_id": message_id}
+    return _addressed(frame, channel, sub_id)
 
 
 def subscribed(connection_id: str, message_id: int, channel: str, sub_id: str | None, contents: Any) -> bytes:
@@ -121,14 +123,5 @@ def error(
     channel: str | None = None,
     sub_id: str | None = None,
 ) -> bytes:
-    frame: dict[str, Any] = {
-        "type": T_ERROR,
-        "message": message,
-        "connection_id": connection_id,
-        "message_id": message_id,
-    }
-    if channel is not None:
-        frame["channel"] = channel
-    if sub_id is not None:
-        frame["id"] = sub_id
-    return orjson.dumps(frame)
+    frame = {"type": T_ERROR, "message": message, "connection_id": connection_id, "message_id": message_id}
+    return orjson.dumps(_addressed(frame, channel, sub_id))
