@@ -10,7 +10,9 @@ stages that can each fall behind it:
 
 - `ChainedSource` wraps the source for the server: it stops the whole chain during `chain_halt` (no
   blocks, no trades, no order book changes: the indexer has nothing to publish), and answers height
-  questions (REST /v4/height, the v4_block_height snapshot, ground truth) with the indexer's head.
+  questions (REST /v4/height, the v4_block_height snapshot) with the indexer's head; under `rest_lag`
+  REST's trades and the trades snapshots (socks fetches them from REST) stop at REST's head too. Order
+  book snapshots stay current: the model keeps no old books.
 - `IndexerFeed` sits between the source and the hub: it passes frames straight through, or under
   `indexer_lag` holds every frame back (a fixed lag, or one that grows) and releases them in order.
 - `ChainRpc` serves `GET /status` and `GET /block` in the exact CometBFT shapes (protocol reference §7) on
@@ -82,6 +84,14 @@ def _record_head(heads: deque[tuple[int, float]], contents: Any) -> None:
         heads.append((int(contents["blockHeight"]), formats.parse_iso(contents["time"])))
 
 
+def _created_at_height(row: Mapping[str, Any]) -> int:
+    """A trade row's block height (0 when a replayed capture's row has none that reads as one)."""
+    try:
+        return int(row.get("createdAtHeight", 0))
+    except (TypeError, ValueError):
+        return 0
+
+
 class IndexerFeed:
     """The indexer's output stage: a Publisher in front of the hub that may hold frames back.
 
@@ -149,7 +159,16 @@ class ChainedSource:
         if channel == ch.BLOCK_HEIGHT:
             height, at = self._chain.indexer_head()
             return {"height": str(height), "time": formats.iso_ms(at)}
-        return self.inner.snapshot(channel, key)
+        contents = self.inner.snapshot(channel, key)
+        if channel == ch.TRADES and self._chain.rest_lag_blocks and isinstance(contents, dict):
+            # socks fetches a subscription's snapshot from comlink: as far behind as REST's replicas.
+            return {**contents, "trades": self._trail(contents.get("trades") or [])}
+        return contents
+
+    def _trail(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The trade rows REST's head has reached (rest_lag)."""
+        head = self._chain.rest_head()[0]
+        return [row for row in rows if _created_at_height(row) <= head]
 
     # Everything else is the chain's source as it is.
     def valid(self, channel: str, key: str | None) -> bool:
@@ -162,7 +181,8 @@ class ChainedSource:
         return self.inner.rest_orderbook(ticker)
 
     def rest_trades(self, ticker: str) -> list[dict[str, Any]] | None:
-        return self.inner.rest_trades(ticker)
+        rows = self.inner.rest_trades(ticker)
+        return self._trail(rows) if rows is not None and self._chain.rest_lag_blocks else rows
 
     def rest_candles(self, ticker: str, resolution: str) -> list[dict[str, Any]] | None:
         return self.inner.rest_candles(ticker, resolution)

@@ -36,11 +36,11 @@ class Recorder:
 
 
 class Rig:
-    def __init__(self) -> None:
+    def __init__(self, rate: float = 0.2) -> None:
         self.out = Recorder()
         self.chain = Chain(self.out, MAINNET, BLOCK_TIME)
         market = MarketModel(
-            MarketConfig(seed=3, markets=2, block_time=BLOCK_TIME, rate=0.2), self.chain.feed
+            MarketConfig(seed=3, markets=2, block_time=BLOCK_TIME, rate=rate), self.chain.feed
         )
         self.source: ChainedSource = self.chain.attach(market)
 
@@ -265,3 +265,19 @@ def test_a_block_frame_the_heads_cannot_read_is_passed_on_and_not_recorded() -> 
     chain.feed.publish(ch.BLOCK_HEIGHT, ch.BLOCK_HEIGHT_ID, {"height": "5"})
     assert len(out.frames) == 2
     assert not chain.feed.heads and not chain.feed.chain_heads
+
+
+def test_rest_lag_holds_back_rest_trades_and_trades_snapshots() -> None:
+    """socks fetches a subscription's snapshot from comlink, so both trail with REST's replicas."""
+    rig = Rig(rate=20.0)
+    rig.blocks(40)
+    ticker = rig.source.tickers()[0]
+    rows = rig.source.rest_trades(ticker) or []
+    heights = {int(r["createdAtHeight"]) for r in rows}
+    rig.chain.rest_lag_blocks = 15
+    rest_head = rig.source.height()[0]
+    assert max(heights) > rest_head, "trades in the last 15 blocks, or this proves nothing"
+    lagged = rig.source.rest_trades(ticker) or []
+    assert lagged and all(int(r["createdAtHeight"]) <= rest_head for r in lagged)
+    assert lagged == [r for r in rows if int(r["createdAtHeight"]) <= rest_head]
+    assert rig.source.snapshot(ch.TRADES, ticker) == {"trades": lagged}
