@@ -36,6 +36,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 ALL_CHANNELS_FLAG = "v4_markets,v4_trades,v4_orderbook,v4_block_height"
 SUBSET = ("BTC-USD", "SOL-USD", "DOGE-USD")
+#: Order book updates each scenario takes before the comparison.
+BOOK_UPDATES = 200
 
 
 @dataclass
@@ -52,16 +54,17 @@ def subaccount_of(sim: Simulator) -> str:
 
 
 async def traffic(sim: Simulator, markets: tuple[str, ...], channels: tuple[str, ...]) -> None:
-    """Until every market has traded and every channel has delivered something (a condition, not a nap)."""
+    """Until every market has traded, every channel has delivered something and the books have taken
+    BOOK_UPDATES updates (a condition, not a nap)."""
 
     async def enough() -> bool:
         truth = await ground_truth(sim, markets)
         traded = all(m["last_trade"] for m in truth["markets"].values())
-        return traded and all(truth["updates_delivered"][c] > 0 for c in channels)
+        delivered = truth["updates_delivered"]
+        return traded and delivered[ch.ORDERBOOK] >= BOOK_UPDATES and all(delivered[c] for c in channels)
 
-    await wait_for(
-        enough, timeout=40, interval=0.3, message="trades on every market, updates on every channel"
-    )
+    message = "trades on every market, updates on every channel"
+    await wait_for(enough, timeout=40, interval=0.3, message=message)
 
 
 async def scenario(
@@ -138,7 +141,7 @@ async def test_exporter_equals_the_simulators_truth(
         assert not outcome.invalid_logs, f"{outcome.name}: {outcome.invalid_logs[:3]}"
         truth = outcome.truth
         assert set(truth["markets"]) == set(SUBSET if "3 markets" in outcome.name else all_markets)
-        assert truth["updates_delivered"][ch.ORDERBOOK] > 100, outcome.name
+        assert truth["updates_delivered"][ch.ORDERBOOK] >= BOOK_UPDATES, outcome.name
         assert all(m["book"]["delivered"] for m in truth["markets"].values()), outcome.name
     assert outcomes[0].truth["subaccounts"] and outcomes[1].truth["subaccounts"]
     assert outcomes[2].truth["updates_delivered"][ch.CANDLES] == 0
