@@ -1,14 +1,16 @@
 """What every owner of background work needs: end its tasks for certain, and stop on SIGINT or SIGTERM.
 
 `await cancel_and_wait(*tasks)` in a `stop()`: the tasks are cancelled and awaited, so nothing they hold
-outlives their owner. `with StopSignals() as stop: ... await stop.wait()` in a process's main coroutine:
-the first SIGINT or SIGTERM sets it, and the handlers are removed again on leaving.
+outlives their owner; a component with one background loop holds a `BackgroundTask` for it instead.
+`with StopSignals() as stop: ... await stop.wait()` in a process's main coroutine: the first SIGINT or
+SIGTERM sets it, and the handlers are removed again on leaving.
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -24,6 +26,26 @@ async def cancel_and_wait(*tasks: asyncio.Task[Any] | None) -> None:
     for task in owned:
         task.cancel()
     await asyncio.gather(*owned, return_exceptions=True)
+
+
+class BackgroundTask:
+    """The one named task a component runs between its start() and stop(). A second start() while it
+    runs does nothing; stop() cancels and awaits it, and may be called again or without a start()."""
+
+    __slots__ = ("_task", "name")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run `run()` as the task, unless it runs already (then `run` is not called)."""
+        if self._task is None:
+            self._task = asyncio.create_task(run(), name=self.name)
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
 
 
 class StopSignals:

@@ -23,7 +23,7 @@ from exporter.feed.http import HttpFailed as RestFailed
 from exporter.feed.http import get_json, invalid_body
 from exporter.feed.pool import Pool
 from exporter.feed.sink import FeedObserver
-from exporter.lifecycle import cancel_and_wait
+from exporter.lifecycle import BackgroundTask
 from exporter.logs import get_logger
 from exporter.state.universe import DELISTED_STATUSES, MarketUniverse
 
@@ -49,17 +49,15 @@ class Discovery:
         self._universe = universe
         self._observer = observer
         self._pool = pool
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("discovery")
         self._refresh = asyncio.Event()
         self.fetches = 0
 
     async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="discovery")
+        self._task.start(self._loop)
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        await cancel_and_wait(task)
+        await self._task.stop()
 
     def refresh_now(self) -> None:
         """Ask for a REST refresh without waiting for the interval."""

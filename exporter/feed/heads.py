@@ -26,7 +26,7 @@ import aiohttp
 from exporter.feed.backoff import Backoff
 from exporter.feed.errors import describe
 from exporter.feed.http import HttpFailed, get_json, invalid_body
-from exporter.lifecycle import cancel_and_wait
+from exporter.lifecycle import BackgroundTask
 from exporter.logs import get_logger
 from exporter.protocol.frames import TimestampParser
 
@@ -142,17 +142,14 @@ class Poller:
         self._on_failure = on_failure
         self._interval = interval
         self._backoff = backoff
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask(name)
 
     def start(self, failed: HttpFailed | None = None) -> None:
         """Start polling; `failed` is how a first request (made by the caller) failed: wait first."""
-        if self._task is None:
-            delay = self._failed(failed) if failed is not None else 0.0
-            self._task = asyncio.create_task(self._loop(delay), name=self.name)
+        self._task.start(lambda: self._loop(self._failed(failed) if failed is not None else 0.0))
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        await cancel_and_wait(task)
+        await self._task.stop()
 
     def _failed(self, failure: HttpFailed) -> float:
         delay = max(self._interval, self._backoff.next_delay(failure.retry_after))

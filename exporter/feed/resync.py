@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from exporter.feed.connection import SubKey
-from exporter.lifecycle import cancel_and_wait
+from exporter.lifecycle import BackgroundTask
 from exporter.logs import get_logger
 from exporter.protocol import channels as ch
 
@@ -88,7 +88,7 @@ class Resyncer:
         self._pool = pool
         self._sink = sink
         self._clock = clock
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("resync")
         #: market → wall-clock time of its last `crossed` resubscribe (the cooldown).
         self._crossed_at: dict[str, float] = {}
         #: key → wall-clock time its periodic resubscribe is due; only keys active at the last check.
@@ -97,12 +97,11 @@ class Resyncer:
         self._last_check: float | None = None
 
     async def start(self) -> None:
-        if self._task is None and self._policy.enabled:
-            self._task = asyncio.create_task(self._loop(), name="resync")
+        if self._policy.enabled:
+            self._task.start(self._loop)
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        await cancel_and_wait(task)
+        await self._task.stop()
 
     async def _loop(self) -> None:
         tick = self._policy.tick

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from exporter.lifecycle import cancel_and_wait
+from exporter.lifecycle import BackgroundTask
 from exporter.metrics.collector import Collector
 
 
@@ -15,15 +15,13 @@ class LoopLagProbe:
     def __init__(self, collector: Collector, *, interval: float = 0.25) -> None:
         self._histogram = collector.loop_lag
         self._interval = interval
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("loop-lag-probe")
 
     async def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="loop-lag-probe")
+        self._task.start(self._run)
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        await cancel_and_wait(task)
+        await self._task.stop()
 
     async def _run(self) -> None:
         interval = self._interval
