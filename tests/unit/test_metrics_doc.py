@@ -62,6 +62,4 @@ def test_the_table_lists_no_metric_that_does_not_exist() -> None:
 
 def test_docs_table_is_the_generated_one() -> None:
     text = (ROOT / "docs" / "metrics.md").read_text(encoding="utf-8")
-    assert docs.markdown_table() in text, (
-        "regenerate docs/metrics.md with python -m exporter.metrics.catalog"
-    )
+    assert docs.markdown_table() in text, "regenerate docs/metrics.md with python -m exporter.metrics.catalog"
