@@ -30,9 +30,9 @@ from exporter.metrics import catalog as c
 from exporter.metrics import registry
 from exporter.metrics.channels import ChannelMetrics, ChannelTable
 from exporter.metrics.heads import HeadsMetrics
-from exporter.metrics.histogram import Histogram, escape, fmt, labelled
+from exporter.metrics.histogram import Histogram, by_label, escape, labelled
 from exporter.metrics.markets import MarketMetrics, MarketTable
-from exporter.metrics.registry import MetricSource, Renderer, renders
+from exporter.metrics.registry import MetricSource, Renderer, renders, scalar
 from exporter.metrics.subaccounts import SubaccountMetrics, SubaccountTable
 from exporter.protocol import channels as ch
 
@@ -200,6 +200,15 @@ class Collector(MetricSource):
         return "".join(self.render_families(openmetrics))
 
     # --- the families of the feed's health and the hot-path globals -----------------------------------
+    _received_bytes = scalar(c.WS_RECEIVED_BYTES, "received_bytes")
+    _reconnects_family = scalar(c.RECONNECTS, "_reconnects")
+    _gaps = scalar(c.MESSAGE_ID_GAPS, "message_id_gaps")
+    _block_height = scalar(c.BLOCK_HEIGHT, "block_height")
+    _block_timestamp = scalar(c.BLOCK_TIMESTAMP, "block_timestamp")
+    _trades_duplicate = scalar(c.TRADES_DUPLICATE, "trades_duplicate")
+    _scrape_duration_family = scalar(c.SCRAPE_DURATION, "_scrape_duration")
+    _scrape_size_family = scalar(c.SCRAPE_SIZE, "_scrape_size")
+
     @renders(c.BUILD_INFO)
     def _build_info(self, name: str, out: list[str], now: float) -> None:
         out.append(f'{name}{{version="{escape(self.version)}"}} 1\n')
@@ -218,40 +227,23 @@ class Collector(MetricSource):
 
     @renders(c.WS_CONNECTED)
     def _connected(self, name: str, out: list[str], now: float) -> None:
-        out.extend(
-            f'{name}{{connection="{escape(link)}"}} {up}\n' for link, up in sorted(self._links.items())
-        )
+        by_label(out, name, "connection", sorted(self._links.items()))
 
     @renders(c.SUBSCRIPTIONS)
     def _subscriptions_family(self, name: str, out: list[str], now: float) -> None:
         labelled(out, name, ("channel", "state"), self._subscriptions)
 
-    @renders(c.WS_RECEIVED_BYTES)
-    def _received_bytes(self, name: str, out: list[str], now: float) -> None:
-        out.append(f"{name} {self.received_bytes}\n")
-
     @renders(c.WS_ERRORS)
     def _ws_errors(self, name: str, out: list[str], now: float) -> None:
-        out.extend(
-            f'{name}{{reason="{escape(reason)}"}} {count}\n' for reason, count in self.ws_errors.items()
-        )
+        by_label(out, name, "reason", self.ws_errors.items())
 
     @renders(c.CONNECTION_FAILURES)
     def _connection_failures_family(self, name: str, out: list[str], now: float) -> None:
-        failures = self._connection_failures.items()
-        out.extend(f'{name}{{reason="{escape(reason)}"}} {count}\n' for reason, count in failures)
+        by_label(out, name, "reason", self._connection_failures.items())
 
     @renders(c.DISCONNECTS)
     def _disconnects_family(self, name: str, out: list[str], now: float) -> None:
-        out.extend(f'{name}{{code="{escape(code)}"}} {count}\n' for code, count in self._disconnects.items())
-
-    @renders(c.RECONNECTS)
-    def _reconnects_family(self, name: str, out: list[str], now: float) -> None:
-        out.append(f"{name} {self._reconnects}\n")
-
-    @renders(c.MESSAGE_ID_GAPS)
-    def _gaps(self, name: str, out: list[str], now: float) -> None:
-        out.append(f"{name} {self.message_id_gaps}\n")
+        by_label(out, name, "code", self._disconnects.items())
 
     @renders(c.SUBSCRIPTION_FAILURES)
     def _subscription_failures_family(self, name: str, out: list[str], now: float) -> None:
@@ -260,18 +252,6 @@ class Collector(MetricSource):
     @renders(c.PING_RTT)
     def _ping_rtt_family(self, name: str, out: list[str], now: float) -> None:
         self._ping_rtt.render(name, "", out)
-
-    @renders(c.BLOCK_HEIGHT)
-    def _block_height(self, name: str, out: list[str], now: float) -> None:
-        out.append(f"{name} {self.block_height}\n")
-
-    @renders(c.BLOCK_TIMESTAMP)
-    def _block_timestamp(self, name: str, out: list[str], now: float) -> None:
-        out.append(f"{name} {fmt(self.block_timestamp)}\n")
-
-    @renders(c.TRADES_DUPLICATE)
-    def _trades_duplicate(self, name: str, out: list[str], now: float) -> None:
-        out.append(f"{name} {self.trades_duplicate}\n")
 
     @renders(c.REST_REQUESTS)
     def _rest_requests_family(self, name: str, out: list[str], now: float) -> None:
@@ -285,14 +265,6 @@ class Collector(MetricSource):
     @renders(c.LOOP_LAG)
     def _loop_lag(self, name: str, out: list[str], now: float) -> None:
         self.loop_lag.render(name, "", out)
-
-    @renders(c.SCRAPE_DURATION)
-    def _scrape_duration_family(self, name: str, out: list[str], now: float) -> None:
-        out.append(f"{name} {fmt(self._scrape_duration)}\n")
-
-    @renders(c.SCRAPE_SIZE)
-    def _scrape_size_family(self, name: str, out: list[str], now: float) -> None:
-        out.append(f"{name} {self._scrape_size}\n")
 
 
 #: Every class whose instances render catalog families: together they must cover the catalog exactly.

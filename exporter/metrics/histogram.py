@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 
 def fmt(value: float) -> str:
@@ -23,6 +23,11 @@ def fmt(value: float) -> str:
 
 def escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def by_label(out: list[str], name: str, label: str, values: Iterable[tuple[str, float]]) -> None:
+    """One sample per (label value, sample value) of `values`, in their order."""
+    out.extend(f'{name}{{{label}="{escape(key)}"}} {fmt(value)}\n' for key, value in values)
 
 
 def labelled(

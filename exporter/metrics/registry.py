@@ -5,7 +5,8 @@ A `MetricSource` is a class holding some exported state; each of its renderers i
 `out`. `check(sources)` proves the sources cover the catalog exactly: every metric has one renderer and
 every renderer a metric. exporter.metrics.collector runs it at import over every source class, so a metric
 added to the catalog without a renderer (or the reverse) fails at import, not at the first scrape.
-Adding a metric: one catalog entry, one `@renders` method beside its state.
+Adding a metric: one catalog entry, one `@renders` method beside its state (or, for a family of one
+unlabelled sample, a `scalar(SPEC, "attribute")` line in the class body).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, TypeVar
 
 from exporter.metrics import catalog as c
+from exporter.metrics.histogram import fmt
 
 #: (metric name, out, scrape time) → appends the family's sample lines to out.
 Renderer = Callable[[str, list[str], float], None]
@@ -28,6 +30,16 @@ def renders(spec: c.MetricSpec) -> Callable[[_F], _F]:
         return method
 
     return mark
+
+
+def scalar(spec: c.MetricSpec, attr: str) -> Callable[[Any, str, list[str], float], None]:
+    """The renderer of a family of one unlabelled sample, the value of attribute `attr`."""
+
+    @renders(spec)
+    def render(self: Any, name: str, out: list[str], now: float) -> None:
+        out.append(f"{name} {fmt(getattr(self, attr))}\n")
+
+    return render
 
 
 class MetricSource:

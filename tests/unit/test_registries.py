@@ -12,7 +12,7 @@ import pytest
 from exporter.metrics import catalog as c
 from exporter.metrics import registry
 from exporter.metrics.collector import SOURCES, Collector
-from exporter.metrics.registry import MetricSource, renders
+from exporter.metrics.registry import MetricSource, renders, scalar
 from exporter.protocol import channels as ch
 from exporter.state.router import HANDLERS, check_handlers
 
@@ -51,6 +51,22 @@ def test_a_metric_rendered_twice_is_refused() -> None:
 
     with pytest.raises(RuntimeError, match="dydx_block_height: rendered by Collector, Twice"):
         registry.check((*SOURCES, Twice))
+
+
+def test_a_scalar_line_renders_its_attribute_and_counts_as_a_renderer() -> None:
+    class One(MetricSource):
+        _extra = scalar(EXTRA, "value")
+
+        def __init__(self, value: float) -> None:
+            self.value = value
+
+    assert One.RENDERS == {EXTRA: "_extra"}
+    for value, text in ((7, "7"), (2.5, "2.5"), (float("nan"), "NaN")):
+        out: list[str] = []
+        One(value).renderers()[EXTRA]("dydx_test_extra", out, 0.0)
+        assert out == [f"dydx_test_extra {text}\n"]
+    with pytest.raises(RuntimeError, match="dydx_test_extra: rendered but not in the catalog"):
+        registry.check((*SOURCES, One))
 
 
 def test_the_check_runs_at_import() -> None:
