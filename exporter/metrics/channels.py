@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from exporter.metrics import catalog as c
-from exporter.metrics.histogram import Histogram, escape, fmt
-from exporter.metrics.registry import MetricSource, renders
+from exporter.metrics.histogram import Histogram, escape
+from exporter.metrics.registry import MetricSource, per_row, renders
 from exporter.protocol import channels as ch
 
 #: Frame types counted per protocol channel, created at zero.
@@ -81,14 +81,6 @@ class ChannelTable(MetricSource):
             for frame_type, count in cm.messages.items():
                 out.append(f'{name}{{{cm.label},type="{frame_type}"}} {count}\n')
 
-    @renders(c.UPDATES)
-    def _updates(self, name: str, out: list[str], now: float) -> None:
-        out.extend(f"{name}{{{cm.label}}} {cm.updates}\n" for cm in self._protocol())
-
-    @renders(c.LAST_MESSAGE)
-    def _last_message(self, name: str, out: list[str], now: float) -> None:
-        out.extend(f"{name}{{{cm.label}}} {fmt(cm.last_message_at)}\n" for cm in self._protocol())
-
     @renders(c.MESSAGES_INVALID)
     def _invalid(self, name: str, out: list[str], now: float) -> None:
         for cm in self._channels.values():
@@ -109,3 +101,6 @@ class ChannelTable(MetricSource):
 
     def _protocol(self) -> list[ChannelMetrics]:
         return [cm for cm in self._channels.values() if cm.processing is not None]
+
+    _updates = per_row(c.UPDATES, _protocol, lambda cm: cm.updates)
+    _last_message = per_row(c.LAST_MESSAGE, _protocol, lambda cm: cm.last_message_at)

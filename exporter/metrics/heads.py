@@ -9,9 +9,11 @@ after its first answer, a link's after its first block.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from exporter.metrics import catalog as c
 from exporter.metrics.histogram import Histogram, escape, fmt
-from exporter.metrics.registry import MetricSource, renders
+from exporter.metrics.registry import MetricSource, per_row, renders
 
 
 class RpcNode:
@@ -91,21 +93,18 @@ class HeadsMetrics(MetricSource):
     def _known(self) -> list[RpcNode]:
         return [n for n in self._rpcs.values() if n.catching_up is not None]
 
-    @renders(c.CHAIN_BLOCK_HEIGHT)
-    def _chain_height(self, name: str, out: list[str], now: float) -> None:
-        out.extend(f"{name}{{{n.label}}} {n.height}\n" for n in self._known())
+    def _nodes(self) -> Iterable[RpcNode]:
+        return self._rpcs.values()
 
-    @renders(c.CHAIN_BLOCK_TIMESTAMP)
-    def _chain_time(self, name: str, out: list[str], now: float) -> None:
-        out.extend(f"{name}{{{n.label}}} {fmt(n.block_time)}\n" for n in self._known())
+    def _heads(self) -> list[LinkHead]:
+        return [head for _, head in sorted(self._links.items())]
 
-    @renders(c.CHAIN_CATCHING_UP)
-    def _chain_catching_up(self, name: str, out: list[str], now: float) -> None:
-        out.extend(f"{name}{{{n.label}}} {1 if n.catching_up else 0}\n" for n in self._known())
-
-    @renders(c.CHAIN_RPC_UP)
-    def _chain_up(self, name: str, out: list[str], now: float) -> None:
-        out.extend(f"{name}{{{n.label}}} {n.up}\n" for n in self._rpcs.values())
+    _chain_height = per_row(c.CHAIN_BLOCK_HEIGHT, _known, lambda n: n.height)
+    _chain_time = per_row(c.CHAIN_BLOCK_TIMESTAMP, _known, lambda n: n.block_time)
+    _chain_catching_up = per_row(c.CHAIN_CATCHING_UP, _known, lambda n: 1 if n.catching_up else 0)
+    _chain_up = per_row(c.CHAIN_RPC_UP, _nodes, lambda n: n.up)
+    _link_height = per_row(c.LINK_BLOCK_HEIGHT, _heads, lambda h: h.height)
+    _link_time = per_row(c.LINK_BLOCK_TIMESTAMP, _heads, lambda h: h.stamp)
 
     @renders(c.CHAIN_RPC_REQUESTS)
     def _chain_requests(self, name: str, out: list[str], now: float) -> None:
@@ -127,11 +126,3 @@ class HeadsMetrics(MetricSource):
     def _rest_time(self, name: str, out: list[str], now: float) -> None:
         if self.rest_height:
             out.append(f"{name} {fmt(self.rest_block_time)}\n")
-
-    @renders(c.LINK_BLOCK_HEIGHT)
-    def _link_height(self, name: str, out: list[str], now: float) -> None:
-        out.extend(f"{name}{{{h.label}}} {h.height}\n" for _, h in sorted(self._links.items()))
-
-    @renders(c.LINK_BLOCK_TIMESTAMP)
-    def _link_time(self, name: str, out: list[str], now: float) -> None:
-        out.extend(f"{name}{{{h.label}}} {fmt(h.stamp)}\n" for _, h in sorted(self._links.items()))

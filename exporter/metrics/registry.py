@@ -5,8 +5,9 @@ A `MetricSource` is a class holding some exported state; each of its renderers i
 `out`. `check(sources)` proves the sources cover the catalog exactly: every metric has one renderer and
 every renderer a metric. exporter.metrics.collector runs it at import over every source class, so a metric
 added to the catalog without a renderer (or the reverse) fails at import, not at the first scrape.
-Adding a metric: one catalog entry, one `@renders` method beside its state (or, for a family of one
-unlabelled sample, a `scalar(SPEC, "attribute")` line in the class body).
+Adding a metric: one catalog entry, one `@renders` method beside its state, or for the two common shapes
+a line in the class body: `scalar(SPEC, "attribute")` (one unlabelled sample) or `per_row(SPEC, rows,
+value)` (one sample per row of a table, under the row's rendered `label`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,22 @@ def scalar(spec: c.MetricSpec, attr: str) -> Callable[[Any, str, list[str], floa
     @renders(spec)
     def render(self: Any, name: str, out: list[str], now: float) -> None:
         out.append(f"{name} {fmt(getattr(self, attr))}\n")
+
+    return render
+
+
+def per_row(
+    spec: c.MetricSpec, rows: Callable[[Any], Iterable[Any]], value: Callable[[Any], float | None]
+) -> Callable[[Any, str, list[str], float], None]:
+    """The renderer of a family of one sample per row of `rows(self)`, labelled with the row's rendered
+    `label` and valued `value(row)`; a row whose value is None (not known yet) is left out."""
+
+    @renders(spec)
+    def render(self: Any, name: str, out: list[str], now: float) -> None:
+        for row in rows(self):
+            sample = value(row)
+            if sample is not None:
+                out.append(f"{name}{{{row.label}}} {fmt(sample)}\n")
 
     return render
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from exporter.metrics import catalog as c
-from exporter.metrics.histogram import escape, fmt
-from exporter.metrics.registry import MetricSource, renders
+from exporter.metrics.histogram import escape
+from exporter.metrics.registry import MetricSource, per_row, renders
 
 
 class SubaccountMetrics:
@@ -32,26 +32,13 @@ class SubaccountTable(MetricSource):
         """The metrics of a configured subaccount; None for any other id (the label stays bounded)."""
         return self._accounts.get(sub_id)
 
-    @renders(c.SUBACCOUNT_EQUITY)
-    def _equity(self, name: str, out: list[str], now: float) -> None:
-        accounts = self._accounts.values()
-        out.extend(f"{name}{{{sub.label}}} {fmt(sub.equity)}\n" for sub in accounts if sub.equity is not None)
+    def _rows(self) -> Iterable[SubaccountMetrics]:
+        return self._accounts.values()
 
-    @renders(c.SUBACCOUNT_FREE_COLLATERAL)
-    def _free_collateral(self, name: str, out: list[str], now: float) -> None:
-        out.extend(
-            f"{name}{{{sub.label}}} {fmt(sub.free_collateral)}\n"
-            for sub in self._accounts.values()
-            if sub.free_collateral is not None
-        )
-
-    @renders(c.SUBACCOUNT_OPEN_POSITIONS)
-    def _open_positions(self, name: str, out: list[str], now: float) -> None:
-        out.extend(f"{name}{{{sub.label}}} {sub.open_positions}\n" for sub in self._accounts.values())
-
-    @renders(c.SUBACCOUNT_OPEN_ORDERS)
-    def _open_orders(self, name: str, out: list[str], now: float) -> None:
-        out.extend(f"{name}{{{sub.label}}} {sub.open_orders}\n" for sub in self._accounts.values())
+    _equity = per_row(c.SUBACCOUNT_EQUITY, _rows, lambda sub: sub.equity)
+    _free_collateral = per_row(c.SUBACCOUNT_FREE_COLLATERAL, _rows, lambda sub: sub.free_collateral)
+    _open_positions = per_row(c.SUBACCOUNT_OPEN_POSITIONS, _rows, lambda sub: sub.open_positions)
+    _open_orders = per_row(c.SUBACCOUNT_OPEN_ORDERS, _rows, lambda sub: sub.open_orders)
 
     @renders(c.SUBACCOUNT_FILLS)
     def _fills(self, name: str, out: list[str], now: float) -> None:

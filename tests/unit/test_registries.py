@@ -12,7 +12,7 @@ import pytest
 from exporter.metrics import catalog as c
 from exporter.metrics import registry
 from exporter.metrics.collector import SOURCES, Collector
-from exporter.metrics.registry import MetricSource, renders, scalar
+from exporter.metrics.registry import MetricSource, per_row, renders, scalar
 from exporter.protocol import channels as ch
 from exporter.state.router import HANDLERS, check_handlers
 
@@ -67,6 +67,27 @@ def test_a_scalar_line_renders_its_attribute_and_counts_as_a_renderer() -> None:
         assert out == [f"dydx_test_extra {text}\n"]
     with pytest.raises(RuntimeError, match="dydx_test_extra: rendered but not in the catalog"):
         registry.check((*SOURCES, One))
+
+
+def test_a_per_row_line_renders_each_known_row_under_its_label() -> None:
+    class Row:
+        def __init__(self, label: str, value: float | None) -> None:
+            self.label, self.value = label, value
+
+    class Table(MetricSource):
+        def __init__(self, rows: list[Row]) -> None:
+            self.rows = rows
+
+        def _rows(self) -> list[Row]:
+            return self.rows
+
+        _extra = per_row(EXTRA, _rows, lambda row: row.value)
+
+    assert Table.RENDERS == {EXTRA: "_extra"}
+    out: list[str] = []
+    table = Table([Row('m="a"', 3), Row('m="b"', None), Row('m="c"', 0.5)])
+    table.renderers()[EXTRA]("dydx_test_extra", out, 0.0)
+    assert out == ['dydx_test_extra{m="a"} 3\n', 'dydx_test_extra{m="c"} 0.5\n']
 
 
 def test_the_check_runs_at_import() -> None:
