@@ -137,7 +137,6 @@ class Poller:
         interval: float,
         backoff: Backoff,
     ) -> None:
-        self.name = name
         self._poll = poll
         self._on_failure = on_failure
         self._interval = interval
