@@ -66,10 +66,13 @@ soak: venv
 dashboards: venv
 	$(BIN)/python -m grafana.build
 
-# Draws every dashboard panel to PNG from a running Prometheus (for example the one `make demo` starts).
+# Draws every dashboard to PNG (the README's pictures, with docs/img/dashboards.sha256) from a running
+# Prometheus, such as the one `make demo` starts: let it gather the RENDER_RANGE of data first.
 PROMETHEUS_URL ?= http://127.0.0.1:9090
+RENDER_RANGE ?= 15m
+RENDER_MARKET ?= BTC-USD
 dashboards-render: venv
-	$(BIN)/python -m grafana.render --prometheus $(PROMETHEUS_URL) --out docs/img
+	$(BIN)/python -m grafana.render --prometheus $(PROMETHEUS_URL) --out docs/img --range $(RENDER_RANGE) --var market=$(RENDER_MARKET)
 
 # The metrics reference table in README.md and docs/metrics.md, from exporter/metrics/catalog.py.
 docs: venv

@@ -57,10 +57,9 @@ CUSTOM_UNIT_PREFIXES = ("prefix:", "suffix:", "count:", "currency:", "si:")
 INTEGER_METRICS = frozenset(
     {
         "up", "ALERTS", "dydx_exporter_build_info", "scrape_samples_scraped", "process_open_fds",
-        "process_max_fds", "dydx_ready",
-        "dydx_component_up", "dydx_ws_connected", "dydx_subscriptions", "dydx_block_height",
-        "dydx_orderbook_levels", "dydx_orderbook_crossed", "dydx_subaccount_open_positions",
-        "dydx_subaccount_open_orders",
+        "process_max_fds", "dydx_ready", "dydx_component_up", "dydx_ws_connected", "dydx_subscriptions",
+        "dydx_block_height", "dydx_orderbook_levels", "dydx_orderbook_crossed",
+        "dydx_subaccount_open_positions", "dydx_subaccount_open_orders",
     }
 )  # fmt: skip
 #: Functions and operators after which a whole-valued series no longer is one.

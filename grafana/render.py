@@ -6,13 +6,16 @@ Where Grafana cannot run (CI, no Docker), this shows what each panel would show:
 variables substituted as a freshly opened dashboard would (All for job/instance, the first market), the
 same legends and units. It writes one PNG per dashboard laid out on Grafana's grid (OUT/<uid>.png, the
 README's images) and, with --panels, one PNG per panel (OUT/<uid>/<id>-<title>.png); it lists the panels
-that had no data.
+that had no data. Beside the pictures, OUT/dashboards.sha256 records the sha256 of each dashboard JSON they
+were drawn from (`sha256sum -c` reads it): a test fails when a dashboard changes and the README's pictures
+do not.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import math
 import re
@@ -28,7 +31,6 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
-from matplotlib import patheffects
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, ScalarFormatter
@@ -314,21 +316,20 @@ def draw_states(ax: Axes, data: PanelData, window: Window) -> None:
             color = NAMED_COLORS.get(option.get("color", ""), option.get("color", "#1f78c1"))
             ax.barh(row, window.step, left=t - window.step / 2, color=color, height=0.8)
     # Names inside the lanes (long label sets would not fit in the margin of a small panel), white on a
-    # dark outline so that they read on green and red alike; the font shrinks as lanes get thinner.
+    # dark label box so that they read on green and red alike; the font shrinks as lanes get thinner.
     ax.set_yticks([])
     lanes = min(len(data.series), 12)
-    size = 7 if lanes <= 4 else 6 if lanes <= 8 else 5
-    outline = [patheffects.withStroke(linewidth=2, foreground=BACKGROUND)]
+    size = 7 if lanes <= 6 else 6
     for row, series in enumerate(data.series[:12]):
         ax.text(
             window.start,
             row,
-            f" {series.name}",
+            f" {series.name} ",
             va="center",
             ha="left",
             color="white",
             fontsize=size,
-            path_effects=outline,
+            bbox={"facecolor": BACKGROUND, "alpha": 0.75, "edgecolor": "none", "pad": 1.0},
         )
     ax.set_ylim(-0.5, max(lanes, 1) - 0.5)
     ax.invert_yaxis()  # first series on top, as Grafana lists them
@@ -389,10 +390,10 @@ def draw(ax: Axes, data: PanelData, window: Window) -> None:
     if kind in ("timeseries", "state-timeline"):
         _time_axis(ax, window)
     if data.empty and data.panel.get("type") != "stat":  # a stat shows its own noValue
+        # Grey as in Grafana: no data is often the healthy state (no alert firing), an error is red.
         message = "No data" if not data.errors else "Error: " + data.errors[0][:80]
-        ax.text(
-            0.5, 0.5, message, transform=ax.transAxes, ha="center", va="center", color="#f2495c", fontsize=9
-        )
+        color = "#f2495c" if data.errors else "#8e8e8e"
+        ax.text(0.5, 0.5, message, transform=ax.transAxes, ha="center", va="center", color=color, fontsize=9)
 
 
 # Output ------------------------------------------------------------------------------------------------
@@ -486,6 +487,19 @@ def render_dashboard(
     ]
 
 
+#: Beside the pictures: what they were drawn from.
+STAMP_NAME = "dashboards.sha256"
+
+
+def stamp(dashboards: Sequence[Path]) -> str:
+    """`sha256sum` lines of the dashboard JSON files, named as in the repository (grafana/dashboards/NAME,
+    wherever they were read from), so that `sha256sum -c docs/img/dashboards.sha256` works from its root."""
+    return "".join(
+        f"{hashlib.sha256(path.read_bytes()).hexdigest()}  grafana/dashboards/{path.name}\n"
+        for path in sorted(dashboards, key=lambda p: p.name)
+    )
+
+
 def parse_duration(text: str) -> float:
     match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)", text.strip())
     if not match:
@@ -516,7 +530,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     window = Window(end - args.range, end, args.scrape_interval)
     api = PrometheusAPI(args.prometheus)
     results: list[RenderResult] = []
-    for path in sorted(args.dashboards.glob("*.json")):
+    paths = sorted(args.dashboards.glob("*.json"))
+    for path in paths:
         model = json.loads(path.read_text(encoding="utf-8"))
         try:
             results += render_dashboard(api, model, args.out, window, chosen, per_panel=args.panels)
@@ -524,6 +539,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"cannot render {model['uid']} from {args.prometheus}: {exc}", file=sys.stderr)
             return 2
         print(f"rendered {model['uid']} into {args.out}")
+    (args.out / STAMP_NAME).write_text(stamp(paths), encoding="utf-8")
     empty = [r for r in results if not r.series]
     for result in empty:
         print(

@@ -27,6 +27,8 @@ from grafana.blocks import (
 from grafana.dashboards_src.fault import who_is_at_fault_row
 
 ACTIVE = 'state="active"'
+#: Channels that are silent on a healthy feed (a subaccount that does not trade).
+QUIET_BY_NATURE = 'channel!="v4_subaccounts"'
 FIRING = 'alertstate="firing"'
 UP_DOWN = {"0": ("down", "red"), "1": ("up", "green")}
 
@@ -82,9 +84,11 @@ def _status_row() -> list[PanelBuilder]:
         ),
         single(
             "Data age (worst channel)",
-            "Age of the last data frame when last scraped, on the stalest channel of the stalest instance.",
+            "Age of the last data frame when last scraped, on the stalest channel of the stalest instance; "
+            "v4_subaccounts left out (an account that does not trade is quiet on a healthy feed, and /readyz "
+            "does not judge it either). Red at 30 s, the default --data.stale-after.",
             "s",
-            Q(f"max({age('dydx_last_message_timestamp_seconds')})"),
+            Q(f"max({age('dydx_last_message_timestamp_seconds', QUIET_BY_NATURE)})"),
             thresholds=((None, "green"), (10, "orange"), (30, "red")),
         ),
         single(

@@ -5,16 +5,14 @@ Faults are injected first so that the panels a healthy feed leaves flat have som
 error frames, malformed frames, a message-id gap (which fires the DydxMessageGaps alert, so `ALERTS` has
 a series) and a crossed book on the market the drilldown opens on. Then the renderer draws every panel.
 
-Set GRAFANA_RENDER_DOCS=1 to also write the per-dashboard images into docs/img/ for the README (the run
-then gathers GRAFANA_RENDER_DOCS_SECONDS more history first, 120 by default, so the graphs have a shape).
+The README's pictures are not drawn here (two minutes of a fault run): `make dashboards-render` draws them
+from a clean `make demo` (see README, Dashboards).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,12 +30,8 @@ from tests.helpers import ConditionTimeout, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[2]
-DOCS_IMG = REPO / "docs" / "img"
 SCRAPE_INTERVAL = 1.0
 JOB = "dydx-exporter"
-RENDER_DOCS = bool(os.environ.get("GRAFANA_RENDER_DOCS"))
-DOCS_HISTORY = float(os.environ.get("GRAFANA_RENDER_DOCS_SECONDS", "120")) if RENDER_DOCS else 0.0
 
 #: Panels excused from having data, each only while its PromQL condition returns nothing (for a metric
 #: declared before anything feeds it). Empty: every panel must show data. Keep it that way.
@@ -100,7 +94,7 @@ async def wait_every_panel_has_data(
         )
 
 
-@pytest.mark.timeout(100 + DOCS_HISTORY)
+@pytest.mark.timeout(100)
 async def test_every_panel_query_returns_data_and_every_panel_renders(
     simulator_factory, exporter_factory, prometheus_factory, tmp_path: Path
 ):
@@ -191,16 +185,9 @@ async def test_every_panel_query_returns_data_and_every_panel_renders(
     assert single and deduped == single
     assert await prom.query_value('sum(dydx_subscriptions{state="active"})') == 2 * single
 
-    if RENDER_DOCS:
-        # History for the README's images: a deliberate duration, not a wait for a condition.
-        await asyncio.sleep(DOCS_HISTORY / 2)
-        await control(sim, "POST", "/control/faults", {"kind": "disconnect", "abrupt": True})
-        await control(sim, "POST", "/control/faults", {"kind": "cross", "market": market, "seconds": 5})
-        await asyncio.sleep(DOCS_HISTORY / 2)
-
     # The renderer draws every panel from the same queries.
     out = tmp_path / "render"
-    final = Window(started, time.time(), SCRAPE_INTERVAL) if RENDER_DOCS else window()
+    final = window()
     results = []
     for model in models:
         results += await asyncio.to_thread(render_dashboard, api, model, out, final)
@@ -216,8 +203,3 @@ async def test_every_panel_query_returns_data_and_every_panel_renders(
         if not r.series and (r.dashboard_uid, r.panel_title) not in allowed
     ]
     assert blank == []
-
-    if RENDER_DOCS:
-        DOCS_IMG.mkdir(parents=True, exist_ok=True)
-        for model in models:
-            shutil.copyfile(out / f"{model['uid']}.png", DOCS_IMG / f"{model['uid']}.png")

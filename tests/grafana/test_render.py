@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 from grafana import render
+from grafana.build import DASHBOARDS_DIR
 from grafana.render import Series, format_value, legend_text
 from tests.helpers import free_port
 
@@ -46,3 +49,25 @@ def test_unreachable_prometheus_is_an_error_not_a_traceback(tmp_path: Path, caps
     code = render.main(["--prometheus", f"http://127.0.0.1:{port}", "--out", str(tmp_path)])
     assert code == 2
     assert "cannot render" in capsys.readouterr().err
+
+
+def test_the_readme_pictures_were_drawn_from_the_committed_dashboards():
+    """docs/img/dashboards.sha256 is written by the renderer with the pictures: a dashboard changed since
+    (or added, or removed) means the README shows something the dashboards no longer are."""
+    img = DASHBOARDS_DIR.parents[1] / "docs" / "img"
+    recorded = (img / render.STAMP_NAME).read_text(encoding="utf-8")
+    dashboards = sorted(DASHBOARDS_DIR.glob("*.json"))
+    assert recorded == render.stamp(dashboards), (
+        "a dashboard changed since docs/img was drawn: run `make demo`, let it gather at least 10 minutes "
+        "of data, then `make dashboards-render` and commit the pictures with docs/img/dashboards.sha256"
+    )
+    for path in dashboards:
+        uid = json.loads(path.read_text(encoding="utf-8"))["uid"]
+        assert (img / f"{uid}.png").is_file(), uid
+
+
+def test_the_stamp_reads_like_sha256sum(tmp_path: Path):
+    dashboard = tmp_path / "a.json"
+    dashboard.write_bytes(b'{"uid": "a"}')
+    digest = hashlib.sha256(b'{"uid": "a"}').hexdigest()
+    assert render.stamp([dashboard]) == f"{digest}  grafana/dashboards/a.json\n"
