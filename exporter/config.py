@@ -126,6 +126,7 @@ class Settings:
     rest_height_interval: float = default("rest_height_interval")
     crossed_resync_after: float = default("crossed_resync_after")
     resync_interval: float = default("resync_interval")
+    audit_interval: float = default("audit_interval")
     shard_index: int = default("shard_index")
     shard_count: int = default("shard_count")
     stale_after: float = default("stale_after")

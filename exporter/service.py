@@ -19,6 +19,7 @@ import aiohttp
 
 from exporter import __version__
 from exporter.config import Settings
+from exporter.feed.audit import Auditor
 from exporter.feed.discovery import Discovery
 from exporter.feed.heads import Heads, HeadsSettings
 from exporter.feed.pool import Pool
@@ -26,6 +27,8 @@ from exporter.feed.resync import Resyncer, ResyncPolicy
 from exporter.logs import get_logger
 from exporter.metrics.collector import Collector
 from exporter.metrics.looplag import LoopLagProbe
+from exporter.protocol import channels as ch
+from exporter.state.audit import BookAudits
 from exporter.state.router import Router
 from exporter.state.universe import MarketUniverse
 from exporter.web.app import WebServer
@@ -84,6 +87,7 @@ class Exporter:
         self._pool: Pool | None = None
         self._discovery: Discovery | None = None
         self._resyncer: Resyncer | None = None
+        self._auditor: Auditor | None = None
         self._heads: Heads | None = None
         self._web: WebServer | None = None
         self._ssl_context: ssl.SSLContext | None = None
@@ -144,6 +148,16 @@ class Exporter:
             max_per_second=max(1.0, s.feed.subscribe_rate / 4),
         )
         self._resyncer = Resyncer(policy, self._pool, self.router.books)
+        pool = self._pool
+        self._auditor = Auditor(
+            s.audit_interval,
+            BookAudits(self.router.books.books, self.collector),
+            lambda: [key[1] for key in pool.active_keys(ch.ORDERBOOK) if key[1] is not None],
+            self._session,
+            s.feed.rest_url,
+            s.feed.discovery_timeout,
+            self.collector.rest_request,
+        )
         heads = HeadsSettings(
             chain_rpc_urls=s.chain_rpc_urls,
             network=s.network,
@@ -172,6 +186,7 @@ class Exporter:
             await self._pool.start()
             await self._discovery.start()
             await self._resyncer.start()
+            await self._auditor.start()
             await self._heads.start()  # a chain RPC on another network ends the start here
         except BaseException:
             await self.stop()
@@ -197,6 +212,8 @@ class Exporter:
                     await self._heads.stop()
                 if self._resyncer is not None:
                     await self._resyncer.stop()
+                if self._auditor is not None:
+                    await self._auditor.stop()
                 if self._discovery is not None:
                     await self._discovery.stop()
                 if self._pool is not None:

@@ -343,6 +343,25 @@ BOOK_RESYNCS = MetricSpec(
     "periodic: every --orderbook.resync-interval).",
     ("market", "reason"),
 )
+BOOK_AUDITS = MetricSpec(
+    "dydx_orderbook_audits_total",
+    "counter",
+    "Audits of the held order book against a fresh REST snapshot (every --orderbook.audit-interval).",
+    ("market",),
+)
+BOOK_AUDIT_MISMATCHED = MetricSpec(
+    "dydx_orderbook_audit_mismatched_levels_total",
+    "counter",
+    "Levels an audit found wrong within the snapshot's depth, leaving out levels updated in the race "
+    "window, by kind (missing: in the snapshot only; extra: held only; size: sizes differ).",
+    ("market", "kind"),
+)
+BOOK_AUDIT_RATIO = MetricSpec(
+    "dydx_orderbook_audit_mismatch_ratio",
+    "gauge",
+    "Mismatched levels / levels compared in the market's latest audit.",
+    ("market",),
+)
 MARKET_LAST_UPDATE = MetricSpec(
     "dydx_market_last_update_timestamp_seconds",
     "gauge",
@@ -354,6 +373,19 @@ ORACLE_PRICE = MetricSpec(
     "dydx_oracle_price",
     "gauge",
     "Latest oracle price, by market; absent before the first one.",
+    ("market",),
+)
+ORACLE_TIMESTAMP = MetricSpec(
+    "dydx_oracle_price_timestamp_seconds",
+    "gauge",
+    "Exchange time (effectiveAt) of the market's latest oracle price update; absent before the first one.",
+    ("market",),
+)
+ORACLE_DEVIATION = MetricSpec(
+    "dydx_oracle_mid_deviation_ratio",
+    "gauge",
+    "Distance of the oracle price from the mid of the market's uncrossed two-sided book, over the mid; "
+    "absent without one.",
     ("market",),
 )
 LAST_TRADE_PRICE = MetricSpec(
@@ -464,6 +496,8 @@ CATALOG: Final[tuple[MetricSpec, ...]] = (
     CHAIN_RPC_DURATION,
     MARKET_INFO,
     ORACLE_PRICE,
+    ORACLE_TIMESTAMP,
+    ORACLE_DEVIATION,
     TRADES,
     TRADE_VOLUME,
     TRADE_NOTIONAL,
@@ -476,6 +510,9 @@ CATALOG: Final[tuple[MetricSpec, ...]] = (
     BOOK_SPREAD_RATIO,
     BOOK_LEVELS,
     BOOK_RESYNCS,
+    BOOK_AUDITS,
+    BOOK_AUDIT_MISMATCHED,
+    BOOK_AUDIT_RATIO,
     MARKET_LAST_UPDATE,
     SUBACCOUNT_EQUITY,
     SUBACCOUNT_FREE_COLLATERAL,
@@ -530,6 +567,7 @@ SUBSCRIPTION_FAILURE_REASONS: Final[tuple[str, ...]] = (
 )
 COMPONENTS: Final[tuple[str, ...]] = ("websocket", "rest", "processor")
 RESYNC_REASONS: Final[tuple[str, ...]] = ("reconnect", "resubscribe", "crossed", "periodic")
+AUDIT_KINDS: Final[tuple[str, ...]] = ("missing", "extra", "size")
 BOOK_SIDES: Final[tuple[str, str]] = ("bid", "ask")
 TRADE_SIDE_LABELS: Final[tuple[str, str]] = ("buy", "sell")
 

@@ -33,6 +33,9 @@ class MarketMetrics:
     frame per channel (0.0: none yet), stored on the hot path."""
 
     __slots__ = (
+        "audit_mismatched",
+        "audit_ratio",
+        "audits",
         "book",
         "candles_at",
         "has_trades",
@@ -41,6 +44,7 @@ class MarketMetrics:
         "listed",
         "notional",
         "oracle_at",
+        "oracle_effective_at",
         "oracle_price",
         "resyncs",
         "status",
@@ -65,7 +69,13 @@ class MarketMetrics:
         self.resyncs: dict[str, int] = dict.fromkeys(c.RESYNC_REASONS, 0)
         self.trades_at = 0.0
         self.oracle_at = 0.0
+        #: Exchange time (effectiveAt) of the latest oracle price update (0.0: none yet).
+        self.oracle_effective_at = 0.0
         self.candles_at = 0.0
+        #: Book audits (exporter.state.audit): how many, mismatched levels by kind, the latest ratio.
+        self.audits = 0
+        self.audit_mismatched: dict[str, int] = dict.fromkeys(c.AUDIT_KINDS, 0)
+        self.audit_ratio = 0.0
 
 
 class MarketTable(MetricSource):
@@ -120,6 +130,24 @@ class MarketTable(MetricSource):
             for m in self._by_ticker()
             if m.oracle_price is not None
         )
+
+    @renders(c.ORACLE_TIMESTAMP)
+    def _oracle_timestamp(self, name: str, out: list[str], now: float) -> None:
+        out.extend(
+            f"{name}{{{m.label}}} {fmt(m.oracle_effective_at)}\n"
+            for m in self._by_ticker()
+            if m.oracle_effective_at
+        )
+
+    @renders(c.ORACLE_DEVIATION)
+    def _oracle_deviation(self, name: str, out: list[str], now: float) -> None:
+        for m, book in self._books():
+            if m.oracle_price is None:
+                continue
+            bid, ask = book.best()
+            if bid is not None and ask is not None:
+                mid = (bid + ask) / 2.0
+                out.append(f"{name}{{{m.label}}} {fmt(abs(m.oracle_price - mid) / mid)}\n")
 
     @renders(c.TRADES)
     def _trades(self, name: str, out: list[str], now: float) -> None:
@@ -191,6 +219,21 @@ class MarketTable(MetricSource):
         for m, _ in self._books():
             for reason, count in m.resyncs.items():
                 out.append(f'{name}{{{m.label},reason="{reason}"}} {count}\n')
+
+    @renders(c.BOOK_AUDITS)
+    def _audits(self, name: str, out: list[str], now: float) -> None:
+        out.extend(f"{name}{{{m.label}}} {m.audits}\n" for m in self._by_ticker() if m.audits)
+
+    @renders(c.BOOK_AUDIT_MISMATCHED)
+    def _audit_mismatched(self, name: str, out: list[str], now: float) -> None:
+        for m in self._by_ticker():
+            if m.audits:
+                for kind, count in m.audit_mismatched.items():
+                    out.append(f'{name}{{{m.label},kind="{kind}"}} {count}\n')
+
+    @renders(c.BOOK_AUDIT_RATIO)
+    def _audit_ratio(self, name: str, out: list[str], now: float) -> None:
+        out.extend(f"{name}{{{m.label}}} {fmt(m.audit_ratio)}\n" for m in self._by_ticker() if m.audits)
 
     @renders(c.MARKET_LAST_UPDATE)
     def _last_update(self, name: str, out: list[str], now: float) -> None:

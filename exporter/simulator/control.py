@@ -17,6 +17,7 @@ from aiohttp import web
 from exporter.simulator import faults as fault_kinds
 from exporter.simulator.faults import FaultKind
 from exporter.simulator.faults.base import FaultTarget
+from exporter.simulator.faults.quality import ghosts
 from exporter.simulator.market import MarketModel
 
 
@@ -213,6 +214,8 @@ class ControlApi:
         report = self._sim.hub.ledger.report(tickers, source.rest_orderbook, self._sim.paused)
         # What the chain, the indexer, REST and each connection really are (who is at fault).
         report["chain"] = self._sim.chain.truth()
+        # Levels the stream carries that the indexer's book does not have (fault ghost_level).
+        report["ghost_levels"] = ghosts(self._sim)
         return web.json_response(report)
 
     def _index(self, request: web.Request) -> dict[str, Any]:

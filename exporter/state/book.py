@@ -9,10 +9,14 @@ client recipe, only when asked (at scrape time).
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left, insort
 from collections.abc import Callable
 from typing import Final
 
+#: A snapshot carries at most this many levels per side (reference §3.1): past its far end, a level is
+#: known only once an update names it.
+SNAPSHOT_DEPTH: Final = 100
 #: A side never holds more levels than this; past it the level farthest from the top is dropped. The real
 #: book sends updates beyond the 100-level snapshot, but a side of thousands of levels is a runaway.
 MAX_LEVELS_PER_SIDE: Final = 5000
@@ -64,6 +68,9 @@ def _side_update(bid: bool) -> Callable[[Book, float, float, int, float], None]:
         # Side.set's common cases are inlined: a size change of an existing level moves no price (the
         # crossing cannot change) and costs two dict writes.
         book.updated_at = now
+        touched = book.touched
+        if touched is not None:  # an audit is watching (exporter.state.audit): one check per update
+            touched.add(price)
         side = book.bids if bid else book.asks
         sizes = side.sizes
         if price in sizes:
@@ -99,8 +106,10 @@ class Book:
         "crossed_since",
         "crossed_total",
         "has_snapshot",
+        "known_from",
         "link",
         "needs_resync",
+        "touched",
         "updated_at",
     )
 
@@ -118,6 +127,12 @@ class Book:
         self._crossed_reported = 0.0
         #: Wall-clock time of the latest snapshot or update (load_snapshot, update_bid/ask).
         self.updated_at = 0.0
+        #: While an audit watches the book: the prices updated since it began. A new snapshot or an
+        #: invalidation ends the watch (None), which abandons the audit.
+        self.touched: set[float] | None = None
+        #: (lowest bid, highest ask) of the latest snapshot when it was full (SNAPSHOT_DEPTH levels; else
+        #: 0 and inf): a level beyond it that no update named may exist unseen.
+        self.known_from = (0.0, math.inf)
 
     # --- feeding --------------------------------------------------------------------------------------
     def load_snapshot(
@@ -134,8 +149,13 @@ class Book:
             self.bids.set(price, size, message_id)
         for price, size in asks:
             self.asks.set(price, size, message_id)
+        self.known_from = (
+            min(price for price, _ in bids) if len(bids) >= SNAPSHOT_DEPTH else 0.0,
+            max(price for price, _ in asks) if len(asks) >= SNAPSHOT_DEPTH else math.inf,
+        )
         self.has_snapshot = True
         self.needs_resync = False
+        self.touched = None
         self.link = link
         self.updated_at = now
         self._check_crossed(now)
@@ -151,6 +171,7 @@ class Book:
         self.asks.clear()
         self.has_snapshot = False
         self.needs_resync = True
+        self.touched = None
         self.link = None
         self._check_crossed(now)
 

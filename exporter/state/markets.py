@@ -74,6 +74,7 @@ class MarketsHandler(ChannelHandler):
         if stamp is None:
             ctx.invalid("bad_number", effective_at)
         else:
+            market.oracle_effective_at = stamp
             self._observe(ctx.cm.latency, stamp, now)  # type: ignore[arg-type]
 
     def _follow(self, change: MarketsChanged) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from exporter.simulator.faults import chain, connection, feed, rest
+from exporter.simulator.faults import chain, connection, feed, quality, rest
 from exporter.simulator.faults.base import FaultError, FaultKind, as_dict
 
 __all__ = ["INSTANT_KINDS", "KINDS", "LASTING_KINDS", "Fault", "FaultError", "FaultKind", "Faults", "parse"]
@@ -45,6 +45,7 @@ KINDS: Final = _registry(
     rest.REST_SLOW,
     connection.SILENT,
     *chain.KINDS,
+    *quality.KINDS,
 )
 INSTANT_KINDS: Final = tuple(name for name, kind in KINDS.items() if kind.length is None)
 LASTING_KINDS: Final = tuple(name for name, kind in KINDS.items() if kind.length is not None)

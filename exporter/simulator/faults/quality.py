@@ -1,0 +1,112 @@
+"""Faults of data that looks healthy but is wrong (issue 15): a ghost level the server never removes.
+
+`ghost_level` publishes one order book level in the stream that the indexer's own book (REST, snapshots)
+does not have, where it does not cross: the "abnormally deep orderbook" of v4-chain PR #2855 (reference
+§8). By default it sits half a tick off the price grid a few levels deep, so no real update ever lands on
+it; it is sent again after every new snapshot a client receives while in force (the server "never removes
+it"), and removed from the stream when the fault is cleared. GET /control/truth lists the ghosts in force.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from exporter.protocol import channels as ch
+from exporter.simulator import formats
+from exporter.simulator.faults.base import FaultError, FaultKind, FaultTarget, check_seconds, param
+
+SIDES = ("bid", "ask")
+#: How many price spacings behind the top a default ghost sits: inside any snapshot's 100 levels (levels
+#: are at least one spacing apart), and far enough that the book's drift during a drill does not cross it.
+GHOST_DEPTH_SPACINGS = 20
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GhostLevel:
+    market: str = param("the market whose streamed book gets the ghost level")
+    side: str = param("bid or ask", "bid")
+    price: str | None = param(
+        "its price, a decimal string that must not cross the book (default: half a tick off the grid, "
+        f"{GHOST_DEPTH_SPACINGS} price spacings behind the top)",
+        None,
+    )
+    seconds: float | None = param("how long it lasts (default: until cleared)", None)
+
+    def __post_init__(self) -> None:
+        check_seconds("ghost_level", "seconds", self.seconds)
+        if self.side not in SIDES:
+            raise FaultError(f"ghost_level.side must be bid or ask, not {self.side!r}")
+        if self.price is not None:
+            try:
+                ok = Decimal(self.price) > 0
+            except InvalidOperation:
+                ok = False
+            if not ok:
+                raise FaultError(f"ghost_level.price must be a positive decimal string, not {self.price!r}")
+
+
+def ghost_price(target: FaultTarget, p: GhostLevel) -> str:
+    """The ghost's price text: the one asked for (checked not to cross), else the default."""
+    market: Any = getattr(target.source, "markets", {}).get(p.market)
+    if market is None:
+        raise FaultError(f"ghost_level.market {p.market!r} is not a listed market of the synthetic source")
+    bid = p.side == "bid"
+    top = market.best_bid if bid else market.best_ask
+    other = market.best_ask if bid else market.best_bid
+    if p.price is None:
+        if top is None:
+            raise FaultError(f"ghost_level: {p.market} has no {p.side}s to sit behind")
+        spacing = max(1, market.mid_ticks() // 20000)
+        ticks = top - GHOST_DEPTH_SPACINGS * spacing if bid else top + GHOST_DEPTH_SPACINGS * spacing
+        # Half a tick off the grid: ticks * 10 ± 5 at one more decimal.
+        return formats.fixed(ticks * 10 + (-5 if bid else 5), market.price_decimals + 1)
+    if other is not None:
+        limit = Decimal(market.fmt_price(other))
+        if (bid and Decimal(p.price) >= limit) or (not bid and Decimal(p.price) <= limit):
+            raise FaultError(f"ghost_level.price {p.price} would cross the book (best opposite {limit})")
+    return p.price
+
+
+def _start(target: FaultTarget, p: GhostLevel) -> None:
+    price = ghost_price(target, p)
+    # The default is resolved once, at start, and kept in the parameters (GET /control/faults and the
+    # truth then show where the ghost is); the book moves on, the ghost must not.
+    object.__setattr__(p, "price", price)
+    _publish(target, p, "7")
+
+
+def _end(target: FaultTarget, p: GhostLevel) -> None:
+    if p.market in target.source.tickers():
+        _publish(target, p, "0")
+
+
+def _resend(target: FaultTarget, p: GhostLevel, channel: str, key: str | None) -> None:
+    if channel == ch.ORDERBOOK and key == p.market:
+        _publish(target, p, "7")
+
+
+def _publish(target: FaultTarget, p: GhostLevel, size: str) -> None:
+    side = "bids" if p.side == "bid" else "asks"
+    target.hub.publish(ch.ORDERBOOK, p.market, {side: [[p.price, size]]})
+
+
+def ghosts(target: FaultTarget) -> dict[str, list[dict[str, str]]]:
+    """The ghost levels in force, by market: what GET /control/truth reports."""
+    out: dict[str, list[dict[str, str]]] = {}
+    for p in target.active_params(GHOST_LEVEL.name):
+        out.setdefault(p.market, []).append({"side": p.side, "price": p.price})
+    return out
+
+
+GHOST_LEVEL = FaultKind(
+    "ghost_level",
+    GhostLevel,
+    "an order book level in the stream that the indexer's book (REST, snapshots) does not have and never "
+    "removes, placed where it does not cross",
+    start=_start,
+    end=_end,
+    on_snapshot=_resend,
+)
+KINDS = (GHOST_LEVEL,)
