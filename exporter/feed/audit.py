@@ -19,7 +19,7 @@ from urllib.parse import quote
 import aiohttp
 
 from exporter.feed.http import HttpFailed, get_json, invalid_body
-from exporter.lifecycle import cancel_and_wait
+from exporter.lifecycle import BackgroundTask, cancel_and_wait
 from exporter.logs import get_logger
 from exporter.protocol.frames import positive
 from exporter.state.audit import RACE_WINDOW_S, BookAudits, Levels
@@ -74,18 +74,18 @@ class Auditor:
         self._timeout = timeout
         self._requests = requests
         self._window = window
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("audit")
         self._running: dict[str, asyncio.Task[None]] = {}
         self._paused_until = 0.0
         self._last: str | None = None
 
     async def start(self) -> None:
-        if self._task is None and self._interval > 0:
-            self._task = asyncio.create_task(self._loop(), name="audit")
+        if self._interval > 0:
+            self._task.start(self._loop)
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        await cancel_and_wait(task, *self._running.values())
+        await self._task.stop()  # first, so no new audit starts while the running ones are cancelled
+        await cancel_and_wait(*self._running.values())
 
     async def _loop(self) -> None:
         while True:
