@@ -9,7 +9,7 @@ from typing import Protocol
 
 from exporter.metrics import catalog as c
 from exporter.metrics.histogram import escape, fmt
-from exporter.metrics.registry import MetricSource, renders
+from exporter.metrics.registry import MetricSource, per_row, renders
 from exporter.protocol import channels as ch
 
 
@@ -123,21 +123,9 @@ class MarketTable(MetricSource):
             f'{name}{{{m.label},status="{escape(m.status)}"}} 1\n' for m in self._by_ticker() if m.listed
         )
 
-    @renders(c.ORACLE_PRICE)
-    def _oracle(self, name: str, out: list[str], now: float) -> None:
-        out.extend(
-            f"{name}{{{m.label}}} {fmt(m.oracle_price)}\n"
-            for m in self._by_ticker()
-            if m.oracle_price is not None
-        )
-
-    @renders(c.ORACLE_TIMESTAMP)
-    def _oracle_timestamp(self, name: str, out: list[str], now: float) -> None:
-        out.extend(
-            f"{name}{{{m.label}}} {fmt(m.oracle_effective_at)}\n"
-            for m in self._by_ticker()
-            if m.oracle_effective_at
-        )
+    _oracle = per_row(c.ORACLE_PRICE, _by_ticker, lambda m: m.oracle_price)
+    _oracle_timestamp = per_row(c.ORACLE_TIMESTAMP, _by_ticker, lambda m: m.oracle_effective_at or None)
+    _last_trade = per_row(c.LAST_TRADE_PRICE, _by_ticker, lambda m: m.last_trade_price)
 
     @renders(c.ORACLE_DEVIATION)
     def _oracle_deviation(self, name: str, out: list[str], now: float) -> None:
@@ -170,14 +158,6 @@ class MarketTable(MetricSource):
                 v = values(m)
                 out.append(f'{name}{{{m.label},side="{buy}"}} {fmt(v[0])}\n')
                 out.append(f'{name}{{{m.label},side="{sell}"}} {fmt(v[1])}\n')
-
-    @renders(c.LAST_TRADE_PRICE)
-    def _last_trade(self, name: str, out: list[str], now: float) -> None:
-        out.extend(
-            f"{name}{{{m.label}}} {fmt(m.last_trade_price)}\n"
-            for m in self._by_ticker()
-            if m.last_trade_price is not None
-        )
 
     # --- the order book -------------------------------------------------------------------------------
     @renders(c.BOOK_CROSSED)
@@ -220,9 +200,8 @@ class MarketTable(MetricSource):
             for reason, count in m.resyncs.items():
                 out.append(f'{name}{{{m.label},reason="{reason}"}} {count}\n')
 
-    @renders(c.BOOK_AUDITS)
-    def _audits(self, name: str, out: list[str], now: float) -> None:
-        out.extend(f"{name}{{{m.label}}} {m.audits}\n" for m in self._by_ticker() if m.audits)
+    _audits = per_row(c.BOOK_AUDITS, _by_ticker, lambda m: m.audits or None)
+    _audit_ratio = per_row(c.BOOK_AUDIT_RATIO, _by_ticker, lambda m: m.audit_ratio if m.audits else None)
 
     @renders(c.BOOK_AUDIT_MISMATCHED)
     def _audit_mismatched(self, name: str, out: list[str], now: float) -> None:
@@ -230,10 +209,6 @@ class MarketTable(MetricSource):
             if m.audits:
                 for kind, count in m.audit_mismatched.items():
                     out.append(f'{name}{{{m.label},kind="{kind}"}} {count}\n')
-
-    @renders(c.BOOK_AUDIT_RATIO)
-    def _audit_ratio(self, name: str, out: list[str], now: float) -> None:
-        out.extend(f"{name}{{{m.label}}} {fmt(m.audit_ratio)}\n" for m in self._by_ticker() if m.audits)
 
     @renders(c.MARKET_LAST_UPDATE)
     def _last_update(self, name: str, out: list[str], now: float) -> None:
