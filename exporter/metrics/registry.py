@@ -47,7 +47,8 @@ def per_row(
     spec: c.MetricSpec, rows: Callable[[Any], Iterable[Any]], value: Callable[[Any], float | None]
 ) -> Callable[[Any, str, list[str], float], None]:
     """The renderer of a family of one sample per row of `rows(self)`, labelled with the row's rendered
-    `label` and valued `value(row)`; a row whose value is None (not known yet) is left out."""
+    `label` and valued `value(row)`: a number (a flag as 1 or 0, never a bool, which `fmt` would spell
+    1.0), or None to leave the row out (not known yet)."""
 
     @renders(spec)
     def render(self: Any, name: str, out: list[str], now: float) -> None:
