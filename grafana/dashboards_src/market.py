@@ -164,6 +164,60 @@ def _freshness() -> list[PanelBuilder]:
     ]
 
 
+def _quality() -> list[PanelBuilder]:
+    """Whether the book and the oracle price can be trusted: the exporter's audits of the held book
+    against REST snapshots (every --orderbook.audit-interval), and the oracle against the book."""
+    return [
+        event_bars(
+            "Book audits",
+            "Audits of the held book against a fresh REST snapshot (every --orderbook.audit-interval, "
+            "books in turn): whole audits, one bar per minute (wider bars on long ranges).",
+            [Q(events("dydx_orderbook_audits_total", M, by="market", dedup=True), "{{market}}")],
+            width=8,
+        ),
+        event_bars(
+            "Audit mismatched levels by kind",
+            "Levels an audit found wrong (missing: in the snapshot only; extra: held only; size: sizes "
+            "differ), leaving out levels updated in the race window: whole levels per minute.",
+            [
+                Q(
+                    events("dydx_orderbook_audit_mismatched_levels_total", M, by="market, kind", dedup=True),
+                    "{{market}} {{kind}}",
+                )
+            ],
+            width=8,
+        ),
+        graph(
+            "Audit mismatch ratio",
+            "Mismatched levels over levels compared, in the market's latest audit (0 is a right book).",
+            "percentunit",
+            [Q(f"{DEDUP} ({sel('dydx_orderbook_audit_mismatch_ratio', M)})", "{{market}}")],
+            width=8,
+            min_value=0,
+        ),
+        graph(
+            "Oracle vs book mid",
+            "Distance of the oracle price from the mid of the uncrossed two-sided book, over the mid.",
+            "percentunit",
+            [Q(f"{DEDUP} ({sel('dydx_oracle_mid_deviation_ratio', M)})", "{{market}}")],
+            min_value=0,
+        ),
+        graph(
+            "Oracle price age",
+            "Exchange time of the latest oracle price (effectiveAt) to the scrape, freshest replica: an "
+            "oracle that stops updating while the market trades is stale.",
+            "s",
+            [
+                Q(
+                    f"min by (market) ({age('dydx_oracle_price_timestamp_seconds', M)})",
+                    "{{market}}",
+                )
+            ],
+            min_value=0,
+        ),
+    ]
+
+
 def build() -> Dashboard:
     dashboard = new_dashboard(
         MARKET,
@@ -180,6 +234,7 @@ def build() -> Dashboard:
     for title, panels in (
         ("Order book", _book()),
         ("Trades and prices", _trades()),
+        ("Data quality", _quality()),
         ("Freshness", _freshness()),
     ):
         dashboard = dashboard.with_row(row(title))
