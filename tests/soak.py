@@ -312,6 +312,8 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "rpc_down": ("rpc_down",),
     "rpc_catching_up": ("rpc_catching_up",),
     "ghost_level": ("ghost_level",),
+    "oracle_freeze": ("oracle_freeze",),
+    "oracle_skew": ("oracle_skew",),
 }
 
 
@@ -356,6 +358,11 @@ def draw_fault(rng: random.Random, markets: Sequence[str]) -> Fault:
         return Fault(name, ({"kind": "chain_halt", "seconds": seconds},), seconds)
     if name in ("indexer_lag", "link_lag"):  # data held back 0.5 s, well inside the silence timeout
         request = {"kind": name, "seconds": 0.5, "duration": seconds}
+        return Fault(name, (request,), seconds, breaks=False)
+    if name in ("oracle_freeze", "oracle_skew"):  # the oracle stops or drifts; the feed stays healthy
+        request = {"kind": name, "market": rng.choice(markets), "seconds": seconds}
+        if name == "oracle_skew":
+            request["ratio"] = round(rng.uniform(0.02, 0.2), 3)
         return Fault(name, (request,), seconds, breaks=False)
     if name == "ghost_level":  # a level REST never has, removed from the stream at the end
         request = {"kind": name, "market": rng.choice(markets), "seconds": seconds}

@@ -83,6 +83,8 @@ class MarketModel:
         self._subaccounts_by_id = {f"{s.address}/{s.number}": s for s in self.subaccounts}
         #: Markets a `cross` fault with `recross` keeps crossed → the crossed ask last published for it.
         self._kept_crossed: dict[str, int | None] = {}
+        #: Oracle faults (faults/quality.py): ticker → None (frozen: no oracle updates) or a skew ratio.
+        self.oracle_faults: dict[str, float | None] = {}
 
     # ---- construction ----
     def _initial_tickers(self, markets: int | tuple[str, ...]) -> list[tuple[str, float]]:
@@ -255,13 +257,16 @@ class MarketModel:
             if rng.random() > 0.25 + 0.7 * m.weight / top:
                 continue
             m.price *= math.exp(rng.gauss(0.0, 0.0004))
+            skew = self.oracle_faults.get(ticker, 0.0)
+            if skew is None:
+                continue  # frozen: the price walks on in the book and trades, the oracle is silent
             self._pub.publish(
                 ch.MARKETS,
                 None,
                 {
                     "oraclePrices": {
                         ticker: {
-                            "oraclePrice": m.oracle_price(),
+                            "oraclePrice": m.oracle_price(1.0 + skew),
                             "effectiveAt": when,
                             "effectiveAtHeight": height,
                             "marketId": m.clob_pair_id,

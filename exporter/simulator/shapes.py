@@ -75,8 +75,9 @@ class Market:
     def fmt_size(self, steps: int) -> str:
         return formats.fixed(steps, self.size_decimals)
 
-    def oracle_price(self) -> str:
-        return formats.decimal(self.price, self.price_decimals + 2)
+    def oracle_price(self, factor: float = 1.0) -> str:
+        """The oracle price text; `factor` skews it (fault oracle_skew)."""
+        return formats.decimal(self.price * factor, self.price_decimals + 2)
 
     def book_mid(self) -> str | None:
         if self.best_bid is None or self.best_ask is None:

@@ -117,6 +117,12 @@ CASES: dict[str, Case] = {
     "rest-lag": Case(({"kind": "rest_lag", "blocks": 5, "seconds": 1.0},), (), False, lasts=1.0),
     # A level the stream carries and the indexer's book does not (issue 15): held, then removed at the end.
     "ghost-level": Case(({"kind": "ghost_level", "market": MARKET, "seconds": 1.0},), (), False, lasts=1.0),
+    "oracle-freeze": Case(
+        ({"kind": "oracle_freeze", "market": MARKET, "seconds": 1.0},), (), False, lasts=1.0
+    ),
+    "oracle-skew": Case(
+        ({"kind": "oracle_skew", "market": MARKET, "ratio": 0.1, "seconds": 1.0},), (), False, lasts=1.0
+    ),
     "link-lag": Case(
         ({"kind": "link_lag", "seconds": 0.6, "duration": 1.5},), (HIGH_LATENCY,), False, lasts=1.5
     ),

@@ -1,4 +1,5 @@
-"""Faults of data that looks healthy but is wrong (issue 15): a ghost level the server never removes.
+"""Faults of data that looks healthy but is wrong (issue 15): a ghost level the server never removes, an
+oracle that stops (`oracle_freeze`) or drifts off the market (`oracle_skew`) while trading goes on.
 
 `ghost_level` publishes one order book level in the stream that the indexer's own book (REST, snapshots)
 does not have, where it does not cross: the "abnormally deep orderbook" of v4-chain PR #2855 (reference
@@ -109,4 +110,59 @@ GHOST_LEVEL = FaultKind(
     end=_end,
     on_snapshot=_resend,
 )
-KINDS = (GHOST_LEVEL,)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OracleFreeze:
+    market: str = param("the market whose oracle price stops (its book and trades go on)")
+    seconds: float | None = param("how long it lasts (default: until cleared)", None)
+
+    def __post_init__(self) -> None:
+        check_seconds("oracle_freeze", "seconds", self.seconds)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OracleSkew:
+    market: str = param("the market whose oracle price is skewed")
+    ratio: float = param("oracle = price x (1 + ratio), e.g. 0.1 for 10% above the market")
+    seconds: float | None = param("how long it lasts (default: until cleared)", None)
+
+    def __post_init__(self) -> None:
+        check_seconds("oracle_skew", "seconds", self.seconds)
+        if not -0.9 <= self.ratio <= 10.0 or self.ratio == 0:
+            raise FaultError(f"oracle_skew.ratio must be non-zero, within [-0.9, 10], not {self.ratio}")
+
+
+def _start_oracle(target: FaultTarget, p: OracleFreeze | OracleSkew) -> None:
+    if not hasattr(target.source, "oracle_faults") or p.market not in target.source.tickers():
+        raise FaultError(f"{p.market!r} is not a listed market of the synthetic source")
+    _oracle_faults(target, p)
+
+
+def _oracle_faults(target: FaultTarget, _: object) -> None:
+    """The source's oracle faults become those in force (a freeze wins over a skew)."""
+    faults = getattr(target.source, "oracle_faults", None)
+    if faults is None:
+        return
+    faults.clear()
+    for skew in target.active_params(ORACLE_SKEW.name):
+        faults[skew.market] = skew.ratio
+    for freeze in target.active_params(ORACLE_FREEZE.name):
+        faults[freeze.market] = None
+
+
+ORACLE_FREEZE = FaultKind(
+    "oracle_freeze",
+    OracleFreeze,
+    "a market's oracle price stops updating while its book and trades go on",
+    start=_start_oracle,
+    end=_oracle_faults,
+)
+ORACLE_SKEW = FaultKind(
+    "oracle_skew",
+    OracleSkew,
+    "a market's oracle price is published skewed by a ratio from the market's own price",
+    start=_start_oracle,
+    end=_oracle_faults,
+)
+KINDS = (GHOST_LEVEL, ORACLE_FREEZE, ORACLE_SKEW)
