@@ -25,8 +25,8 @@ import aiohttp
 import pytest
 import yaml
 
-from scripts.demo import (
-    Demo,
+from scripts.demo import Demo
+from scripts.demo_config import (
     DemoConfig,
     Ports,
     alertmanager_config,
