@@ -127,6 +127,7 @@ class Settings:
     crossed_resync_after: float = default("crossed_resync_after")
     resync_interval: float = default("resync_interval")
     audit_interval: float = default("audit_interval")
+    audit_window: float = default("audit_window")
     shard_index: int = default("shard_index")
     shard_count: int = default("shard_count")
     stale_after: float = default("stale_after")

@@ -283,6 +283,14 @@ OPTIONS: tuple[Option, ...] = (
         "audit_interval",
     ),
     Option(
+        "orderbook.audit-window",
+        "5s",
+        "an audit leaves out levels updated this long before and after its REST fetch (the snapshot race "
+        "window of reference §4.3, which also covers REST's replica lag)",
+        parse_positive_duration,
+        "audit_window",
+    ),
+    Option(
         "data.stale-after",
         "30s",
         "data older than this makes /readyz fail",

@@ -157,6 +157,7 @@ class Exporter:
             s.feed.rest_url,
             s.feed.discovery_timeout,
             self.collector.rest_request,
+            window=s.audit_window,
         )
         heads = HeadsSettings(
             chain_rpc_urls=s.chain_rpc_urls,

@@ -22,7 +22,7 @@ from exporter.feed.http import HttpFailed, get_json, invalid_body
 from exporter.lifecycle import BackgroundTask, cancel_and_wait
 from exporter.logs import get_logger
 from exporter.protocol.frames import positive
-from exporter.state.audit import RACE_WINDOW_S, BookAudits, Levels
+from exporter.state.audit import BookAudits, Levels
 
 log = get_logger(__name__)
 
@@ -63,9 +63,10 @@ class Auditor:
         timeout: float,
         requests: RestRequests,
         *,
-        window: float = RACE_WINDOW_S,
+        window: float,
     ) -> None:
-        """`subscribed()` lists the markets whose order book subscription is active now."""
+        """`subscribed()` lists the markets whose order book subscription is active now; `window` is how
+        long before and after its fetch an audit watches for updated levels (--orderbook.audit-window)."""
         self._interval = interval
         self._audits = audits
         self._subscribed = subscribed

@@ -6,7 +6,8 @@ A wrong level that never crosses (a replaced order whose removal was never sent:
 misses an update; what the two may legitimately disagree on is confined to the levels updated around the
 fetch (REST reads a replica that trails the stream, and an update in flight may land on either side of
 it). `begin` starts recording the prices updated on the book (Book.touched, one check per update), the
-auditor waits RACE_WINDOW_S, fetches, waits RACE_WINDOW_S again, and `finish` compares every level the
+auditor waits --orderbook.audit-window (5 s: the snapshot fetch bound of reference §4.3, which also covers
+REST's replica lag, normally under 1 s), fetches, waits as long again, and `finish` compares every level the
 snapshot's depth covers (top SNAPSHOT_DEPTH per side), and the held book's own (a level behind the far
 end of its last snapshot that no update named was never sent), that was not touched meanwhile:
 
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Final
 
 from exporter.logs import get_logger
 from exporter.metrics.collector import Collector
@@ -28,9 +28,6 @@ from exporter.state.book import SNAPSHOT_DEPTH, Book, Side
 
 log = get_logger(__name__)
 
-#: How long before and after the fetch updated levels are left out: the reference's bound on the
-#: snapshot fetch (§4.3, up to 5 s), which also covers REST's replica lag (normally under 1 s).
-RACE_WINDOW_S: Final = 5.0
 
 Levels = list[tuple[float, float]]
 

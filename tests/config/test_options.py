@@ -58,6 +58,7 @@ SAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
     "orderbook.crossed-resync-after": ("0", {"crossed_resync_after": 0.0}),
     "orderbook.resync-interval": ("1h", {"resync_interval": 3600.0}),
     "orderbook.audit-interval": ("30s", {"audit_interval": 30.0}),
+    "orderbook.audit-window": ("2s", {"audit_window": 2.0}),
     "data.stale-after": ("90s", {"stale_after": 90.0}),
     "data.message-id-grace": ("3s", {"message_id_grace": 3.0}),
     "shutdown.timeout": ("2s", {"shutdown_timeout": 2.0}),

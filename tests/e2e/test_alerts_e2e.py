@@ -130,6 +130,31 @@ SCENARIOS = [
     # A server restart (1012) every second: each link reconnects about once a second.
     Scenario("storm", [{"kind": "disconnect", "code": 1012}], ["DydxReconnectStorm"], repeat=1.0),
     Scenario("down", [], ["DydxExporterDown"], stop_exporter=True),
+    # Data that looks healthy but is wrong (issue 15). A ghost level on a quiet market (no book activity
+    # moves the book across it; quiet as in `cross`), audited every couple of seconds with a short race
+    # window: every audit finds it.
+    Scenario(
+        "drift",
+        [{"kind": "ghost_level", "market": "ETH-USD"}],
+        ["DydxOrderbookDrift"],
+        {"market": "ETH-USD"},
+        rate=0.0,
+        exporter={"silence_timeout": 30.0, "audit_interval": 2.0, "audit_window": 0.5},
+        side_effects=["DydxFeedStale"],
+    ),
+    # The oracle stops while the market trades; the other market's oracle keeps v4_markets flowing.
+    Scenario(
+        "oracle-stale",
+        [{"kind": "oracle_freeze", "market": "ETH-USD"}],
+        ["DydxOracleStale"],
+        {"market": "ETH-USD"},
+    ),
+    Scenario(
+        "oracle-skew",
+        [{"kind": "oracle_skew", "market": "ETH-USD", "ratio": 0.2}],
+        ["DydxOracleDeviation"],
+        {"market": "ETH-USD"},
+    ),
 ]
 SEVERITY_PATH = {"critical": "/critical", "warning": "/warning"}
 
