@@ -334,19 +334,14 @@ def draw_states(ax: Axes, data: PanelData, window: Window) -> None:
     ax.set_ylim(-0.5, max(lanes, 1) - 0.5)
     ax.invert_yaxis()  # first series on top, as Grafana lists them
     _time_axis(ax, window)
-    # The legend of the states, as Grafana draws it under the panel: a colored square per value.
-    for index, option in enumerate(options.values()):
+    # The legend of the states, as Grafana draws it under the panel: a colored square per value, right to
+    # left, each entry as far from the next as its text is long (about 0.012 of the width per character).
+    right = 1.0
+    for option in reversed(list(options.values())):
         color = NAMED_COLORS.get(option.get("color", ""), option.get("color", "#1f78c1"))
-        ax.text(
-            1 - 0.12 * index,
-            1.02,
-            f"\u25a0 {option.get('text')}",
-            transform=ax.transAxes,
-            ha="right",
-            va="bottom",
-            color=color,
-            fontsize=7,
-        )
+        text = f"\u25a0 {option.get('text')}"
+        ax.text(right, 1.02, text, transform=ax.transAxes, ha="right", va="bottom", color=color, fontsize=7)
+        right -= 0.012 * (len(text) + 2)
 
 
 def draw_table(ax: Axes, data: PanelData, window: Window) -> None:
