@@ -314,6 +314,7 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "ghost_level": ("ghost_level",),
     "oracle_freeze": ("oracle_freeze",),
     "oracle_skew": ("oracle_skew",),
+    "candle_gap": ("candle_gap",),
 }
 
 
@@ -359,6 +360,9 @@ def draw_fault(rng: random.Random, markets: Sequence[str]) -> Fault:
     if name in ("indexer_lag", "link_lag"):  # data held back 0.5 s, well inside the silence timeout
         request = {"kind": name, "seconds": 0.5, "duration": seconds}
         return Fault(name, (request,), seconds, breaks=False)
+    if name == "candle_gap":  # one candle jumps ahead; nothing else changes
+        request = {"kind": name, "market": rng.choice(markets), "resolution": "1MIN"}
+        return Fault(name, (request,), breaks=False)
     if name in ("oracle_freeze", "oracle_skew"):  # the oracle stops or drifts; the feed stays healthy
         request = {"kind": name, "market": rng.choice(markets), "seconds": seconds}
         if name == "oracle_skew":

@@ -362,6 +362,10 @@ BOOK_AUDIT_RATIO = MetricSpec(
     "Mismatched levels / levels compared in the market's latest audit.",
     ("market",),
 )
+CANDLE_GAPS = MetricSpec(
+    "dydx_candle_gaps_total", "counter", "Candle periods skipped: a subscribed candle's startedAt jumped by "
+    "more than one period (a candle exists for every period with blocks).", ("market", "resolution"),
+)  # fmt: skip
 MARKET_LAST_UPDATE = MetricSpec(
     "dydx_market_last_update_timestamp_seconds",
     "gauge",
@@ -513,6 +517,7 @@ CATALOG: Final[tuple[MetricSpec, ...]] = (
     BOOK_AUDITS,
     BOOK_AUDIT_MISMATCHED,
     BOOK_AUDIT_RATIO,
+    CANDLE_GAPS,
     MARKET_LAST_UPDATE,
     SUBACCOUNT_EQUITY,
     SUBACCOUNT_FREE_COLLATERAL,

@@ -37,6 +37,7 @@ class MarketMetrics:
         "audit_ratio",
         "audits",
         "book",
+        "candle_gaps",
         "candles_at",
         "has_trades",
         "label",
@@ -72,6 +73,8 @@ class MarketMetrics:
         #: Exchange time (effectiveAt) of the latest oracle price update (0.0: none yet).
         self.oracle_effective_at = 0.0
         self.candles_at = 0.0
+        #: Subscribed candle resolution → periods skipped (exporter.state.candles).
+        self.candle_gaps: dict[str, int] = {}
         #: Book audits (exporter.state.audit): how many, mismatched levels by kind, the latest ratio.
         self.audits = 0
         self.audit_mismatched: dict[str, int] = dict.fromkeys(c.AUDIT_KINDS, 0)
@@ -209,6 +212,12 @@ class MarketTable(MetricSource):
             if m.audits:
                 for kind, count in m.audit_mismatched.items():
                     out.append(f'{name}{{{m.label},kind="{kind}"}} {count}\n')
+
+    @renders(c.CANDLE_GAPS)
+    def _candle_gaps(self, name: str, out: list[str], now: float) -> None:
+        for m in self._by_ticker():
+            for resolution, gaps in sorted(m.candle_gaps.items()):
+                out.append(f'{name}{{{m.label},resolution="{escape(resolution)}"}} {gaps}\n')
 
     @renders(c.MARKET_LAST_UPDATE)
     def _last_update(self, name: str, out: list[str], now: float) -> None:

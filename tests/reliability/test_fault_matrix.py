@@ -120,6 +120,7 @@ CASES: dict[str, Case] = {
     "oracle-freeze": Case(
         ({"kind": "oracle_freeze", "market": MARKET, "seconds": 1.0},), (), False, lasts=1.0
     ),
+    "candle-gap": Case(({"kind": "candle_gap", "market": MARKET, "resolution": "1MIN"},), (), False),
     "oracle-skew": Case(
         ({"kind": "oracle_skew", "market": MARKET, "ratio": 0.1, "seconds": 1.0},), (), False, lasts=1.0
     ),

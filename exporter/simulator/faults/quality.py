@@ -1,5 +1,6 @@
 """Faults of data that looks healthy but is wrong (issue 15): a ghost level the server never removes, an
-oracle that stops (`oracle_freeze`) or drifts off the market (`oracle_skew`) while trading goes on.
+oracle that stops (`oracle_freeze`) or drifts off the market (`oracle_skew`) while trading goes on, a candle
+that skips periods (`candle_gap`).
 
 `ghost_level` publishes one order book level in the stream that the indexer's own book (REST, snapshots)
 does not have, where it does not cross: the "abnormally deep orderbook" of v4-chain PR #2855 (reference
@@ -17,6 +18,7 @@ from typing import Any
 from exporter.protocol import channels as ch
 from exporter.simulator import formats
 from exporter.simulator.faults.base import FaultError, FaultKind, FaultTarget, check_seconds, param
+from exporter.simulator.shapes import candle_contents
 
 SIDES = ("bid", "ask")
 #: How many price spacings behind the top a default ghost sits: inside any snapshot's 100 levels (levels
@@ -165,4 +167,43 @@ ORACLE_SKEW = FaultKind(
     start=_start_oracle,
     end=_oracle_faults,
 )
-KINDS = (GHOST_LEVEL, ORACLE_FREEZE, ORACLE_SKEW)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CandleGap:
+    market: str = param("the market whose open candle jumps ahead")
+    resolution: str = param("the candle resolution, e.g. 1MIN")
+    periods: int = param("how many periods its startedAt skips", 1)
+
+    def __post_init__(self) -> None:
+        if self.resolution not in ch.CANDLE_RESOLUTION_SECONDS:
+            raise FaultError(
+                f"candle_gap.resolution must be one of {', '.join(ch.CANDLE_RESOLUTION_SECONDS)}, "
+                f"not {self.resolution!r}"
+            )
+        if not 1 <= self.periods <= 1000:
+            raise FaultError(f"candle_gap.periods must be within 1..1000, not {self.periods}")
+
+
+def _candle_gap(target: FaultTarget, p: CandleGap) -> None:
+    """The market's open candle of that resolution restarts `periods` + 1 periods later and is published:
+    its subscribers see startedAt skip `periods` periods. At the next boundary the candles follow the clock
+    again (a new candle older than the newest seen, which a consumer ignores)."""
+    market: Any = getattr(target.source, "markets", {}).get(p.market)
+    candle = None if market is None else market.candles.get(p.resolution)
+    if candle is None:
+        raise FaultError(f"candle_gap.market {p.market!r} has no open {p.resolution} candle (synthetic only)")
+    # From S to S + periods + 1: the periods in between have no candle.
+    candle.started_at += (p.periods + 1) * ch.CANDLE_RESOLUTION_SECONDS[p.resolution]
+    contents = candle_contents(market, p.resolution, candle)
+    target.hub.publish(ch.CANDLES, ch.candle_id(p.market, p.resolution), contents)
+
+
+CANDLE_GAP = FaultKind(
+    "candle_gap",
+    CandleGap,
+    "a market's candle skips periods: its startedAt jumps ahead by `periods`",
+    length=None,
+    start=_candle_gap,
+)
+KINDS = (GHOST_LEVEL, ORACLE_FREEZE, ORACLE_SKEW, CANDLE_GAP)
