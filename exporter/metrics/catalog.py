@@ -344,24 +344,24 @@ BOOK_RESYNCS = MetricSpec(
     ("market", "reason"),
 )
 BOOK_AUDITS = MetricSpec(
-    "dydx_orderbook_audits_total",
-    "counter",
+    "dydx_orderbook_audits_total", "counter",
     "Audits of the held order book against a fresh REST snapshot (every --orderbook.audit-interval).",
     ("market",),
-)
+)  # fmt: skip
 BOOK_AUDIT_MISMATCHED = MetricSpec(
-    "dydx_orderbook_audit_mismatched_levels_total",
-    "counter",
+    "dydx_orderbook_audit_mismatched_levels_total", "counter",
     "Levels an audit found wrong within the snapshot's depth, leaving out levels updated in the race "
     "window, by kind (missing: in the snapshot only; extra: held only; size: sizes differ).",
     ("market", "kind"),
-)
+)  # fmt: skip
 BOOK_AUDIT_RATIO = MetricSpec(
-    "dydx_orderbook_audit_mismatch_ratio",
-    "gauge",
-    "Mismatched levels / levels compared in the market's latest audit.",
-    ("market",),
-)
+    "dydx_orderbook_audit_mismatch_ratio", "gauge",
+    "Mismatched levels / levels compared in the market's latest audit.", ("market",),
+)  # fmt: skip
+SCHEMA_UNKNOWN = MetricSpec(
+    "dydx_schema_unknown_fields_total", "counter", "Fields the exporter does not know, in snapshots and a "
+    "sample of updates (the names are logged once each: schema_unknown_field).", ("channel",),
+)  # fmt: skip
 CANDLE_GAPS = MetricSpec(
     "dydx_candle_gaps_total", "counter", "Candle periods skipped: a subscribed candle's startedAt jumped by "
     "more than one period (a candle exists for every period with blocks).", ("market", "resolution"),
@@ -518,6 +518,7 @@ CATALOG: Final[tuple[MetricSpec, ...]] = (
     BOOK_AUDIT_MISMATCHED,
     BOOK_AUDIT_RATIO,
     CANDLE_GAPS,
+    SCHEMA_UNKNOWN,
     MARKET_LAST_UPDATE,
     SUBACCOUNT_EQUITY,
     SUBACCOUNT_FREE_COLLATERAL,

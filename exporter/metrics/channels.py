@@ -31,6 +31,7 @@ class ChannelMetrics:
         "messages",
         "name",
         "processing",
+        "unknown_fields",
         "updates",
     )
 
@@ -43,6 +44,8 @@ class ChannelMetrics:
         self.messages: dict[str, int] = dict.fromkeys(types, 0)
         self.invalid: dict[str, int] = dict.fromkeys(c.INVALID_REASONS, 0) if name != c.NO_CHANNEL else {}
         self.updates = 0
+        #: Fields not in the protocol's shapes (exporter.state.schema).
+        self.unknown_fields = 0
         self.last_message_at = 0.0
         spec = ch.CHANNELS.get(name)
         timed = spec is not None and spec.timed
@@ -104,3 +107,4 @@ class ChannelTable(MetricSource):
 
     _updates = per_row(c.UPDATES, _protocol, lambda cm: cm.updates)
     _last_message = per_row(c.LAST_MESSAGE, _protocol, lambda cm: cm.last_message_at)
+    _unknown_fields = per_row(c.SCHEMA_UNKNOWN, _protocol, lambda cm: cm.unknown_fields)

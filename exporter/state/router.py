@@ -35,6 +35,7 @@ from exporter.state.fastpath import CONTENTS_REFUSED, DECODE_ERRORS, TypedPath
 from exporter.state.markets import MarketsHandler
 from exporter.state.msgids import MessageIds
 from exporter.state.orderbook import OrderbookHandler
+from exporter.state.schema import SAMPLE_MASK, SchemaWatch
 from exporter.state.subaccounts import SubaccountsHandler
 from exporter.state.trades import TradesHandler
 from exporter.state.universe import MarketsChanged, MarketUniverse
@@ -68,6 +69,7 @@ DEFAULT_MAX_FRAME_BYTES: Final = 16 * 1024 * 1024
 DEFAULT_ID_GRACE_S: Final = 10.0
 _T_DATA: Final = ch.T_CHANNEL_DATA
 _T_BATCH: Final = ch.T_CHANNEL_BATCH_DATA
+_SAMPLE_MASK: Final = SAMPLE_MASK
 #: A channel's metrics, its handler, and whether the link watchdog asks for its last data time (rated).
 _Route = tuple[ChannelMetrics, ChannelHandler, bool]
 
@@ -102,6 +104,7 @@ class Router:
         self._id_grace = id_grace
         self._max_frame_bytes = max_frame_bytes
         self._rejects = RejectLog()
+        self._schema = SchemaWatch()
         self._links: dict[str, _Link] = {}
         shared = Shared(collector, self.universe, ExchangeClock(), TimestampParser())
         #: channel name → its handler (one per channel, all built up front; their metrics appear only
@@ -192,7 +195,11 @@ class Router:
                 if route is None:
                     return None
             cm, handler, rated = route
-            cm.messages[_T_BATCH if batched else _T_DATA] += 1
+            kind = _T_BATCH if batched else _T_DATA
+            messages = cm.messages
+            messages[kind] += 1
+            if not messages[kind] & _SAMPLE_MASK:  # one data frame in SAMPLE_EVERY: its fields are checked
+                self._schema.sample(cm, raw)
             state = self._links.get(link)
             if state is not None and message_id.__class__ is int and message_id == state.ids.fast_next:
                 state.ids.fast_next = message_id + 1
@@ -260,6 +267,7 @@ class Router:
             ctx.cm = cm
             ctx.message_id = event.message_id
             ctx.received_at = now
+            self._schema.snapshot(cm, frame.get("contents"))
             handler.snapshot(ctx, event.sub_id, frame.get("contents"))
             cm.processing.observe(self._clock() - now)  # type: ignore[union-attr]
             return event

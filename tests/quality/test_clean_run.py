@@ -2,7 +2,8 @@
 every 0.1 s, so one minute of wall time is ten minutes of simulated chain time (600 blocks), through the
 installed `dydx-exporter` with audits every 10 s. Every audit finds 0 mismatched levels; no market's
 oracle is ever more than 1% off its book mid (DydxOracleDeviation's threshold is 5%) or without a new
-effectiveAt for 30 s of wall time (300 blocks: DydxOracleStale's 5 minutes); nothing is invalid. About 65 s.
+effectiveAt for 30 s of wall time (300 blocks: DydxOracleStale's 5 minutes); no field is unknown (every
+snapshot and sampled update), no candle skips a period, nothing is invalid. About 65 s.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ STALE_AFTER = 300 * BLOCK_TIME
 
 async def test_clean_full_rate_run_finds_nothing(simulator_factory: SimulatorFactory) -> None:
     sim = await simulator_factory(markets=MARKETS, block_time=BLOCK_TIME, rate=1.0)
-    exporter = await CliExporter.start(sim, "--orderbook.audit-interval=10s")
+    exporter = await CliExporter.start(sim, "--orderbook.audit-interval=10s", "--candles.resolutions=1MIN")
     url = exporter.metrics_url
     try:
         await wait_for(
@@ -59,6 +60,8 @@ async def test_clean_full_rate_run_finds_nothing(simulator_factory: SimulatorFac
         assert worst_deviation < 0.01, worst_deviation
         assert len(last_change) == MARKETS and worst_silence < STALE_AFTER, (worst_silence, last_change)
         assert metric_sum(samples, "dydx_messages_invalid_total") == 0
+        assert metric_sum(samples, "dydx_schema_unknown_fields_total") == 0
+        assert metric_sum(samples, "dydx_candle_gaps_total") == 0
         print(f"audits {audits:g}, worst oracle deviation {worst_deviation:.4f}, longest oracle silence "
               f"{worst_silence:.1f} s")  # fmt: skip
     finally:
