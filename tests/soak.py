@@ -315,6 +315,7 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "oracle_freeze": ("oracle_freeze",),
     "oracle_skew": ("oracle_skew",),
     "candle_gap": ("candle_gap",),
+    "schema_change": ("schema_change",),
 }
 
 
@@ -360,6 +361,9 @@ def draw_fault(rng: random.Random, markets: Sequence[str]) -> Fault:
     if name in ("indexer_lag", "link_lag"):  # data held back 0.5 s, well inside the silence timeout
         request = {"kind": name, "seconds": 0.5, "duration": seconds}
         return Fault(name, (request,), seconds, breaks=False)
+    if name == "schema_change":  # snapshots gain a field; the reconnect fetches them
+        request = {"kind": name, "channel": "v4_markets", "seconds": seconds}
+        return Fault(name, (request, DISCONNECT), seconds)
     if name == "candle_gap":  # one candle jumps ahead; nothing else changes
         request = {"kind": name, "market": rng.choice(markets), "resolution": "1MIN"}
         return Fault(name, (request,), breaks=False)

@@ -36,6 +36,8 @@ class Hub:
         self._heads: dict[Key, bytes] = {}
         self._batches: dict[tuple[str, str | None, bytes], list[bytes]] = {}
         self.stalled_all = False
+        #: Fault schema_change: channel → "add" or "rename", applied to the snapshots sent.
+        self.schema_changes: dict[str, str] = {}
         self.stalled_channels: frozenset[str] = frozenset()
         self.unstalled = asyncio.Event()
         self.unstalled.set()

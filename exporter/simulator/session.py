@@ -25,6 +25,7 @@ from exporter.lifecycle import cancel_and_wait
 from exporter.logs import get_logger
 from exporter.protocol import channels as ch
 from exporter.protocol import encode
+from exporter.simulator.faults.quality import changed_schema
 from exporter.simulator.hub import Hub
 from exporter.simulator.penalty import AbuseCounter
 from exporter.simulator.source import EventSource
@@ -430,6 +431,8 @@ class Session:
             self._subs[(channel, key)] = True
             self.hub.add(self, channel, key, batched)
             self.hub.ledger.snapshot(channel, key, contents)
+        if self.hub.schema_changes:
+            contents = changed_schema(self.hub.schema_changes.get(channel), contents)
         frame = encode.subscribed(self.connection_id, mid, channel, key, contents)
         self._send_control(frame, channel, ch.T_SUBSCRIBED)
         if pending:

@@ -149,6 +149,15 @@ SCENARIOS = [
         ["DydxOracleStale"],
         {"market": "ETH-USD"},
     ),
+    # Snapshots of v4_markets gain a field; the reconnect fetches them. DydxSchemaChanged is info: its
+    # receiver sends no resolution, and it holds for the (scaled) hour, so it is proven in Prometheus.
+    Scenario(
+        "schema",
+        [{"kind": "schema_change", "channel": "v4_markets"}, {"kind": "disconnect", "code": 1012}],
+        [],
+        side_effects=["DydxSchemaChanged"],
+        proof='ALERTS{{alertname="DydxSchemaChanged", alertstate="firing", replica="{replica}"}}',
+    ),
     Scenario(
         "oracle-skew",
         [{"kind": "oracle_skew", "market": "ETH-USD", "ratio": 0.2}],

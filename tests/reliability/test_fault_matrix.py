@@ -120,6 +120,12 @@ CASES: dict[str, Case] = {
     "oracle-freeze": Case(
         ({"kind": "oracle_freeze", "market": MARKET, "seconds": 1.0},), (), False, lasts=1.0
     ),
+    "schema-change": Case(
+        ({"kind": "schema_change", "channel": ch.MARKETS, "seconds": 1.0}, DISCONNECT),
+        (m("dydx_schema_unknown_fields_total", channel=ch.MARKETS),),
+        True,
+        lasts=1.0,
+    ),
     "candle-gap": Case(({"kind": "candle_gap", "market": MARKET, "resolution": "1MIN"},), (), False),
     "oracle-skew": Case(
         ({"kind": "oracle_skew", "market": MARKET, "ratio": 0.1, "seconds": 1.0},), (), False, lasts=1.0

@@ -206,4 +206,48 @@ CANDLE_GAP = FaultKind(
     length=None,
     start=_candle_gap,
 )
-KINDS = (GHOST_LEVEL, ORACLE_FREEZE, ORACLE_SKEW, CANDLE_GAP)
+
+
+#: What `schema_change` does to a snapshot: `add` a field a consumer does not know, or `rename` its first
+#: field (the one a consumer reads), as a venue release might.
+SCHEMA_MODES = ("add", "rename")
+ADDED_FIELD = "schemaProbe"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SchemaChange:
+    channel: str = param("the channel whose snapshots change")
+    mode: str = param("add (a new field) or rename (its first field gets a new name)", "add")
+    seconds: float | None = param("how long it lasts (default: until cleared)", None)
+
+    def __post_init__(self) -> None:
+        check_seconds("schema_change", "seconds", self.seconds)
+        if self.channel not in ch.ALL_CHANNELS:
+            raise FaultError(f"schema_change.channel must be one of {', '.join(ch.ALL_CHANNELS)}")
+        if self.mode not in SCHEMA_MODES:
+            raise FaultError(f"schema_change.mode must be add or rename, not {self.mode!r}")
+
+
+def _schema_changes(target: FaultTarget, _: object) -> None:
+    """Start or end: the hub's schema changes become those in force (the newest per channel wins)."""
+    target.hub.schema_changes = {p.channel: p.mode for p in target.active_params(SCHEMA_CHANGE.name)}
+
+
+def changed_schema(mode: str | None, contents: Any) -> Any:
+    """A snapshot's contents as the fault changes them (a copy; the ground truth keeps the original)."""
+    if mode is None or not isinstance(contents, dict):
+        return contents
+    if mode == "add":
+        return {**contents, ADDED_FIELD: "1"}
+    first = next(iter(contents), None)
+    return {(k + "V2" if k == first else k): v for k, v in contents.items()}
+
+
+SCHEMA_CHANGE = FaultKind(
+    "schema_change",
+    SchemaChange,
+    "a channel's snapshots gain a field (add) or rename their first one (rename), from the next snapshot",
+    start=_schema_changes,
+    end=_schema_changes,
+)
+KINDS = (GHOST_LEVEL, ORACLE_FREEZE, ORACLE_SKEW, CANDLE_GAP, SCHEMA_CHANGE)
