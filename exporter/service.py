@@ -22,6 +22,7 @@ from exporter.config import Settings
 from exporter.feed.audit import Auditor
 from exporter.feed.discovery import Discovery
 from exporter.feed.heads import Heads, HeadsSettings
+from exporter.feed.http import HoldOff
 from exporter.feed.pool import Pool
 from exporter.feed.resync import Resyncer, ResyncPolicy
 from exporter.logs import get_logger
@@ -139,7 +140,9 @@ class Exporter:
         )
         self._pool = Pool(s, self._session, self.router, self.collector, self.universe)
         self.readiness.pool = self._pool
-        self._discovery = Discovery(s, self._session, self.universe, self.collector, self._pool)
+        # One hold-off for every poller of the indexer's REST API: its rate limit is per client address.
+        rest_hold = HoldOff()
+        self._discovery = Discovery(s, self._session, self.universe, self.collector, self._pool, rest_hold)
         policy = ResyncPolicy(
             crossed_after=s.crossed_resync_after,
             book_interval=s.resync_interval,
@@ -158,6 +161,7 @@ class Exporter:
             s.feed.discovery_timeout,
             self.collector.rest_request,
             window=s.audit_window,
+            rest_hold=rest_hold,
         )
         heads = HeadsSettings(
             chain_rpc_urls=s.chain_rpc_urls,
@@ -169,7 +173,9 @@ class Exporter:
             backoff_initial=s.feed.backoff_initial,
             backoff_max=s.feed.backoff_max,
         )
-        self._heads = Heads(heads, self._session, self.collector.heads, self.collector.rest_request)
+        self._heads = Heads(
+            heads, self._session, self.collector.heads, self.collector.rest_request, rest_hold
+        )
         self._web = WebServer(
             s.listen_host,
             s.listen_port,

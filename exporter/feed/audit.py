@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from exporter.feed.http import HttpFailed, get_json, invalid_body
+from exporter.feed.http import HoldOff, HttpFailed, get_json, invalid_body
 from exporter.lifecycle import BackgroundTask, cancel_and_wait
 from exporter.logs import get_logger
 from exporter.protocol.frames import positive
@@ -64,6 +64,7 @@ class Auditor:
         requests: RestRequests,
         *,
         window: float,
+        rest_hold: HoldOff,
     ) -> None:
         """`subscribed()` lists the markets whose order book subscription is active now; `window` is how
         long before and after its fetch an audit watches for updated levels (--orderbook.audit-window)."""
@@ -75,6 +76,7 @@ class Auditor:
         self._timeout = timeout
         self._requests = requests
         self._window = window
+        self._rest_hold = rest_hold
         self._task = BackgroundTask("audit")
         self._running: dict[str, asyncio.Task[None]] = {}
         self._paused_until = 0.0
@@ -125,7 +127,12 @@ class Auditor:
         try:
             url = self._base + ORDERBOOK_ENDPOINT.format(ticker=quote(ticker, safe=""))
             body = await get_json(
-                self._session, url, self._timeout, "an order book", retry_after_milliseconds=True
+                self._session,
+                url,
+                self._timeout,
+                "an order book",
+                retry_after_milliseconds=True,
+                hold=self._rest_hold,
             )
             levels = parse_levels(body)
             code = "200"

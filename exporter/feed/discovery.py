@@ -19,8 +19,8 @@ import aiohttp
 
 from exporter.config import Settings
 from exporter.feed.backoff import Backoff
+from exporter.feed.http import HoldOff, get_json, invalid_body
 from exporter.feed.http import HttpFailed as RestFailed
-from exporter.feed.http import get_json, invalid_body
 from exporter.feed.pool import Pool
 from exporter.feed.sink import FeedObserver
 from exporter.lifecycle import BackgroundTask
@@ -42,9 +42,12 @@ class Discovery:
         universe: MarketUniverse,
         observer: FeedObserver,
         pool: Pool,
+        rest_hold: HoldOff,
     ) -> None:
-        """`pool` is asked to retry the markets it gave up on after each refresh."""
+        """`pool` is asked to retry the markets it gave up on after each refresh; `rest_hold` is the REST
+        API's hold-off, shared with every other poller of it."""
         self._settings = settings
+        self._rest_hold = rest_hold
         self._session = session
         self._universe = universe
         self._observer = observer
@@ -107,6 +110,7 @@ class Discovery:
                 self._settings.feed.discovery_timeout,
                 MARKET_LIST,
                 retry_after_milliseconds=True,
+                hold=self._rest_hold,
             )
             if not isinstance(data, dict) or "markets" not in data:
                 raise invalid_body(MARKET_LIST, "no markets object")

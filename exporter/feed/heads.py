@@ -25,7 +25,7 @@ import aiohttp
 
 from exporter.feed.backoff import Backoff
 from exporter.feed.errors import describe
-from exporter.feed.http import HttpFailed, get_json, invalid_body
+from exporter.feed.http import HoldOff, HttpFailed, get_json, invalid_body
 from exporter.lifecycle import BackgroundTask
 from exporter.logs import get_logger
 from exporter.protocol.frames import TimestampParser
@@ -243,8 +243,10 @@ class RestHead:
         observer: HeadsObserver,
         requests: RestRequests,
         timeout: float,
+        hold: HoldOff,
     ) -> None:
         self.url = rest_url.rstrip("/") + HEIGHT_ENDPOINT
+        self._hold = hold
         self._session = session
         self._observer = observer
         self._requests = requests
@@ -255,7 +257,12 @@ class RestHead:
         code = "invalid_body"
         try:
             data = await get_json(
-                self._session, self.url, self._timeout, HEIGHT_ANSWER, retry_after_milliseconds=True
+                self._session,
+                self.url,
+                self._timeout,
+                HEIGHT_ANSWER,
+                retry_after_milliseconds=True,
+                hold=self._hold,
             )
             height, block_time = parse_height(data)
             code = "200"
@@ -293,6 +300,7 @@ class Heads:
         session: aiohttp.ClientSession,
         observer: HeadsObserver,
         rest_requests: RestRequests,
+        rest_hold: HoldOff,
     ) -> None:
         self._settings = s = settings
         network = CHAIN_NETWORKS[s.network]
@@ -301,7 +309,7 @@ class Heads:
             for url, name in zip(s.chain_rpc_urls, rpc_names(s.chain_rpc_urls), strict=True)
         ]
         self.rest = (
-            RestHead(s.rest_url, session, observer, rest_requests, s.timeout)
+            RestHead(s.rest_url, session, observer, rest_requests, s.timeout, rest_hold)
             if s.rest_height_interval
             else None
         )

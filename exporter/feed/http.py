@@ -10,6 +10,7 @@ other servers in seconds.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import aiohttp
@@ -29,6 +30,23 @@ class HttpFailed(Exception):
         self.detail = detail
 
 
+class HoldOff:
+    """What a 429 from one server asked of every client of that server. The indexer's REST limit is per
+    client address, so a 429 answered to one poller (discovery, `/v4/height`, the book audits) holds the
+    others too until its Retry-After has passed, instead of each of them spending a request to learn it."""
+
+    __slots__ = ("_until",)
+
+    def __init__(self) -> None:
+        self._until = 0.0
+
+    def remaining(self) -> float:
+        return max(0.0, self._until - time.monotonic())
+
+    def hold(self, seconds: float) -> None:
+        self._until = max(self._until, time.monotonic() + seconds)
+
+
 async def get_json(
     session: aiohttp.ClientSession,
     url: str,
@@ -36,9 +54,13 @@ async def get_json(
     what: str,
     *,
     retry_after_milliseconds: bool = False,
+    hold: HoldOff | None = None,
 ) -> Any:
     """The decoded JSON body of a 200 answer to GET `url`; raises HttpFailed. `what` names the answer
-    expected, for the sentence of an answer that is not JSON ("a market list")."""
+    expected, for the sentence of an answer that is not JSON ("a market list"). With `hold`, the request
+    waits out a 429 that server gave any caller sharing it, and a 429 it gets holds them all."""
+    if hold is not None and (wait := hold.remaining()) > 0.0:
+        await asyncio.sleep(wait)
     try:
         async with asyncio.timeout(timeout):
             async with session.get(url) as resp:
@@ -47,6 +69,8 @@ async def get_json(
                     retry = parse_retry_after(
                         resp.headers.get("Retry-After"), milliseconds=retry_after_milliseconds
                     )
+                    if hold is not None:
+                        hold.hold(retry)
                     raise HttpFailed(code, retry, f"HTTP 429 Too Many Requests (retry after {retry:g}s)")
                 body = await resp.read()
                 if resp.status != 200:

@@ -24,6 +24,7 @@ import orjson
 from exporter import __version__, logs, options
 from exporter.config import OPTIONS, Settings, from_raw
 from exporter.feed.discovery import Discovery
+from exporter.feed.http import HoldOff
 from exporter.feed.pool import Pool
 from exporter.lifecycle import StopSignals
 from exporter.options import ConfigError, Option, parse_positive_duration, parse_str
@@ -217,6 +218,7 @@ class Recorder:
                     universe,
                     observer,
                     self._pool,
+                    HoldOff(),
                 )
                 await self._discovery.start()
             elif settings.markets is not None:

@@ -19,7 +19,7 @@ from exporter.feed.heads import (
     parse_status,
     rpc_names,
 )
-from exporter.feed.http import HttpFailed
+from exporter.feed.http import HoldOff, HttpFailed
 from exporter.simulator.chain import TESTNET, Chain, ChainRpc
 from exporter.simulator.market import MarketConfig, MarketModel
 from tests.helpers import wait_for
@@ -126,7 +126,7 @@ async def test_a_node_is_polled_and_its_head_follows_the_chain(
     node: Node, session: aiohttp.ClientSession
 ) -> None:
     seen = Observed()
-    heads = Heads(settings(node.rpc.url), session, seen, seen.rest_request)
+    heads = Heads(settings(node.rpc.url), session, seen, seen.rest_request, HoldOff())
     await heads.start()
     try:
         name = "127.0.0.1"
@@ -156,7 +156,7 @@ async def test_a_node_on_another_network_is_an_error_at_start(session: aiohttp.C
     other = Node(TESTNET)
     await other.rpc.start()
     try:
-        heads = Heads(settings(other.rpc.url), session, Observed(), Observed().rest_request)
+        heads = Heads(settings(other.rpc.url), session, Observed(), Observed().rest_request, HoldOff())
         with pytest.raises(ChainNetworkMismatch, match=r"dydx-testnet-4.*dydx-mainnet-1"):
             await heads.start()
         await heads.stop()
@@ -166,7 +166,7 @@ async def test_a_node_on_another_network_is_an_error_at_start(session: aiohttp.C
 
 async def test_an_unreachable_node_at_start_is_only_down(session: aiohttp.ClientSession) -> None:
     seen = Observed()
-    heads = Heads(settings("http://127.0.0.1:1"), session, seen, seen.rest_request)
+    heads = Heads(settings("http://127.0.0.1:1"), session, seen, seen.rest_request, HoldOff())
     await heads.start()
     try:
         assert seen.up == {"127.0.0.1": False}
@@ -180,7 +180,7 @@ async def test_a_network_change_later_is_down_with_the_reason_logged(
     node: Node, session: aiohttp.ClientSession, capsys: pytest.CaptureFixture[str]
 ) -> None:
     seen = Observed()
-    heads = Heads(settings(node.rpc.url), session, seen, seen.rest_request)
+    heads = Heads(settings(node.rpc.url), session, seen, seen.rest_request, HoldOff())
     await heads.start()
     try:
         await wait_for(lambda: seen.up.get("127.0.0.1") is True, timeout=5)
@@ -237,7 +237,9 @@ async def test_429_retry_after_is_honoured_and_rest_height_is_polled(
 ) -> None:
     url, calls = flaky
     seen = Observed()
-    heads = Heads(settings(url, rest_url=url, rest_interval=0.05), session, seen, seen.rest_request)
+    heads = Heads(
+        settings(url, rest_url=url, rest_interval=0.05), session, seen, seen.rest_request, HoldOff()
+    )
     await heads.start()  # the start check gets the 429: not a mismatch, only down
     try:
         await wait_for(lambda: seen.up.get("127.0.0.1") is True, timeout=5)

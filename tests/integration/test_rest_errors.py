@@ -16,6 +16,7 @@ from aiohttp import web
 
 from exporter.config import Settings
 from exporter.feed.discovery import Discovery, RestFailed
+from exporter.feed.http import HoldOff
 from exporter.feed.pool import Pool
 from exporter.metrics.collector import Collector
 from exporter.state.router import Router
@@ -87,7 +88,7 @@ async def test_bad_answers_read_as_sentences(bad_rest, route, code, sentence):
     universe = MarketUniverse()
     async with aiohttp.ClientSession() as session:
         pool = Pool(settings, session, Router(collector, universe), collector, universe)
-        discovery = Discovery(settings, session, universe, collector, pool)
+        discovery = Discovery(settings, session, universe, collector, pool, HoldOff())
         with pytest.raises(RestFailed) as failed:
             await discovery.fetch_markets()
     assert failed.value.code == code
