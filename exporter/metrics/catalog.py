@@ -335,6 +335,12 @@ BOOK_LEVELS = MetricSpec(
     "Price levels held in the book as delivered, by side (bid, ask).",
     ("market", "side"),
 )
+BOOK_UPDATES = MetricSpec(
+    "dydx_orderbook_updates_total",
+    "counter",
+    "Order-book level updates applied to the market's book.",
+    ("market",),
+)
 BOOK_RESYNCS = MetricSpec(
     "dydx_orderbook_resyncs_total",
     "counter",
@@ -513,6 +519,7 @@ CATALOG: Final[tuple[MetricSpec, ...]] = (
     BOOK_BEST_PRICE,
     BOOK_SPREAD_RATIO,
     BOOK_LEVELS,
+    BOOK_UPDATES,
     BOOK_RESYNCS,
     BOOK_AUDITS,
     BOOK_AUDIT_MISMATCHED,

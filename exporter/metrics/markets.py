@@ -20,6 +20,8 @@ class BookReadout(Protocol):
     crossed_total: int
     #: Wall-clock time of the latest snapshot or update (0.0 before the first).
     updated_at: float
+    #: Level updates applied to the book (snapshots not included).
+    updates: int
 
     def crossed_seconds(self, now: float) -> float: ...
 
@@ -196,6 +198,10 @@ class MarketTable(MetricSource):
         for m, book in self._books():
             bids, asks = book.levels()
             out.append(f'{name}{{{m.label},side="bid"}} {bids}\n{name}{{{m.label},side="ask"}} {asks}\n')
+
+    @renders(c.BOOK_UPDATES)
+    def _updates(self, name: str, out: list[str], now: float) -> None:
+        out.extend(f"{name}{{{m.label}}} {book.updates}\n" for m, book in self._books())
 
     @renders(c.BOOK_RESYNCS)
     def _resyncs(self, name: str, out: list[str], now: float) -> None:

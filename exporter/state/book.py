@@ -68,6 +68,7 @@ def _side_update(bid: bool) -> Callable[[Book, float, float, int, float], None]:
         # Side.set's common cases are inlined: a size change of an existing level moves no price (the
         # crossing cannot change) and costs two dict writes.
         book.updated_at = now
+        book.updates += 1
         touched = book.touched
         if touched is not None:  # an audit is watching (exporter.state.audit): one check per update
             touched.add(price)
@@ -111,6 +112,7 @@ class Book:
         "needs_resync",
         "touched",
         "updated_at",
+        "updates",
     )
 
     def __init__(self) -> None:
@@ -127,6 +129,8 @@ class Book:
         self._crossed_reported = 0.0
         #: Wall-clock time of the latest snapshot or update (load_snapshot, update_bid/ask).
         self.updated_at = 0.0
+        #: Level updates applied by update_bid/ask since the book was created (dydx_orderbook_updates_total).
+        self.updates = 0
         #: While an audit watches the book: the prices updated since it began. A new snapshot or an
         #: invalidation ends the watch (None), which abandons the audit.
         self.touched: set[float] | None = None
