@@ -200,6 +200,9 @@ class _RecentIds:
 class _MarketTruth:
     #: The book as delivered (snapshot objects, then [price, size] updates); None before a snapshot.
     book: LevelBook | None = None
+    #: Levels in the order book updates delivered after a snapshot, once per subscriber (what
+    #: dydx_orderbook_updates_total counts).
+    book_updates: int = 0
     oracle_price: str | None = None
     last_trade: dict[str, Any] | None = None
     tallies: dict[str, _TradeTally] = field(default_factory=lambda: {s: _TradeTally() for s in _SIDES})
@@ -243,7 +246,7 @@ class Ledger:
     # ---- recording (hot path: no parsing beyond what the update is) ----
     def delivered(self, channel: str, key: str | None, contents: Any, subscribers: int) -> None:
         self.updates[channel] += subscribers
-        self._apply(channel, key, contents)
+        self._apply(channel, key, contents, subscribers)
 
     def buffered(self, channel: str, key: str | None, extra: bytes, contents: Any) -> None:
         self._pending.setdefault((channel, key, extra), []).append(contents)
@@ -254,7 +257,7 @@ class Ledger:
             return
         self.updates[channel] += subscribers * len(items)
         for contents in items:
-            self._apply(channel, key, contents)
+            self._apply(channel, key, contents, subscribers)
 
     def snapshot(self, channel: str, key: str | None, contents: Any) -> None:
         if not isinstance(contents, dict):
@@ -289,11 +292,13 @@ class Ledger:
             sub.open_orders = set()
             self._orders(sub, contents.get("orders") or ())
 
-    def _apply(self, channel: str, key: str | None, contents: Any) -> None:
+    def _apply(self, channel: str, key: str | None, contents: Any, subscribers: int) -> None:
         if channel == ch.ORDERBOOK:
-            book = self.markets[key or ""].book
-            if book is not None:
-                book.apply(contents)
+            market = self.markets[key or ""]
+            if market.book is not None:
+                market.book.apply(contents)
+                levels = sum(len(side) for side in (contents.get("bids"), contents.get("asks")) if side)
+                market.book_updates += subscribers * levels
         elif channel == ch.TRADES:
             self._trades(self.markets[key or ""], contents.get("trades", ()))
         elif channel == ch.MARKETS:
@@ -368,6 +373,7 @@ class Ledger:
         best_ask = asks[0][0] if asks else None
         return {
             "book": {"delivered": delivered, "bids": bids, "asks": asks},
+            "orderbook_updates": market.book_updates,
             "best_bid": best_bid,
             "best_ask": best_ask,
             "crossed": best_bid is not None

@@ -214,9 +214,10 @@ def differences(
 
     Always: book levels per side, best bid and ask of books not crossed as delivered, oracle price, last
     trade price, block height, subaccount equity, free collateral and open orders. With `counters` (a run
-    in which no frame was lost): trade counts, volume and notional per side, dydx_updates_total per
-    channel, dydx_messages_invalid_total == 0, and no reconnect or book re-snapshot (each would replace
-    state that updates built with a fresh snapshot, hiding how updates were applied).
+    in which no frame was lost): trade counts, volume and notional per side, order book level updates per
+    market (dydx_orderbook_updates_total), dydx_updates_total per channel, dydx_messages_invalid_total == 0,
+    and no reconnect or book re-snapshot (each would replace state that updates built with a fresh
+    snapshot, hiding how updates were applied).
 
     `trades_since` (from last_trade_ids, taken once recovered from faults that drop connections): the last
     trade price only of markets that traded since, because a trade queued to a connection the fault cut
@@ -254,6 +255,8 @@ def differences(
             got = metric_value(samples, "dydx_last_trade_price", market=ticker)
             check(f"{ticker} last trade", got, _float(last and last["price"]))
         if counters:
+            got = metric_value(samples, "dydx_orderbook_updates_total", market=ticker) or 0.0
+            check(f"{ticker} dydx_orderbook_updates_total", got, float(market["orderbook_updates"]))
             for side, tally in market["trades"].items():
                 label = side.lower()
                 for name, want, exact in (

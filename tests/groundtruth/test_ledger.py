@@ -33,6 +33,7 @@ class Rebuilt:
         self.height: str | None = None
         self.candles: dict[tuple[str, str], dict[str, Any]] = {}
         self.updates: dict[str, int] = {}
+        self.book_levels: dict[str, int] = {}  # levels in the order book updates, per market
 
     def feed(self, frame: Frame) -> None:
         kind, channel, key = frame.get("type"), str(frame.get("channel")), str(frame.get("id"))
@@ -61,6 +62,7 @@ class Rebuilt:
         if channel == ch.ORDERBOOK:
             for side, book in zip(("bids", "asks"), self.books[key], strict=True):
                 for price, size in contents.get(side, ()):
+                    self.book_levels[key] = self.book_levels.get(key, 0) + 1
                     if Decimal(size):
                         book[price] = size
                     else:
@@ -131,6 +133,7 @@ async def test_truth_equals_what_a_client_received(
         market = truth["markets"][ticker]
         bids, asks = rebuilt.books[ticker]
         assert market["book"]["delivered"] is True
+        assert market["orderbook_updates"] == rebuilt.book_levels.get(ticker, 0), ticker
         assert market["book"]["bids"] == sorted(map(list, bids.items()), key=lambda lv: -Decimal(lv[0]))
         assert market["book"]["asks"] == sorted(map(list, asks.items()), key=lambda lv: Decimal(lv[0]))
         assert market["best_bid"] == max(bids, key=Decimal) and market["best_ask"] == min(asks, key=Decimal)
