@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="A live view of one exporter in the terminal, read from its /metrics and /readyz: "
         "status, throughput and latency per channel, trades, errors and the busiest markets.",
-        epilog="Keys: s cycles the markets sort key (or t, n, p, a, l, m pick one), q quits. "
+        epilog="Keys: s cycles the markets sort key (or u, t, n, a, l, m pick one), q quits. "
         "NO_COLOR turns colour off; COLUMNS and LINES override the terminal size.",
         allow_abbrev=False,
     )
@@ -78,7 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument("--once", action="store_true", help="print one plain-text frame and exit")
     parser.add_argument(
-        "--sort", choices=SORT_KEYS, default="trades", help="markets table order (default trades)"
+        "--sort",
+        choices=SORT_KEYS,
+        default=SORT_KEYS[0],
+        help=f"markets table order (default {SORT_KEYS[0]})",
     )
     parser.add_argument(
         "--stale-after", type=_duration(0.0), default=30.0, metavar="DURATION",

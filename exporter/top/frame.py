@@ -18,8 +18,9 @@ from exporter.top.stats import Scrape, increases, rate, rates, window_quantiles
 QUANTILES: Final = (0.5, 0.9, 0.99)
 #: Frame types that carry data (snapshots and updates), as dydx_ws_messages_total labels them.
 DATA_FRAME_TYPES: Final = ("subscribed", "channel_data", "channel_batch_data")
-#: Sort keys of the markets table: largest first, except `market` (alphabetical).
-SORT_KEYS: Final = ("trades", "notional", "spread", "age", "levels", "market")
+#: Sort keys of the markets table: largest first, except `market` (alphabetical). The first is the default:
+#: the busiest books (order book level updates per second).
+SORT_KEYS: Final = ("updates", "trades", "notional", "spread", "age", "levels", "market")
 
 # Metrics of issues 14 and 15, shown only when present (their names are the contract those issues set).
 CHAIN_HEIGHT: Final = "dydx_chain_block_height"
@@ -79,6 +80,7 @@ class Count:
 @dataclass(frozen=True, slots=True)
 class MarketRow:
     market: str
+    updates_per_s: float | None  # order book level updates applied per second
     trades_per_s: float | None
     notional_per_s: float | None
     spread_ratio: float | None
@@ -101,13 +103,13 @@ class Frame:
     bytes_per_s: float | None
     errors: tuple[Count, ...]
     markets: tuple[MarketRow, ...]
-    sort_key: str = "trades"
+    sort_key: str = SORT_KEYS[0]
     crossed_now: int = 0
     market_count: int = 0
 
 
 def build(
-    url: str, cur: Scrape, prev: Scrape | None, readiness: Readiness | None, sort_key: str = "trades"
+    url: str, cur: Scrape, prev: Scrape | None, readiness: Readiness | None, sort_key: str = SORT_KEYS[0]
 ) -> Frame:
     """The frame for scrape `cur`; rates, deltas and quantiles need `prev` (None on the first scrape)."""
     markets = _markets(cur, prev, sort_key)
@@ -228,6 +230,7 @@ def _markets(cur: Scrape, prev: Scrape | None, sort_key: str) -> tuple[MarketRow
     status = {
         labels.get("market", ""): labels.get("status", "") for labels, _ in cur.items(m.MARKET_INFO.name)
     }
+    updates = rates(prev, cur, m.BOOK_UPDATES.name, "market") if prev is not None else {}
     trades = rates(prev, cur, m.TRADES.name, "market") if prev is not None else {}
     notional = rates(prev, cur, m.TRADE_NOTIONAL.name, "market") if prev is not None else {}
     spread = cur.by(m.BOOK_SPREAD_RATIO.name, "market")
@@ -242,6 +245,7 @@ def _markets(cur: Scrape, prev: Scrape | None, sort_key: str) -> tuple[MarketRow
     rows = [
         MarketRow(
             market=name,
+            updates_per_s=updates.get(name, 0.0) if prev is not None else None,
             trades_per_s=trades.get(name, 0.0) if prev is not None else None,
             notional_per_s=notional.get(name, 0.0) if prev is not None else None,
             spread_ratio=spread.get(name),
@@ -265,6 +269,8 @@ def sort_markets(rows: list[MarketRow], key: str) -> list[MarketRow]:
         raise ValueError(f"sort key must be one of {', '.join(SORT_KEYS)}, not {key!r}")
 
     def value(row: MarketRow) -> float | None:
+        if key == "updates":
+            return row.updates_per_s
         if key == "trades":
             return row.trades_per_s
         if key == "notional":

@@ -218,10 +218,11 @@ def markets(frame: Frame, width: int, rows: int, stale_after: float) -> Table:
     shown = frame.markets[: max(rows, 0)]
     title = f"Markets: top {len(shown)} of {frame.market_count} by {frame.sort_key} (crossed first)"
     table = section_table(title)
-    table.add_column("market", no_wrap=True)
+    # The only column that may shrink (a long ticker ends in "…"), so a full row keeps its CROSSED.
+    table.add_column("market", overflow="ellipsis")
     if width >= 100:
         table.add_column("status", no_wrap=True)
-    for name in ("trades/s", "notional/s", "spread", "levels", "age"):
+    for name in ("upd/s", "trades/s", "notional/s", "spread", "levels", "age"):
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("book", no_wrap=True)
     for row in shown:
@@ -233,6 +234,7 @@ def _market_cells(row: MarketRow, width: int, stale_after: float) -> Iterable[Re
     yield row.market
     if width >= 100:
         yield Text(row.status.lower(), style="" if row.status in ("ACTIVE", "") else WARN)
+    yield si(row.updates_per_s)
     yield si(row.trades_per_s)
     yield "$" + si(row.notional_per_s)
     yield "—" if row.spread_ratio is None else f"{row.spread_ratio * 1e4:.1f}bp"

@@ -6,6 +6,8 @@ same view against the real exporter and simulator.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from rich.console import Console
 
@@ -18,7 +20,8 @@ MARKETS = [f"M{i:02d}-USD" for i in range(40)]
 
 
 def exposition(t: float, *, crossed: str = "", extra: str = "") -> str:
-    """A scrape of an exporter `t` seconds into a steady feed: market i trades i times per second."""
+    """A scrape of an exporter `t` seconds into a steady feed: market i trades i times per second and
+    applies 10 * (40 - i) book level updates per second (the busiest book trades least)."""
     lines = [
         'dydx_exporter_build_info{version="9.9.9"} 1',
         'dydx_ws_connected{connection="conn-0"} 1',
@@ -44,6 +47,7 @@ def exposition(t: float, *, crossed: str = "", extra: str = "") -> str:
         lines += [
             f'dydx_market_info{{market="{market}",status="ACTIVE"}} 1',
             f'dydx_trades_total{{market="{market}",side="buy"}} {i * t}',
+            f'dydx_orderbook_updates_total{{market="{market}"}} {10 * (40 - i) * t}',
             f'dydx_trade_notional_total{{market="{market}",side="buy"}} {100 * i * t}',
             f'dydx_orderbook_spread_ratio{{market="{market}"}} {0.0001 * (40 - i)}',
             f'dydx_orderbook_levels{{market="{market}",side="bid"}} {i}',
@@ -54,7 +58,7 @@ def exposition(t: float, *, crossed: str = "", extra: str = "") -> str:
     return "\n".join(lines) + "\n" + extra
 
 
-def frame(crossed: str = "", extra: str = "", sort: str = "trades", ready: Readiness | None = None):
+def frame(crossed: str = "", extra: str = "", sort: str = SORT_KEYS[0], ready: Readiness | None = None):
     prev = parse(exposition(10.0, crossed=crossed, extra=extra), 10.0, 1_000_010.0)
     cur = parse(exposition(12.0, crossed=crossed, extra=extra), 12.0, 1_000_012.0)
     return build("http://127.0.0.1:9741/metrics", cur, prev, ready or Readiness(True), sort)
@@ -74,6 +78,8 @@ def test_frame_numbers_are_rates_over_the_interval():
     assert trades.age == pytest.approx(0.25)
     assert trades.feed[0] == pytest.approx(0.01)  # half of the interval's observations are <= 10 ms
     assert f.trades_per_s == {"buy": pytest.approx(sum(range(40))), "sell": 0.0}
+    busiest = f.markets[0]  # the default sort: book level updates per second
+    assert (busiest.market, busiest.updates_per_s, busiest.trades_per_s) == ("M00-USD", 400.0, 0.0)
     assert f.status.links_up == 2 and f.status.subscriptions == {"active": 40, "pending": 2}
     assert f.status.block_age == pytest.approx(0.5) and f.status.version == "9.9.9"
     failures = next(c for c in f.errors if c.name == "connection failures")
@@ -85,7 +91,7 @@ def test_the_first_scrape_has_totals_but_no_rates():
     cur = parse(exposition(12.0), 12.0, 1_000_012.0)
     f = build("u", cur, None, None)
     assert f.interval is None and f.status.ready is None
-    assert all(row.trades_per_s is None for row in f.markets)
+    assert all(row.trades_per_s is None and row.updates_per_s is None for row in f.markets)
     text = "\n".join(draw(f, 80, 24))
     assert "first scrape" in text and "READY?" in text and "…" in text
 
@@ -114,6 +120,14 @@ def test_crossed_books_come_first_and_are_flagged():
     first_market = next(line for line in lines if "-USD" in line)
     assert first_market.startswith("M03-USD") and "CROSSED" in first_market
     assert any("crossed books now 1" in line for line in lines)
+
+
+def test_a_long_ticker_gives_way_so_a_crossed_row_still_says_so_at_80_columns():
+    f = frame()
+    long = MarketRow("FARTCOIN-USD", 12345.0, 123.0, 12345.0, 0.00123, 1234, 0.0123, True)
+    lines = draw(dataclasses.replace(f, markets=(long, *f.markets)), 80, 24)
+    row = next(line for line in lines if line.startswith("FARTCOIN"))
+    assert row.rstrip().endswith("CROSSED") and max(map(len, lines)) <= 80, lines
 
 
 def test_without_readyz_the_ready_gauge_decides():
@@ -169,14 +183,15 @@ def test_metrics_of_newer_exporters_are_shown_only_when_present():
 def test_every_sort_key_orders_the_markets(key):
     rows = list(frame(sort=key).markets)
     expected = {
-        "trades": "M39-USD", "notional": "M39-USD", "spread": "M00-USD", "age": "M39-USD",
-        "levels": "M39-USD", "market": "M00-USD",
+        "updates": "M00-USD", "trades": "M39-USD", "notional": "M39-USD", "spread": "M00-USD",
+        "age": "M39-USD", "levels": "M39-USD", "market": "M00-USD",
     }  # fmt: skip
     assert rows[0].market == expected[key]
 
 
 def test_sort_puts_unknown_values_last_and_refuses_unknown_keys():
-    rows = [MarketRow("B", None, None, None, None, None, False), MarketRow("A", 1.0, 1, 0.1, 1, 1, False)]
+    rows = [MarketRow("B", None, None, None, None, None, None, False)]
+    rows.append(MarketRow("A", 1.0, 1.0, 1, 0.1, 1, 1, False))
     assert [r.market for r in sort_markets(rows, "spread")] == ["A", "B"]
     with pytest.raises(ValueError, match="sort key"):
         sort_markets(rows, "volume")

@@ -114,6 +114,8 @@ async def test_live_view_shows_live_numbers_and_faults_within_two_refreshes():
         assert len(lines) <= 24 and max(map(len, lines)) <= 80
         market_rows = [line for line in lines if re.match(r"[A-Z0-9]+-USD\s", line)]
         assert len(market_rows) >= 3, screen
+        # Busiest books first by default: order book level updates per second.
+        assert "by updates" in screen and re.search(r"^market\s+upd/s\s", screen, re.MULTILINE), screen
 
         # More room shows every market and the wide columns; NO_COLOR leaves out the colour codes the
         # other pane has.
