@@ -44,7 +44,14 @@ GRID_COLUMNS = 24
 COLUMN_INCHES = 0.85
 ROW_INCHES = 0.42
 COLORS = ("#7eb26d", "#eab839", "#6ed0e0", "#ef843c", "#e24d42", "#1f78c1", "#ba43a9", "#705da0", "#508642")
-NAMED_COLORS = {"green": "#73bf69", "red": "#f2495c", "orange": "#ff9830", "yellow": "#fade2a"}
+NAMED_COLORS = {
+    "green": "#73bf69",
+    "red": "#f2495c",
+    "orange": "#ff9830",
+    "yellow": "#fade2a",
+    "blue": "#5794f2",
+    "purple": "#b877d9",
+}
 BACKGROUND = "#181b1f"
 FOREGROUND = "#ccccdc"
 
@@ -335,13 +342,17 @@ def draw_states(ax: Axes, data: PanelData, window: Window) -> None:
     ax.invert_yaxis()  # first series on top, as Grafana lists them
     _time_axis(ax, window)
     # The legend of the states, as Grafana draws it under the panel: a colored square per value, right to
-    # left, each entry as far from the next as its text is long (about 0.012 of the width per character).
+    # left, each entry as far from the next as its drawn text is wide (measured: an estimate per character
+    # ran six statuses over the panel's title), plus a gap of two characters.
     right = 1.0
+    width = ax.get_window_extent().width
     for option in reversed(list(options.values())):
         color = NAMED_COLORS.get(option.get("color", ""), option.get("color", "#1f78c1"))
         text = f"\u25a0 {option.get('text')}"
-        ax.text(right, 1.02, text, transform=ax.transAxes, ha="right", va="bottom", color=color, fontsize=7)
-        right -= 0.012 * (len(text) + 2)
+        label = ax.text(
+            right, 1.02, text, transform=ax.transAxes, ha="right", va="bottom", color=color, fontsize=7
+        )
+        right -= (label.get_window_extent().width + 10) / width
 
 
 def draw_table(ax: Axes, data: PanelData, window: Window) -> None:
