@@ -72,7 +72,15 @@ def _book() -> list[PanelBuilder]:
             "Price levels held per side.",
             "none",
             [Q(f"{DEDUP} ({sel('dydx_orderbook_levels', M)})", "{{market}} {{side}}")],
+            width=8,
             integer=True,
+        ),
+        graph(
+            "Book updates",
+            "Order-book level updates applied per second (snapshots not counted).",
+            "cps",
+            [Q(f"sum by (market) ({DEDUP} ({rate('dydx_orderbook_updates_total', M)}))", "{{market}}")],
+            width=8,
         ),
         event_bars(
             "Book resyncs by reason",
@@ -84,6 +92,7 @@ def _book() -> list[PanelBuilder]:
                     "{{market}} {{reason}}",
                 )
             ],
+            width=8,
         ),
     ]
 
@@ -187,6 +196,18 @@ def _quality() -> list[PanelBuilder]:
             ],
             width=8,
         ),
+        event_bars(
+            "Candle gaps by resolution",
+            "Candle periods skipped (a subscribed candle's start jumped by more than one period), by "
+            "resolution: whole periods per minute. Empty without --candles.resolutions.",
+            [
+                Q(
+                    events("dydx_candle_gaps_total", M, by="market, resolution", dedup=True),
+                    "{{market}} {{resolution}}",
+                )
+            ],
+            width=8,
+        ),
         graph(
             "Audit mismatch ratio",
             "Mismatched levels over levels compared, in the market's latest audit (0 is a right book).",
@@ -200,6 +221,7 @@ def _quality() -> list[PanelBuilder]:
             "Distance of the oracle price from the mid of the uncrossed two-sided book, over the mid.",
             "percentunit",
             [Q(f"{DEDUP} ({sel('dydx_oracle_mid_deviation_ratio', M)})", "{{market}}")],
+            width=8,
             min_value=0,
         ),
         graph(
@@ -213,6 +235,7 @@ def _quality() -> list[PanelBuilder]:
                     "{{market}}",
                 )
             ],
+            width=8,
             min_value=0,
         ),
     ]

@@ -288,6 +288,15 @@ def _errors() -> list[PanelBuilder]:
             ],
             width=6,
         ),
+        event_bars(
+            "Unknown schema fields by channel",
+            "Fields outside the protocol's known shapes (sampled: every snapshot and one data frame in "
+            "1024), by channel: the indexer changed its schema. Whole fields per minute; the exporter logs "
+            "each name once (schema_unknown_field).",
+            [Q(events("dydx_schema_unknown_fields_total", by="channel"), "{{channel}}")],
+            width=24,
+            height=6,
+        ),
     ]
 
 

@@ -110,6 +110,7 @@ async def test_every_panel_query_returns_data_and_every_panel_renders(
             chain_rpc_urls=(sim.chain_rpc_url,),  # the chain's head, for the "Who is at fault" panels
             chain_poll_interval=0.5,
             audit_interval=1.0,  # book audits every second, for the drilldown's data-quality row
+            candle_resolutions=("1MIN",),  # for the candle-gap panel
         )
         for _ in range(2)
     ]
