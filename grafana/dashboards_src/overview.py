@@ -31,6 +31,18 @@ ACTIVE = 'state="active"'
 QUIET_BY_NATURE = 'channel!="v4_subaccounts"'
 FIRING = 'alertstate="firing"'
 UP_DOWN = {"0": ("down", "red"), "1": ("up", "green")}
+NOT_ACTIVE = 'status!="ACTIVE"'
+#: Every market status of the protocol (exporter.protocol.channels.MARKET_STATUSES, a test holds them equal)
+#: with the number the status timeline draws it as and its colour.
+MARKET_STATUS_STATES: dict[str, tuple[int, str]] = {
+    "ACTIVE": (1, "green"),
+    "PAUSED": (2, "red"),
+    "CANCEL_ONLY": (3, "orange"),
+    "POST_ONLY": (4, "yellow"),
+    "INITIALIZING": (5, "blue"),
+    "FINAL_SETTLEMENT": (6, "purple"),
+}
+
 
 #: Every error counter and what a reader calls it; the error-rate panels sum exactly these.
 ERROR_PARTS: tuple[tuple[str, str], ...] = (
@@ -140,6 +152,42 @@ def _block_row() -> list[PanelBuilder]:
             height=4,
             min_value=0,
             integer=True,
+        ),
+    ]
+
+
+def _status_is(status: str) -> str:
+    return f'status="{status}"'
+
+
+def _markets() -> list[PanelBuilder]:
+    info = "dydx_market_info"
+    # Each status as its number: one series per market, its value the market's status at that time.
+    by_number = " or ".join(
+        f"{DEDUP} ({sel(info, _status_is(status))}) * {number}"
+        for status, (number, _) in MARKET_STATUS_STATES.items()
+    )
+    # `@ end()`: every point of the range keeps the markets that left ACTIVE anywhere in it, so their
+    # lanes show the time before the change too.
+    changed = f"max_over_time({sel(info, NOT_ACTIVE)}[$__range] @ end())"
+    return [
+        graph(
+            "Markets by status",
+            "Markets the indexer lists, by status (`dydx_market_info`; HA replicas counted once, shards "
+            "add up). A market keeps its series whatever its status, until the indexer stops listing it.",
+            "none",
+            [Q(f"count by (status) ({DEDUP} ({sel(info)}))", "{{status}}")],
+            stack=True,
+            integer=True,
+            height=6,
+        ),
+        states(
+            "Market status changes",
+            "Every market that was not ACTIVE at some time in the range, its status over time: each colour "
+            "change is a transition. Empty while every market stays ACTIVE.",
+            [Q(f"max by (market) ({by_number}) and on (market) {changed}", "{{market}}")],
+            {str(number): (status, color) for status, (number, color) in MARKET_STATUS_STATES.items()},
+            height=6,
         ),
     ]
 
@@ -399,6 +447,7 @@ def sections() -> list[tuple[str, list[PanelBuilder]]]:
     return [
         ("Who is at fault", who_is_at_fault_row()),
         ("Status", _status_row() + _block_row()),
+        ("Markets", _markets()),
         ("Throughput", _throughput()),
         ("Latency", _latency()),
         ("Errors", _errors()),

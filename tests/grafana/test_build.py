@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from exporter.protocol.channels import MARKET_STATUSES
 from grafana import build
 from grafana.blocks import ALL_DASHBOARDS
+from grafana.dashboards_src.overview import MARKET_STATUS_STATES
 
 #: Links, bookmarks and alert annotations point at these: changing one breaks them silently.
 STABLE_UIDS = {
@@ -27,6 +29,13 @@ def test_uids_and_file_names_are_stable():
     }
     assert found == STABLE_UIDS
     assert {ref.uid for ref in ALL_DASHBOARDS} == set(STABLE_UIDS.values())
+
+
+def test_the_market_status_timeline_names_every_status_of_the_protocol_once():
+    """A status the timeline does not map would be drawn as a bare number in no legend colour."""
+    assert tuple(MARKET_STATUS_STATES) == MARKET_STATUSES
+    numbers = [number for number, _ in MARKET_STATUS_STATES.values()]
+    assert len(set(numbers)) == len(numbers)
 
 
 def test_generation_is_deterministic():

@@ -3,7 +3,8 @@ every panel of every dashboard, with its variables substituted as Grafana would,
 
 Faults are injected first so that the panels a healthy feed leaves flat have something to show: server
 error frames, malformed frames, a message-id gap (which fires the DydxMessageGaps alert, so `ALERTS` has
-a series) and a crossed book on the market the drilldown opens on. Then the renderer draws every panel.
+a series), a crossed book on the market the drilldown opens on, and another market paused. Then the
+renderer draws every panel.
 
 The README's pictures are not drawn here (two minutes of a fault run): `make dashboards-render` draws them
 from a clean `make demo` (see README, Dashboards).
@@ -147,6 +148,9 @@ async def test_every_panel_query_returns_data_and_every_panel_renders(
         {"kind": "cross", "market": market, "seconds": 3},
     ):
         await control(sim, "POST", "/control/faults", fault)
+    # A status change of another market, for the overview's market status panels.
+    other = next(t for t in sim.source.tickers() if t != market)
+    await control(sim, "POST", "/control/markets", {"market": other, "status": "PAUSED"})
 
     await wait_every_panel_has_data(api, models, window, timeout=45)
 
