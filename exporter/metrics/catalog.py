@@ -585,24 +585,6 @@ BOOK_SIDES: Final[tuple[str, str]] = ("bid", "ask")
 TRADE_SIDE_LABELS: Final[tuple[str, str]] = ("buy", "sell")
 
 
-def _openmetrics_families() -> dict[str, tuple[str, str]]:
-    """(family name, type) of each metric in OpenMetrics. A counter whose family name (without `_total`)
-    is another metric's name (dydx_orderbook_crossed_total next to the gauge dydx_orderbook_crossed) is
-    exposed as type `unknown` under its full name: same sample name, no clashing family."""
-    names = {spec.name for spec in CATALOG}
-    families: dict[str, tuple[str, str]] = {}
-    for spec in CATALOG:
-        if spec.kind == "counter" and spec.family in names:
-            families[spec.name] = (spec.name, "unknown")
-        else:
-            families[spec.name] = (spec.family, spec.kind)
-    return families
-
-
-#: metric name → (OpenMetrics family name, OpenMetrics type).
-OPENMETRICS_FAMILIES: Final[dict[str, tuple[str, str]]] = _openmetrics_families()
-
-
 if __name__ == "__main__":  # `make docs`: the tables are written by exporter.metrics.docs
     from exporter.metrics.docs import main
 

@@ -278,9 +278,27 @@ SOURCES: tuple[type[MetricSource], ...] = (
 registry.check(SOURCES)
 
 
+def _openmetrics_families() -> dict[str, tuple[str, str]]:
+    """(family name, type) of each metric in OpenMetrics. A counter whose family name (without `_total`)
+    is another metric's name (dydx_orderbook_crossed_total next to the gauge dydx_orderbook_crossed) is
+    exposed as type `unknown` under its full name: same sample name, no clashing family."""
+    names = {spec.name for spec in c.CATALOG}
+    families: dict[str, tuple[str, str]] = {}
+    for spec in c.CATALOG:
+        if spec.kind == "counter" and spec.family in names:
+            families[spec.name] = (spec.name, "unknown")
+        else:
+            families[spec.name] = (spec.family, spec.kind)
+    return families
+
+
+#: metric name → (OpenMetrics family name, OpenMetrics type).
+OPENMETRICS_FAMILIES: dict[str, tuple[str, str]] = _openmetrics_families()
+
+
 def _header(spec: c.MetricSpec, openmetrics: bool) -> str:
     if openmetrics:
-        family, kind = c.OPENMETRICS_FAMILIES[spec.name]
+        family, kind = OPENMETRICS_FAMILIES[spec.name]
         return f"# HELP {family} {spec.help}\n# TYPE {family} {kind}\n"
     kind = "gauge" if spec.kind == "info" else spec.kind
     return f"# HELP {spec.name} {spec.help}\n# TYPE {spec.name} {kind}\n"
