@@ -1,6 +1,6 @@
 """Channel names, id formats, versions, caps, rate limits, close codes and error texts of the indexer.
 
-Every constant here is quoted from the indexer's source (see shared/dydx-v4-ws-protocol.md); the feed and
+Every constant here is quoted from the indexer's source (see the protocol reference); the feed and
 the simulator both use them so the two directions cannot drift apart.
 """
 

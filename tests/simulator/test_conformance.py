@@ -1,5 +1,5 @@
 """Protocol conformance over loopback: frame shapes per channel, message-id rules, error texts, limits,
-heartbeat, batching and shutdown, exactly as shared/dydx-v4-ws-protocol.md describes the indexer."""
+heartbeat, batching and shutdown, exactly as the protocol reference describes the indexer."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Frames in the exact shapes of the protocol reference (shared/dydx-v4-ws-protocol.md §3), for the
+"""Frames in the exact shapes of the protocol reference (§3), for the
 pipeline's unit tests (and the capture tests' hand-made captures), and a small harness that feeds them to a
 real Router + Collector + MarketUniverse.
 
