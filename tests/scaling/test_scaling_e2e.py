@@ -89,6 +89,10 @@ class Replica:
             # The chain's head, from the simulator's CometBFT RPC, for the "Who is at fault" panels.
             f"--chain.rpc-url={sim.chain_rpc_url}",
             "--chain.poll-interval=500ms",
+            # Book audits every 2 s (default 10 m) and 1MIN candles, for the drilldown's data-quality row;
+            # four exporters' audits, discovery and height polls stay under the simulator's REST limit.
+            "--orderbook.audit-interval=2s",
+            "--candles.resolutions=1MIN",
         )
         self.process: LoggedProcess | None = None
 
@@ -233,6 +237,9 @@ async def test_shards_ha_pairs_two_scrapers_victoriametrics_vmalert(
                 {"kind": "cross", "market": market, "seconds": 3},
             ):
                 await control(sim, "POST", "/control/faults", fault)
+            # A status change of another market, for the overview's market status panels.
+            other = next(t for t in sim.source.tickers() if t != market)
+            await control(sim, "POST", "/control/markets", {"market": other, "status": "PAUSED"})
             notified = await webhook_receiver.wait_for_alert("DydxMessageGaps", timeout=CONVERGE)
             assert {a["labels"]["shard"] for a in notified} <= {"0/2", "1/2"}
             assert any("vmalert" in a.get("generatorURL", "") for a in notified), notified[0]
