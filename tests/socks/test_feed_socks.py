@@ -65,6 +65,10 @@ async def penalty_429(sim: Simulator) -> None:
         sim.penalties.penalize("127.0.0.1", 2.0)
         began = time.monotonic()
         await control(sim, "POST", "/control/faults", {"kind": "disconnect", "code": 1012})
+        # /readyz may still say ready before the drops are seen: first every link knocks and is refused.
+        await wait_for(
+            lambda: sim.stats.handshakes_rejected >= links, timeout=10, message="each link refused"
+        )
         await wait_ready(exp, timeout=15)
         took = time.monotonic() - began
         samples = await scrape(exp.metrics_url)
