@@ -54,14 +54,12 @@ class SessionLimits:
 SnapshotConditions = Callable[[], tuple[float, bool]]
 
 
+@dataclass(slots=True)
 class _Window:
     """A fixed rate-limit window: more than `limit` events within `seconds` of the first one trips it."""
 
-    __slots__ = ("count", "start")
-
-    def __init__(self) -> None:
-        self.start = 0.0
-        self.count = 0
+    start: float = 0.0
+    count: int = 0
 
     def hit(self, now: float, limit: int, seconds: float) -> bool:
         if now - self.start >= seconds:

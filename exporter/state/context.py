@@ -88,14 +88,12 @@ class FrameContext:
         reject(self.rejects, self.link, self.cm, reason, sample, error)
 
 
+@dataclass(slots=True, eq=False)
 class ExchangeClock:
     """The newest exchange time seen on any channel, and when it was received."""
 
-    __slots__ = ("newest", "received")
-
-    def __init__(self) -> None:
-        self.newest = 0.0
-        self.received = 0.0
+    newest: float = 0.0
+    received: float = 0.0
 
     def observe(self, histogram: Histogram, stamp: float, now: float) -> None:
         """An event stamped `stamp` (exchange time) received at `now`: observe its lag in `histogram`."""
