@@ -602,7 +602,7 @@ async def _exporter(spec: ConsumerSpec) -> RunResult:
     loop (decode_text=False, control handling, pings) and close, on one connection."""
     from exporter.config import FeedSettings
     from exporter.feed.backoff import Pacer
-    from exporter.feed.connection import Link, sub_key
+    from exporter.feed.connection import Link, LinkDeps, sub_key
 
     result = RunResult("exporter")
     processor, collector = build_pipeline(spec.workload)
@@ -614,7 +614,7 @@ async def _exporter(spec: ConsumerSpec) -> RunResult:
         ws_url=spec.url, rest_url="", batched=spec.workload.batched, backoff_initial=60.0, subscribe_rate=1e6
     )
     async with aiohttp.ClientSession() as session:
-        link = Link(LINK, settings, session, sink, collector, Pacer(1e6, burst=10_000), _NoPool())
+        link = Link(LINK, LinkDeps(settings, session, sink, collector, Pacer(1e6, burst=10_000), _NoPool()))
         link.want(sub_key(s.channel, s.sub_id) for s in spec.workload.subscriptions)
         await link.start()
         try:

@@ -95,30 +95,28 @@ class _LinkDead(Exception):
         self.reason = reason
 
 
+@dataclass(frozen=True, slots=True)
+class LinkDeps:
+    """What every link of a pool is given: the same settings and collaborators for all of them."""
+
+    settings: FeedSettings
+    session: aiohttp.ClientSession
+    sink: FrameSink
+    observer: FeedObserver
+    pacer: Pacer  # one for the pool: the subscribe rate limit is the server's, per client
+    events: LinkEvents
+
+
 class Link:
     """A supervised connection named `name` ("conn-N"), carrying the subscriptions the pool put on it."""
 
-    def __init__(
-        self,
-        name: str,
-        settings: FeedSettings,
-        session: aiohttp.ClientSession,
-        sink: FrameSink,
-        observer: FeedObserver,
-        pacer: Pacer,
-        events: LinkEvents,
-    ) -> None:
+    def __init__(self, name: str, deps: LinkDeps) -> None:
         self.name = name
-        self._settings = settings
-        self._session = session
-        self._sink = sink
-        self._observer = observer
-        self._pacer = pacer
-        self._events = events
+        self._deps = deps
         self._subs: dict[SubKey, _Sub] = {}
         self._unsubscribe_queue: list[SubKey] = []
         self._last_attempt: dict[SubKey, float] = {}
-        self._backoff = Backoff(settings.backoff_initial, settings.backoff_max)
+        self._backoff = Backoff(deps.settings.backoff_initial, deps.settings.backoff_max)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._ws: aiohttp.ClientWebSocketResponse[bool] | None = None
@@ -178,7 +176,7 @@ class Link:
         self._unsubscribe_queue.append(key)
         sub.state, sub.sent_at, sub.retry_at, sub.refreshing = PENDING, None, 0.0, True
         self._wake.set()
-        self._events.subscriptions_changed()
+        self._deps.events.subscriptions_changed()
         return True
 
     def retry_given_up(self) -> None:
@@ -246,34 +244,35 @@ class Link:
     # --- supervision ---------------------------------------------------------------------------------
 
     async def _supervise(self) -> None:
+        s = self._deps.settings
         while not self._stopping:
             retry_after = 0.0
             try:
-                async with asyncio.timeout(self._settings.handshake_timeout):
-                    ws = await self._session.ws_connect(
-                        self._settings.ws_url,
+                async with asyncio.timeout(s.handshake_timeout):
+                    ws = await self._deps.session.ws_connect(
+                        s.ws_url,
                         autoping=False,
                         autoclose=True,
                         # The sink counts frames over max_frame_bytes as invalid and carries on; only
                         # beyond twice that does the socket refuse them (closing the link, counted).
-                        max_msg_size=2 * self._settings.max_frame_bytes,
+                        max_msg_size=2 * s.max_frame_bytes,
                         decode_text=False,
                         timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=CLOSE_TIMEOUT_S),
                         headers={"User-Agent": USER_AGENT},
                         # permessage-deflate offered (window bits 15) or not; the server decides.
-                        compress=15 if self._settings.compression else 0,
+                        compress=15 if s.compression else 0,
                     )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 reason, retry_after = classify_connect_error(exc)
-                self._observer.connection_failed(reason)
+                self._deps.observer.connection_failed(reason)
                 self._down_reason = f"connect failed: {reason}"
                 delay = self._backoff.next_delay(retry_after)
                 log.warning(
                     "ws_connect_failed",
                     link=self.name,
-                    url=self._settings.ws_url,
+                    url=s.ws_url,
                     reason=reason,
                     error=describe(exc),
                     retry_in=round(delay, 3),
@@ -294,6 +293,7 @@ class Link:
     async def _run_socket(self, ws: aiohttp.ClientWebSocketResponse[bool]) -> float:
         """Serve one socket until it ends; returns the seconds to wait at least before the next connect
         (a 4008's penalty, else 0)."""
+        deps = self._deps
         self._ws = ws
         self.connects += 1
         self._opened_at = self._last_server_ping = time.monotonic()
@@ -302,13 +302,13 @@ class Link:
         self._unsubscribe_queue.clear()
         for sub in self._subs.values():
             sub.state, sub.sent_at, sub.retry_at, sub.refreshing = PENDING, None, 0.0, False
-        self._sink.link_opened(self.name)
-        self._observer.link_up(self.name, True)
+        deps.sink.link_opened(self.name)
+        deps.observer.link_up(self.name, True)
         if self._ever_up:
-            self._observer.reconnected()
+            deps.observer.reconnected()
         self._ever_up = True
-        self._events.subscriptions_changed()
-        log.info("ws_connected", link=self.name, url=self._settings.ws_url, attempt=self._backoff.attempt)
+        deps.events.subscriptions_changed()
+        log.info("ws_connected", link=self.name, url=deps.settings.ws_url, attempt=self._backoff.attempt)
 
         code: int | None = None
         close_reason = ""
@@ -342,23 +342,23 @@ class Link:
             self._ws = None
             self._ready = False
             self.connection_id = None
-            self._sink.link_closed(self.name)
-            self._observer.link_up(self.name, False)
+            deps.sink.link_closed(self.name)
+            deps.observer.link_up(self.name, False)
             for sub in self._subs.values():
                 if sub.state == ACTIVE:
                     sub.state = PENDING
                 sub.sent_at = None
-            self._events.subscriptions_changed()
+            deps.events.subscriptions_changed()
         if self._stopping:
             return 0.0
-        if was_ready and uptime >= self._settings.stable_after:
+        if was_ready and uptime >= deps.settings.stable_after:
             self._backoff.reset()
         if dead_reason is not None:
-            self._observer.connection_failed(dead_reason if dead_reason in DEAD_LINK_REASONS else "other")
+            deps.observer.connection_failed(dead_reason if dead_reason in DEAD_LINK_REASONS else "other")
             self._down_reason = f"link dead: {dead_reason}"
             log.warning("ws_link_dead", link=self.name, reason=dead_reason, uptime=round(uptime, 3))
             return 0.0
-        self._observer.link_disconnected(self.name, code or ch.CLOSE_ABNORMAL)
+        deps.observer.link_disconnected(self.name, code or ch.CLOSE_ABNORMAL)
         if code == ch.CLOSE_SUBSCRIPTION_LIMIT_ABUSE:
             # Reconnecting sooner is refused (429) and keeps the address penalized; a tenth more spreads
             # the links dropped together over a window instead of one instant.
@@ -388,7 +388,7 @@ class Link:
     async def _read(self, ws: aiohttp.ClientWebSocketResponse[bool]) -> tuple[int, str]:
         """The hot path. Returns (close code, reason) when the socket ends; 1006 without a close frame."""
         name = self.name
-        handle = self._sink.handle
+        handle = self._deps.sink.handle
         receive = ws.receive
         text, binary = aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY
         clock = time.time
@@ -415,7 +415,7 @@ class Link:
             elif kind is aiohttp.WSMsgType.PONG:
                 sent = self._ping_sent.pop(bytes(msg.data), None)
                 if sent is not None:
-                    self._observer.ping_rtt(time.monotonic() - sent)
+                    self._deps.observer.ping_rtt(time.monotonic() - sent)
             elif kind is aiohttp.WSMsgType.CLOSE:
                 return int(msg.data), str(msg.extra or "")
             elif kind is aiohttp.WSMsgType.ERROR:
@@ -428,7 +428,7 @@ class Link:
 
     async def _write(self, ws: aiohttp.ClientWebSocketResponse[bool]) -> None:
         """Sends subscribes (paced globally and per key) and unsubscribes as the table asks."""
-        batched = self._settings.batched
+        batched = self._deps.settings.batched
         while True:
             while self._unsubscribe_queue:
                 await ws.send_str(unsubscribe_message(*self._unsubscribe_queue.pop(0)))
@@ -443,7 +443,7 @@ class Link:
                     if due > now:
                         next_due = due if next_due is None else min(next_due, due)
                         continue
-                    await self._pacer.acquire()
+                    await self._deps.pacer.acquire()
                     if (
                         self._subs.get(key) is not sub
                         or sub.sent_at is not None
@@ -465,7 +465,7 @@ class Link:
 
     async def _watch(self, ws: aiohttp.ClientWebSocketResponse[bool]) -> None:
         """Heartbeat, dead-link detection, own pings for the RTT, subscribe timeouts."""
-        s = self._settings
+        s = self._deps.settings
         tick = max(0.05, min(1.0, s.ping_timeout / 4, s.silence_timeout / 4, s.ping_interval))
         next_ping = time.monotonic() + s.ping_interval
         while True:
@@ -482,7 +482,7 @@ class Link:
                 sub = self._subs.get((channel, None))
                 if sub is None or sub.state != ACTIVE:
                     continue
-                last = max(self._sink.last_data_at(self.name, channel) or 0.0, sub.active_since)
+                last = max(self._deps.sink.last_data_at(self.name, channel) or 0.0, sub.active_since)
                 if wall - last > s.silence_timeout:
                     raise _LinkDead("stale")
             if now >= next_ping:
@@ -500,10 +500,10 @@ class Link:
                 and now - sub.sent_at > s.subscribe_timeout
             ]
             for sub in timed_out:
-                self._observer.subscription_failed(sub.key[0], "timeout")
+                self._deps.observer.subscription_failed(sub.key[0], "timeout")
                 self._retry(sub, "timeout", delay=0.0)
             if timed_out:
-                self._events.subscriptions_changed()
+                self._deps.events.subscriptions_changed()
 
     # --- control events ------------------------------------------------------------------------------
 
@@ -519,7 +519,7 @@ class Link:
                 sub.state, sub.sent_at, sub.rejections, sub.reason = ACTIVE, None, 0, ""
                 sub.refreshing = False
                 sub.active_since = time.time()
-                self._events.subscriptions_changed()
+                self._deps.events.subscriptions_changed()
         elif isinstance(control, ServerError):
             self._on_error(control)
         elif isinstance(control, Connected):
@@ -545,10 +545,10 @@ class Link:
         if reason == "already_subscribed":
             sub.state, sub.sent_at, sub.refreshing = ACTIVE, None, False
             sub.active_since = time.time()
-            self._events.subscriptions_changed()
+            self._deps.events.subscriptions_changed()
             return
-        self._observer.subscription_failed(channel, reason)
-        s = self._settings
+        self._deps.observer.subscription_failed(channel, reason)
+        s = self._deps.settings
         if reason == "snapshot_fetch_failed":
             self._retry(sub, reason, delay=s.resubscribe_delay)
         elif reason == "invalid_subscription_id":
@@ -561,12 +561,12 @@ class Link:
                 self._retry(sub, reason, delay=sub.backoff.next_delay(s.resubscribe_delay))
         elif reason == "subscription_limit":
             self._give_up(sub, reason)
-            self._events.limit_reached(self, sub.key)
+            self._deps.events.limit_reached(self, sub.key)
         elif reason == "subscribe_rate_limited":
             self._retry(sub, reason, delay=1.0)  # the server closes the link with 1008 anyway
         else:
             self._give_up(sub, reason)
-        self._events.subscriptions_changed()
+        self._deps.events.subscriptions_changed()
 
     def _find_sub(self, channel: str, sub_id: str | None) -> _Sub | None:
         sub = self._subs.get(sub_key(channel, sub_id))

@@ -17,7 +17,7 @@ import aiohttp
 
 from exporter.config import Settings
 from exporter.feed.backoff import Pacer
-from exporter.feed.connection import SUB_STATES, Link, SubKey
+from exporter.feed.connection import SUB_STATES, Link, LinkDeps, SubKey
 from exporter.feed.sink import FeedObserver, FrameSink
 from exporter.logs import get_logger
 from exporter.protocol import channels as ch
@@ -69,11 +69,11 @@ class Pool:
         universe: MarketUniverse | None = None,
     ) -> None:
         self._settings = settings
-        self._session = session
         self._sink = sink
         self._observer = observer
         rate = settings.feed.subscribe_rate
-        self._pacer = Pacer(rate, burst=max(1, int(rate / 4)))
+        pacer = Pacer(rate, burst=max(1, int(rate / 4)))
+        self._link_deps = LinkDeps(settings.feed, session, sink, observer, pacer, self)
         self._links: list[Link] = []
         self._placement: dict[SubKey, Link] = {}
         self._caps: dict[tuple[str, str], int] = {}  # (link, channel) → cap lowered by the server
@@ -220,15 +220,7 @@ class Pool:
         self._placement[key] = link
 
     def _new_link(self) -> Link:
-        link = Link(
-            f"conn-{len(self._links)}",
-            self._settings.feed,
-            self._session,
-            self._sink,
-            self._observer,
-            self._pacer,
-            self,
-        )
+        link = Link(f"conn-{len(self._links)}", self._link_deps)
         self._links.append(link)
         # v4_block_height on every link (once per connection is allowed): each link's own head, and its
         # own silence watchdog. Its placement stays with conn-0, which carries the feed-wide channels.

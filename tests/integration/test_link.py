@@ -22,7 +22,7 @@ from aiohttp import web
 
 from exporter.config import FeedSettings
 from exporter.feed.backoff import Pacer
-from exporter.feed.connection import ACTIVE, Link, SubKey
+from exporter.feed.connection import ACTIVE, Link, LinkDeps, SubKey
 from exporter.feed.sink import Connected, Control, ServerError, Subscribed
 from exporter.lifecycle import cancel_and_wait
 from exporter.protocol import channels as ch
@@ -232,7 +232,7 @@ async def make_link() -> AsyncIterator[Any]:
         session = aiohttp.ClientSession()
         sessions.append(session)
         sink, observer, events = RecordingSink(), RecordingObserver(), Events()
-        link = Link("conn-0", settings, session, sink, observer, Pacer(100.0, burst=4), events)
+        link = Link("conn-0", LinkDeps(settings, session, sink, observer, Pacer(100.0, burst=4), events))
         links.append(link)
         return link, sink, observer, events
 

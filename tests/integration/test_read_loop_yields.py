@@ -19,7 +19,7 @@ from aiohttp import web
 
 from exporter.config import FeedSettings
 from exporter.feed.backoff import Pacer
-from exporter.feed.connection import Link, sub_key
+from exporter.feed.connection import Link, LinkDeps, sub_key
 from exporter.feed.sink import Control
 from exporter.protocol import channels as ch
 from tests.helpers import wait_for
@@ -104,7 +104,9 @@ async def test_a_burst_of_buffered_frames_lets_timers_run(burst_server: str) -> 
                 lateness.append(time.perf_counter() - asked - 0.001)
 
     async with aiohttp.ClientSession() as session:
-        link = Link("conn-0", settings, session, sink, RecordingObserver(), Pacer(1e6, burst=100), Events())
+        link = Link(
+            "conn-0", LinkDeps(settings, session, sink, RecordingObserver(), Pacer(1e6, burst=100), Events())
+        )
         link.want([sub_key(ch.ORDERBOOK, "BTC-USD")])
         tick = asyncio.create_task(ticker())
         await link.start()
