@@ -221,7 +221,7 @@ TRADE_SIDES: Final[tuple[str, ...]] = ("BUY", "SELL")
 TRADE_TYPES: Final[tuple[str, ...]] = ("LIMIT", "LIQUIDATED", "DELEVERAGED", "TWAP_SUBORDER")
 
 
-# Error texts, exact; the functions fill in the substituted values.
+# Error texts, exact (socks' words, spaces and punctuation): first the fixed ones.
 ERR_COULD_NOT_PARSE: Final = "Invalid message: could not parse"
 ERR_TYPE_REQUIRED: Final = "Invalid message: type is required"
 ERR_CHANNEL_REQUIRED: Final = "Invalid subscribe message: channel is required"
@@ -230,64 +230,62 @@ ERR_INTERNAL: Final = "Internal error"
 ERR_GEOBLOCKED_PREFIX: Final = "Because this address appears to be a resident of"
 
 
-def err_invalid_type(message_type: str) -> str:
-    return f"Invalid message type: {message_type}"
+@dataclass(frozen=True, slots=True)
+class ErrorTemplate:
+    """An error text socks puts values into. Called with the values, in the order the text shows them, it
+    gives the exact text: `head`, the fixed start that ERROR_REASONS matches, then `tail` filled in (a
+    str.format template)."""
+
+    head: str
+    tail: str
+
+    def __call__(self, *values: str | int) -> str:
+        return self.head + self.tail.format(*values)
 
 
-def err_invalid_channel(channel: str) -> str:
-    return f"Invalid channel: {channel}"
+# Then the ones with values, called like functions: err_invalid_channel(channel).
+err_invalid_type: Final = ErrorTemplate("Invalid message type:", " {}")
+err_invalid_channel: Final = ErrorTemplate("Invalid channel:", " {}")
+err_invalid_id: Final = ErrorTemplate("Invalid id:", " {}")
+#: Values: channel, id.
+err_invalid_subscription_id: Final = ErrorTemplate("Invalid subscription id for channel:", " ({}-{})")
+#: Values: channel, id.
+err_already_subscribed: Final = ErrorTemplate("Invalid subscribe message: already subscribed", " ({}-{})")
+#: Values: channel.
+err_could_not_fetch: Final = ErrorTemplate("Internal error, could not fetch data for subscription:", " {}.")
+#: Values: channel, id. Two spaces before "reconnect": verbatim from socks.
+err_too_many_subscribes: Final = ErrorTemplate(
+    "Too many subscribe attempts", " for channel {}-{}. Please  reconnect and try again."
+)
+#: Values: channel, limit.
+err_subscription_limit: Final = ErrorTemplate(
+    "Per-connection subscription limit reached", " for {} (limit={})."
+)
+#: Values: channel, limit, retry_after (seconds).
+err_subscription_limit_abuse: Final = ErrorTemplate(
+    "Repeatedly exceeded the per-connection subscription limit",
+    " for {} (limit={}). Unsubscribe before subscribing again, or open an additional connection. Closing "
+    "this connection; reconnecting sooner than {}s will be refused.",
+)
 
-
-def err_invalid_id(sub_id: str) -> str:
-    return f"Invalid id: {sub_id}"
-
-
-def err_invalid_subscription_id(channel: str, sub_id: str) -> str:
-    return f"Invalid subscription id for channel: ({channel}-{sub_id})"
-
-
-def err_already_subscribed(channel: str, sub_id: str) -> str:
-    return f"Invalid subscribe message: already subscribed ({channel}-{sub_id})"
-
-
-def err_could_not_fetch(channel: str) -> str:
-    return f"Internal error, could not fetch data for subscription: {channel}."
-
-
-def err_too_many_subscribes(channel: str, sub_id: str) -> str:
-    # Two spaces before "reconnect": verbatim from socks.
-    return f"Too many subscribe attempts for channel {channel}-{sub_id}. Please  reconnect and try again."
-
-
-def err_subscription_limit(channel: str, limit: int) -> str:
-    return f"Per-connection subscription limit reached for {channel} (limit={limit})."
-
-
-def err_subscription_limit_abuse(channel: str, limit: int, retry_after: int) -> str:
-    return (
-        f"Repeatedly exceeded the per-connection subscription limit for {channel} (limit={limit}). "
-        "Unsubscribe before subscribing again, or open an additional connection. Closing this connection; "
-        f"reconnecting sooner than {retry_after}s will be refused."
-    )
-
-
-#: Bounded `reason` label values for server error frames, matched by prefix, most specific first.
+#: Bounded `reason` label values for server error frames, matched by the start of the text, most specific
+#: first.
 ERROR_REASONS: Final[tuple[tuple[str, str], ...]] = (
-    ("Invalid message: could not parse", "invalid_message"),
-    ("Invalid message: type is required", "invalid_message"),
-    ("Invalid message type:", "invalid_message"),
-    ("Invalid subscribe message: channel is required", "invalid_channel"),
-    ("Invalid channel:", "invalid_channel"),
-    ("Invalid id:", "invalid_id"),
-    ("Invalid subscription id for channel:", "invalid_subscription_id"),
-    ("Invalid subscribe message: already subscribed", "already_subscribed"),
-    ("Internal error, could not fetch data for subscription:", "snapshot_fetch_failed"),
-    ("Too many subscribe attempts", "subscribe_rate_limited"),
+    (ERR_COULD_NOT_PARSE, "invalid_message"),
+    (ERR_TYPE_REQUIRED, "invalid_message"),
+    (err_invalid_type.head, "invalid_message"),
+    (ERR_CHANNEL_REQUIRED, "invalid_channel"),
+    (err_invalid_channel.head, "invalid_channel"),
+    (err_invalid_id.head, "invalid_id"),
+    (err_invalid_subscription_id.head, "invalid_subscription_id"),
+    (err_already_subscribed.head, "already_subscribed"),
+    (err_could_not_fetch.head, "snapshot_fetch_failed"),
+    (err_too_many_subscribes.head, "subscribe_rate_limited"),
     ("Too many invalid messages", "invalid_rate_limited"),
-    ("Per-connection subscription limit reached", "subscription_limit"),
-    ("Repeatedly exceeded the per-connection subscription limit", "subscription_limit_abuse"),
-    ("Because this address appears to be a resident of", "geoblocked"),
-    ("Internal error", "internal_error"),
+    (err_subscription_limit.head, "subscription_limit"),
+    (err_subscription_limit_abuse.head, "subscription_limit_abuse"),
+    (ERR_GEOBLOCKED_PREFIX, "geoblocked"),
+    (ERR_INTERNAL, "internal_error"),
 )
 ERROR_REASON_OTHER: Final = "other"
 
