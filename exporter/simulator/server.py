@@ -36,7 +36,7 @@ from exporter.simulator.faults.rest import REST_ERROR, REST_SLOW
 from exporter.simulator.hub import Hub
 from exporter.simulator.market import MarketConfig, MarketModel
 from exporter.simulator.penalty import PenaltyBox, client_address
-from exporter.simulator.session import Session, SessionLimits
+from exporter.simulator.session import Session, SessionDeps, SessionLimits
 from exporter.simulator.source import EventSource, Publisher
 from exporter.simulator.truth import Live, Stats, build_registry
 
@@ -158,6 +158,15 @@ class Simulator:
             send_buffer_bytes=config.send_buffer_bytes,
             close_timeout=config.close_timeout,
             abuse_drop=config.subscription_limit_abuse,
+        )
+        self._session_deps = SessionDeps(
+            self.hub,
+            self._indexer_view,
+            self.stats,
+            self.limits,
+            self._snapshot_conditions,
+            self._known_to_socks,
+            self._after_snapshot,
         )
         self.penalties = PenaltyBox(edge_block=config.edge_block)
         self._compression_draw = random.Random(config.seed)
@@ -433,14 +442,8 @@ class Simulator:
         session = Session(
             ws,
             request,
-            hub=self.hub,
-            source=self._indexer_view,
-            stats=self.stats,
-            limits=self.limits,
-            snapshot_conditions=self._snapshot_conditions,
-            known_to_socks=self._known_to_socks,
+            self._session_deps,
             silent=bool(self.faults.active(SILENT.name)),
-            after_snapshot=self._after_snapshot,
             penalize=lambda seconds: self.penalties.penalize(address, seconds),
         )
         self.sessions.add(session)

@@ -68,34 +68,38 @@ class _Window:
         return self.count > limit
 
 
+@dataclass(frozen=True, slots=True)
+class SessionDeps:
+    """What the server gives every connection: the same collaborators for all of them, built once."""
+
+    hub: Hub
+    source: EventSource
+    stats: Stats
+    limits: SessionLimits
+    snapshot_conditions: SnapshotConditions
+    #: Whether socks already knows the subscription (a market listed over REST may reach it later).
+    known_to_socks: Callable[[str, str | None], bool]
+    #: A new subscription's snapshot was just queued: the faults in force may act on it.
+    after_snapshot: Callable[[str, str | None], None]
+
+
 class Session:
     def __init__(
         self,
         ws: web.WebSocketResponse,
         request: web.Request,
+        deps: SessionDeps,
         *,
-        hub: Hub,
-        source: EventSource,
-        stats: Stats,
-        limits: SessionLimits,
-        snapshot_conditions: SnapshotConditions,
-        known_to_socks: Callable[[str, str | None], bool] = lambda channel, key: True,
         silent: bool = False,
-        after_snapshot: Callable[[str, str | None], None] = lambda channel, key: None,
         penalize: Callable[[float], None] = lambda seconds: None,
     ) -> None:
         self.ws = ws
         self._request = request
-        self.hub = hub
-        self.source = source
-        self.stats = stats
-        self.limits = limits
-        self._snapshot_conditions = snapshot_conditions
-        self._known_to_socks = known_to_socks
+        self._deps = deps
         self.silent = silent
-        self._after_snapshot = after_snapshot
         self._penalize = penalize  # refuses this client's address upgrades for that many seconds
-        self._abuse = AbuseCounter() if limits.abuse_drop else None
+        self._send_buffer_bytes = deps.limits.send_buffer_bytes  # read for every frame queued
+        self._abuse = AbuseCounter() if deps.limits.abuse_drop else None
         self._destroy_at: asyncio.TimerHandle | None = None
         self.connection_id = str(uuid.uuid4())
         self.opened_at = time.monotonic()
@@ -122,7 +126,7 @@ class Session:
     # ---- lifecycle ----
     async def run(self) -> None:
         """Serve the connection until it closes. Never raises for client behaviour."""
-        self.stats.connections_opened += 1
+        self._deps.stats.connections_opened += 1
         self.log.debug("ws_client_connected", peer=self._request.remote, silent=self.silent)
         if not self.silent:
             self._send_control(encode.connected(self.connection_id), NO_CHANNEL, ch.T_CONNECTED)
@@ -148,12 +152,12 @@ class Session:
                 await asyncio.shield(self._close_task)
             await self._cancel_tasks()
             for channel, key in list(self._subs):
-                self.hub.remove(self, channel, key)
+                self._deps.hub.remove(self, channel, key)
             self._subs.clear()
             self._queue.clear()
             self.queued_bytes = 0
             code = self.close_code or self.ws.close_code or ch.CLOSE_ABNORMAL
-            self.stats.closes[str(code)] += 1
+            self._deps.stats.closes[str(code)] += 1
             self.log.debug("ws_client_closed", code=code)
 
     async def _cancel_tasks(self) -> None:
@@ -176,10 +180,10 @@ class Session:
         if flush and self._queue and not self.silent:
             self._drained.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._drained.wait(), self.limits.close_timeout)
+                await asyncio.wait_for(self._drained.wait(), self._deps.limits.close_timeout)
         try:
             await asyncio.wait_for(
-                self.ws.close(code=code, message=reason.encode()), self.limits.close_timeout
+                self.ws.close(code=code, message=reason.encode()), self._deps.limits.close_timeout
             )
         except (TimeoutError, ConnectionError, RuntimeError):
             self.abort()
@@ -212,8 +216,8 @@ class Session:
             return
         self._queue.append(frame)
         self.queued_bytes += len(frame)
-        if self.queued_bytes > self.limits.send_buffer_bytes:
-            self.stats.slow_consumers_cut += 1
+        if self.queued_bytes > self._send_buffer_bytes:
+            self._deps.stats.slow_consumers_cut += 1
             self.log.info("ws_slow_consumer_cut", queued_bytes=self.queued_bytes)
             self._queue.clear()
             self.queued_bytes = 0
@@ -222,7 +226,7 @@ class Session:
         self._wake.set()
 
     def _send_control(self, frame: bytes, channel: str, frame_type: str) -> None:
-        self.stats.frames[(channel, frame_type)] += 1
+        self._deps.stats.frames[(channel, frame_type)] += 1
         self._enqueue(frame)
 
     def send_data(self, body: bytes) -> None:
@@ -238,7 +242,7 @@ class Session:
         self._enqueue(b"%s%d%s" % (self._batch_prefix, self._mid, body))
 
     async def _write_loop(self) -> None:
-        queue, ws, hub = self._queue, self.ws, self.hub
+        queue, ws, hub = self._queue, self.ws, self._deps.hub
         # permessage-deflate negotiated (its window bits) or 0. aiohttp compresses every frame of such a
         # connection (a per-send `compress` only adds compression), so frames under socks' threshold are
         # written with the writer's compression switched off for that one send.
@@ -273,15 +277,15 @@ class Session:
         """A protocol ping every ping_interval; a ping unanswered within pong_timeout closes with 1011."""
         loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(self.limits.ping_interval)
-            if self.hub.stalled_all:
+            await asyncio.sleep(self._deps.limits.ping_interval)
+            if self._deps.hub.stalled_all:
                 continue
             sent_at = loop.time()
             try:
                 await self.ws.ping()
             except (ConnectionError, RuntimeError):
                 return
-            loop.call_later(self.limits.pong_timeout, self._pong_deadline, sent_at)
+            loop.call_later(self._deps.limits.pong_timeout, self._pong_deadline, sent_at)
 
     def _pong_deadline(self, sent_at: float) -> None:
         if self._pong_at < sent_at and not self.closing:
@@ -323,7 +327,7 @@ class Session:
             self._invalid(ch.ERR_COULD_NOT_PARSE)
             return
         if msg is None:
-            self.stats.client_messages["error"] += 1
+            self._deps.stats.client_messages["error"] += 1
             self.send_error(ch.ERR_INTERNAL)
             return
         message_type = msg.get("type") if isinstance(msg, dict) else None
@@ -331,7 +335,7 @@ class Session:
             self._invalid(ch.ERR_TYPE_REQUIRED)
             return
         if message_type == _PING:
-            self.stats.client_messages["ping"] += 1
+            self._deps.stats.client_messages["ping"] += 1
             return
         if message_type not in (_SUBSCRIBE, _UNSUBSCRIBE):
             self._invalid(ch.err_invalid_type(encode.js_str(message_type)))
@@ -355,15 +359,15 @@ class Session:
             self._reject(ch.err_invalid_id("undefined" if raw_id is _MISSING else encode.js_str(raw_id)))
             return
         if message_type == _SUBSCRIBE:
-            self.stats.client_messages["subscribe"] += 1
+            self._deps.stats.client_messages["subscribe"] += 1
             self._subscribe(channel, key, not encode.js_falsy(msg.get("batched")))
         else:
-            self.stats.client_messages["unsubscribe"] += 1
+            self._deps.stats.client_messages["unsubscribe"] += 1
             self._unsubscribe(channel, key, None if channel == ch.MARKETS else client_id)
 
     def _invalid(self, message: str) -> None:
         """Parse failure, missing or unknown type: counted against the invalid-message rate limit."""
-        self.stats.client_messages["invalid"] += 1
+        self._deps.stats.client_messages["invalid"] += 1
         if self._invalid_window.hit(time.monotonic(), ch.INVALID_MESSAGES_PER_WINDOW, ch.RATE_LIMIT_WINDOW_S):
             self.send_error(ch.ERR_TOO_MANY_INVALID)
             self.log.info("ws_client_rate_limited", limit="invalid_messages")
@@ -373,7 +377,7 @@ class Session:
 
     def _reject(self, message: str) -> None:
         """Bad channel or id: an error with the current message id, not rate limited."""
-        self.stats.client_messages["error"] += 1
+        self._deps.stats.client_messages["error"] += 1
         self.send_error(message)
 
     def _subscribe(self, channel: str, key: str | None, batched: bool) -> None:
@@ -393,7 +397,7 @@ class Session:
             self.log.info("ws_client_rate_limited", limit="subscribe", channel=channel, id=key)
             self.close_soon(ch.CLOSE_RATE_LIMITED, ch.RATE_LIMITED_REASON)
             return
-        if not self.source.valid(channel, key) or not self._known_to_socks(channel, key):
+        if not self._deps.source.valid(channel, key) or not self._deps.known_to_socks(channel, key):
             self.send_error(ch.err_invalid_subscription_id(channel, shown), mid=mid)
             return
         if (channel, key) in self._subs:
@@ -411,35 +415,36 @@ class Session:
         self._spawn(self._fetch_snapshot(channel, key, batched, mid))
 
     async def _fetch_snapshot(self, channel: str, key: str | None, batched: bool, mid: int) -> None:
-        extra_delay, failing = self._snapshot_conditions()
-        delay = self.limits.snapshot_delay + extra_delay
+        deps = self._deps
+        extra_delay, failing = deps.snapshot_conditions()
+        delay = deps.limits.snapshot_delay + extra_delay
         if delay > ch.SNAPSHOT_FETCH_TIMEOUT_S:
             await asyncio.sleep(ch.SNAPSHOT_FETCH_TIMEOUT_S)
             failing = True
         elif delay > 0:
             await asyncio.sleep(delay)
         pending = self._subs.get((channel, key)) is False
-        if failing or not self.source.valid(channel, key):
+        if failing or not deps.source.valid(channel, key):
             if pending:
                 self._forget(channel, key)
             self.send_error(ch.err_could_not_fetch(channel), channel, key, mid=mid)
             return
-        contents = self.source.snapshot(channel, key)
+        contents = deps.source.snapshot(channel, key)
         if pending:
             self._subs[(channel, key)] = True
-            self.hub.add(self, channel, key, batched)
-            self.hub.ledger.snapshot(channel, key, contents)
-        if self.hub.schema_changes:
-            contents = changed_schema(self.hub.schema_changes.get(channel), contents)
+            deps.hub.add(self, channel, key, batched)
+            deps.hub.ledger.snapshot(channel, key, contents)
+        if deps.hub.schema_changes:
+            contents = changed_schema(deps.hub.schema_changes.get(channel), contents)
         frame = encode.subscribed(self.connection_id, mid, channel, key, contents)
         self._send_control(frame, channel, ch.T_SUBSCRIBED)
         if pending:
-            self._after_snapshot(channel, key)
+            deps.after_snapshot(channel, key)
 
     def _forget(self, channel: str, key: str | None) -> None:
         if self._subs.pop((channel, key), None) is not None:
             self._per_channel[channel] -= 1
-            self.hub.remove(self, channel, key)
+            self._deps.hub.remove(self, channel, key)
 
     def _unsubscribe(self, channel: str, key: str | None, client_id: str | None) -> None:
         self._mid += 1
