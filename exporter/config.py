@@ -71,6 +71,27 @@ __all__ = [
 SUPPORTED_CHANNELS = ch.SELECTABLE_CHANNELS
 
 
+#: Short timings for a loopback simulator, as flags: Settings.for_simulator's, and the suite's exporters'.
+SIMULATOR_FLAGS: tuple[str, ...] = (
+    "--feed.backoff-initial=50ms",
+    "--feed.backoff-max=500ms",
+    "--feed.stable-after=1s",
+    "--feed.handshake-timeout=2s",
+    "--feed.ping-interval=500ms",
+    "--feed.ping-timeout=10s",
+    "--feed.silence-timeout=3s",
+    "--feed.subscribe-rate=500",
+    "--feed.subscribe-timeout=5s",
+    "--feed.resubscribe-delay=200ms",
+    "--feed.subscribe-retries=3",
+    "--discovery.interval=30s",
+    "--discovery.timeout=2s",
+    "--data.stale-after=5s",
+    "--data.message-id-grace=1s",
+    "--log.format=json",
+)
+
+
 # --- the settings -----------------------------------------------------------------------------------------
 
 
@@ -160,41 +181,24 @@ class Settings:
 
     @classmethod
     def for_simulator(cls, sim: _HasURLs, **overrides: Any) -> Settings:
-        """Loopback settings with short timings for tests against an in-process Simulator.
+        """Loopback settings with short timings for tests against an in-process Simulator, parsed from
+        flags as the CLI parses them.
 
         Overrides are Settings fields, or FeedSettings fields (which are applied to `feed`).
         """
+        argv = [
+            "--web.listen-address=127.0.0.1:0",
+            f"--dydx.ws-url={sim.ws_url}",
+            f"--dydx.rest-url={sim.base_url}",
+            *SIMULATOR_FLAGS,
+            # REST's head every second: simulated blocks come fast, and block thresholds are not scaled.
+            "--rest.height-interval=1s",
+        ]
+        settings = cls.from_sources(argv, {})
         feed_fields = {f.name for f in dataclasses.fields(FeedSettings)}
         feed_overrides = {k: overrides.pop(k) for k in list(overrides) if k in feed_fields}
-        feed = FeedSettings(
-            ws_url=sim.ws_url,
-            rest_url=sim.base_url,
-            backoff_initial=0.05,
-            backoff_max=0.5,
-            stable_after=1.0,
-            handshake_timeout=2.0,
-            ping_interval=0.5,
-            ping_timeout=10.0,
-            silence_timeout=3.0,
-            subscribe_rate=500.0,
-            subscribe_timeout=5.0,
-            resubscribe_delay=0.2,
-            subscribe_retries=3,
-            discovery_interval=30.0,
-            discovery_timeout=2.0,
-        )
-        feed = dataclasses.replace(feed, **feed_overrides)
-        settings = cls(
-            feed=feed,
-            listen_host="127.0.0.1",
-            listen_port=0,
-            stale_after=5.0,
-            message_id_grace=1.0,
-            # REST's head every second: simulated blocks come fast, and block thresholds are not scaled.
-            rest_height_interval=1.0,
-            log_format="json",
-        )
-        return _finish(dataclasses.replace(settings, **overrides), {})
+        feed = dataclasses.replace(settings.feed, **feed_overrides)
+        return _finish(dataclasses.replace(settings, feed=feed, **overrides), {})
 
 
 # --- parsing and validation -------------------------------------------------------------------------------

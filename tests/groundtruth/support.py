@@ -26,30 +26,13 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from exporter.config import Settings
+from exporter.config import SIMULATOR_FLAGS, Settings
 from exporter.protocol import channels as ch
 from tests.fixtures.simulator import control
 from tests.helpers import LoggedProcess, Samples, metric_sum, metric_value, scrape, wait_for
 
-#: What Settings.for_simulator sets, as flags: short timings for a loopback simulator.
-FAST_FLAGS: tuple[str, ...] = (
-    "--feed.backoff-initial=50ms",
-    "--feed.backoff-max=500ms",
-    "--feed.stable-after=1s",
-    "--feed.handshake-timeout=2s",
-    "--feed.ping-interval=500ms",
-    "--feed.ping-timeout=10s",
-    "--feed.silence-timeout=3s",
-    "--feed.subscribe-rate=500",
-    "--feed.subscribe-timeout=5s",
-    "--feed.resubscribe-delay=200ms",
-    "--feed.subscribe-retries=3",
-    "--discovery.interval=30s",
-    "--discovery.timeout=2s",
-    "--data.stale-after=5s",
-    "--data.message-id-grace=1s",
-    "--log.format=json",
-)
+#: Short timings for a loopback simulator, as flags (Settings.for_simulator takes the same).
+FAST_FLAGS = SIMULATOR_FLAGS
 #: The installed console script: what `pip install` gives a user.
 DYDX_EXPORTER = str(Path(sys.executable).with_name("dydx-exporter"))
 #: Every channel the exporter can subscribe (v4_parent_subaccounts is the simulator's alone).
