@@ -118,7 +118,12 @@ class MarketTable(MetricSource):
             self._sorted = sorted(self._markets.values(), key=lambda m: m.ticker)
         return self._sorted
 
+    def _booked(self) -> list[MarketMetrics]:
+        """The markets with an order book, by ticker."""
+        return [m for m in self._by_ticker() if m.book is not None]
+
     def _books(self) -> list[tuple[MarketMetrics, BookReadout]]:
+        """The same, each with its book."""
         return [(m, m.book) for m in self._by_ticker() if m.book is not None]
 
     # --- listing, prices, trades ----------------------------------------------------------------------
@@ -165,13 +170,9 @@ class MarketTable(MetricSource):
                 out.append(f'{name}{{{m.label},side="{sell}"}} {fmt(v[1])}\n')
 
     # --- the order book -------------------------------------------------------------------------------
-    @renders(c.BOOK_CROSSED)
-    def _crossed(self, name: str, out: list[str], now: float) -> None:
-        out.extend(f"{name}{{{m.label}}} {1 if book.crossed else 0}\n" for m, book in self._books())
-
-    @renders(c.BOOK_CROSSED_EPISODES)
-    def _crossed_episodes(self, name: str, out: list[str], now: float) -> None:
-        out.extend(f"{name}{{{m.label}}} {book.crossed_total}\n" for m, book in self._books())
+    _crossed = per_row(c.BOOK_CROSSED, _booked, lambda m: 1 if m.book.crossed else 0)
+    _crossed_episodes = per_row(c.BOOK_CROSSED_EPISODES, _booked, lambda m: m.book.crossed_total)
+    _updates = per_row(c.BOOK_UPDATES, _booked, lambda m: m.book.updates)
 
     @renders(c.BOOK_CROSSED_SECONDS)
     def _crossed_seconds(self, name: str, out: list[str], now: float) -> None:
@@ -199,13 +200,9 @@ class MarketTable(MetricSource):
             bids, asks = book.levels()
             out.append(f'{name}{{{m.label},side="bid"}} {bids}\n{name}{{{m.label},side="ask"}} {asks}\n')
 
-    @renders(c.BOOK_UPDATES)
-    def _updates(self, name: str, out: list[str], now: float) -> None:
-        out.extend(f"{name}{{{m.label}}} {book.updates}\n" for m, book in self._books())
-
     @renders(c.BOOK_RESYNCS)
     def _resyncs(self, name: str, out: list[str], now: float) -> None:
-        for m, _ in self._books():
+        for m in self._booked():
             for reason, count in m.resyncs.items():
                 out.append(f'{name}{{{m.label},reason="{reason}"}} {count}\n')
 
