@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 from urllib.parse import urlsplit
 
@@ -167,32 +167,24 @@ class Poller:
             await asyncio.sleep(self._interval)
 
 
+@dataclass(eq=False)
 class ChainNode:
     """One `--chain.rpc-url` full node: polls its `/status` and reports its head."""
 
-    def __init__(
-        self,
-        url: str,
-        name: str,
-        network: str,
-        session: aiohttp.ClientSession,
-        observer: HeadsObserver,
-        timeout: float,
-    ) -> None:
-        self.url = url.rstrip("/")
-        self.name = name
-        self.network = network
-        self._session = session
-        self._observer = observer
-        self._timeout = timeout
-        self._wrong_network: str | None = None
+    url: str  # without a trailing slash
+    name: str  # its `rpc` label
+    network: str  # the indexer's: a node on another one is reported down
+    session: aiohttp.ClientSession
+    observer: HeadsObserver
+    timeout: float
+    _wrong_network: str | None = field(default=None, init=False)
 
     async def fetch(self) -> NodeStatus:
         """One GET /status, counted in dydx_chain_rpc_requests_total; raises HttpFailed."""
         started = time.monotonic()
         code = "invalid_body"
         try:
-            data = await get_json(self._session, self.url + STATUS_PATH, self._timeout, STATUS_ANSWER)
+            data = await get_json(self.session, self.url + STATUS_PATH, self.timeout, STATUS_ANSWER)
             status = parse_status(data)
             code = "200"
             return status
@@ -200,7 +192,7 @@ class ChainNode:
             code = failure.code
             raise
         finally:
-            self._observer.chain_rpc_request(self.name, code, time.monotonic() - started)
+            self.observer.chain_rpc_request(self.name, code, time.monotonic() - started)
 
     async def poll(self) -> None:
         status = await self.fetch()
@@ -214,16 +206,16 @@ class ChainNode:
                     reason="the node answers for another network than the indexer's; its head is ignored",
                 )
             self._wrong_network = status.network
-            self._observer.chain_rpc_up(self.name, False)
+            self.observer.chain_rpc_up(self.name, False)
             return
         if self._wrong_network is not None:
             log.info("chain_rpc_network_restored", rpc=self.name, network=status.network)
             self._wrong_network = None
-        self._observer.chain_rpc_head(self.name, status.height, status.block_time, status.catching_up)
-        self._observer.chain_rpc_up(self.name, True)
+        self.observer.chain_rpc_head(self.name, status.height, status.block_time, status.catching_up)
+        self.observer.chain_rpc_up(self.name, True)
 
     def failed(self, failure: HttpFailed, retry_in: float) -> None:
-        self._observer.chain_rpc_up(self.name, False)
+        self.observer.chain_rpc_up(self.name, False)
         log.warning(
             "chain_rpc_poll_failed",
             rpc=self.name,
@@ -305,7 +297,7 @@ class Heads:
         self._settings = s = settings
         network = CHAIN_NETWORKS[s.network]
         self.nodes = [
-            ChainNode(url, name, network, session, observer, s.timeout)
+            ChainNode(url.rstrip("/"), name, network, session, observer, s.timeout)
             for url, name in zip(s.chain_rpc_urls, rpc_names(s.chain_rpc_urls), strict=True)
         ]
         self.rest = (
