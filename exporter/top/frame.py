@@ -9,6 +9,7 @@ counters) are shown when the scrape has them and left out otherwise.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Final
 
 from exporter.metrics import catalog as m
@@ -18,9 +19,18 @@ from exporter.top.stats import Scrape, increases, rate, rates, window_quantiles
 QUANTILES: Final = (0.5, 0.9, 0.99)
 #: Frame types that carry data (snapshots and updates), as dydx_ws_messages_total labels them.
 DATA_FRAME_TYPES: Final = ("subscribed", "channel_data", "channel_batch_data")
-#: Sort keys of the markets table: largest first, except `market` (alphabetical). The first is the default:
-#: the busiest books (order book level updates per second).
-SORT_KEYS: Final = ("updates", "trades", "notional", "spread", "age", "levels", "market")
+#: Sort keys of the markets table → the MarketRow field each sorts by, largest first; `market` sorts by
+#: name alone. The first is the default: the busiest books (order book level updates per second).
+SORT_FIELDS: Final[dict[str, str | None]] = {
+    "updates": "updates_per_s",
+    "trades": "trades_per_s",
+    "notional": "notional_per_s",
+    "spread": "spread_ratio",
+    "age": "age",
+    "levels": "levels",
+    "market": None,
+}
+SORT_KEYS: Final = tuple(SORT_FIELDS)
 
 # Metrics of issues 14 and 15, shown only when present (their names are the contract those issues set).
 CHAIN_HEIGHT: Final = "dydx_chain_block_height"
@@ -265,26 +275,12 @@ def sort_markets(rows: list[MarketRow], key: str) -> list[MarketRow]:
     """Crossed books first (what an operator must see), then books that crossed during the interval, then
     by `key`: busiest, widest spread, stalest or deepest first; `market` alphabetically. Ties and missing
     values go last, by name."""
-    if key not in SORT_KEYS:
+    if key not in SORT_FIELDS:
         raise ValueError(f"sort key must be one of {', '.join(SORT_KEYS)}, not {key!r}")
-
-    def value(row: MarketRow) -> float | None:
-        if key == "updates":
-            return row.updates_per_s
-        if key == "trades":
-            return row.trades_per_s
-        if key == "notional":
-            return row.notional_per_s
-        if key == "spread":
-            return row.spread_ratio
-        if key == "age":
-            return row.age
-        if key == "levels":
-            return row.levels
-        return None
-
     rows = sorted(rows, key=lambda row: row.market)
-    if key != "market":
+    field = SORT_FIELDS[key]
+    if field is not None:
+        value = attrgetter(field)
         rows.sort(key=lambda row: (value(row) is None, -(value(row) or 0.0)))
     rows.sort(key=lambda row: (not row.crossed, row.crossings == 0))
     return rows
