@@ -2,8 +2,11 @@
 
 A kind's parameters are a frozen dataclass whose fields declare the JSON fields of
 `POST /control/faults`: the annotation is the type (`int`, `float`, `bool`, `str`, or `X | None` for an
-optional field), the default makes a field optional, `param(help)` documents it for `GET /control/`, and
-`__post_init__` checks ranges by raising FaultError (the control API answers 400 with the message).
+optional field), the default makes a field optional, and `param(help, default, check=...)` documents it
+for `GET /control/` and says how its value is checked (`is_duration`, `is_http_error`, `within(lo, hi)`).
+`lasting()` declares the duration that bounds how long a lasting kind stays in force (a kind without one
+is instant). `FaultKind.parse` runs the checks, naming the kind; what involves more than one field, the
+dataclass's `__post_init__` checks. Either raises FaultError, which the control API answers with 400.
 """
 
 from __future__ import annotations
@@ -30,24 +33,46 @@ class FaultError(ValueError):
     """A control request that cannot be applied; the message says what is wrong."""
 
 
-def param(help: str, default: Any = dataclasses.MISSING) -> Any:
-    """A parameter field: its help text, and its default (none: the field is required)."""
-    return dataclasses.field(default=default, metadata={"help": help})
+#: How a field's value is checked: (kind, field name, value) → None, or FaultError saying what is wrong.
+Check = Callable[[str, str, Any], None]
+#: The help of a lasting kind's length field, as most kinds word it.
+UNTIL_CLEARED: Final = "how long it lasts (default: until cleared)"
 
 
-def check_seconds(kind: str, name: str, value: float | None, *, zero_ok: bool = False) -> None:
-    if value is not None and not (0 < value <= MAX_SECONDS or (zero_ok and value == 0)):
+def param(help: str, default: Any = dataclasses.MISSING, *, check: Check | None = None) -> Any:
+    """A parameter field: its help text, its default (none: the field is required), and the check of a
+    value given for it."""
+    return dataclasses.field(default=default, metadata={"help": help, "check": check})
+
+
+def lasting(help: str = UNTIL_CLEARED) -> Any:
+    """The duration field that bounds how long a lasting kind stays in force (null: until cleared)."""
+    return dataclasses.field(default=None, metadata={"help": help, "check": is_duration, "length": True})
+
+
+def is_duration(kind: str, name: str, value: float, *, zero_ok: bool = False) -> None:
+    """More than 0 (or exactly 0 where `zero_ok`) and at most MAX_SECONDS."""
+    if not (0 < value <= MAX_SECONDS or (zero_ok and value == 0)):
         raise FaultError(f"{kind}.{name} must be > 0 and <= {MAX_SECONDS} seconds, not {value!r}")
 
 
-def check_count(kind: str, count: int) -> None:
-    if not 1 <= count <= 10_000:
-        raise FaultError(f"{kind}.count must be between 1 and 10000, not {count!r}")
+def is_duration_or_zero(kind: str, name: str, value: float) -> None:
+    is_duration(kind, name, value, zero_ok=True)
 
 
-def check_http_error(kind: str, status: int) -> None:
-    if not 400 <= status <= 599:
-        raise FaultError(f"{kind}.status must be an HTTP error status (400-599), not {status}")
+def is_http_error(kind: str, name: str, value: int) -> None:
+    if not 400 <= value <= 599:
+        raise FaultError(f"{kind}.{name} must be an HTTP error status (400-599), not {value}")
+
+
+def within(low: int, high: int) -> Check:
+    """Between `low` and `high`, both included."""
+
+    def check(kind: str, name: str, value: int) -> None:
+        if not low <= value <= high:
+            raise FaultError(f"{kind}.{name} must be between {low} and {high}, not {value!r}")
+
+    return check
 
 
 class FaultTarget(Protocol):
@@ -92,6 +117,10 @@ class Field:
     required: bool
     default: Any
     help: str
+    #: Its value's own check (run on a value given, not on the default).
+    check: Check | None
+    #: Whether it bounds how long the fault lasts.
+    length: bool
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.json_type + (" or null" if self.nullable else "")}
@@ -121,6 +150,8 @@ def _fields(params: type) -> tuple[Field, ...]:
                 required,
                 None if required else f.default,
                 str(f.metadata.get("help", "")),
+                f.metadata.get("check"),
+                bool(f.metadata.get("length")),
             )
         )
     return tuple(out)
@@ -130,8 +161,7 @@ def _fields(params: type) -> tuple[Field, ...]:
 class FaultKind(Generic[P]):
     """One entry of the registry.
 
-    `length` names the parameter that bounds how long the fault lasts (None: an instant fault, which acts
-    once on the connections open at the time and is not kept). `start` runs when the fault is applied
+    `start` runs when the fault is applied
     (after a lasting one joined the faults in force; a FaultError there refuses it), `end` when a lasting
     one is cleared or runs out (after it left the faults in force), `on_snapshot` after a subscriber is
     sent a new snapshot of (channel, id) while the fault is in force.
@@ -140,7 +170,6 @@ class FaultKind(Generic[P]):
     name: str
     params: type[P]
     help: str
-    length: str | None = "seconds"
     start: Callable[[FaultTarget, P], None] | None = None
     end: Callable[[FaultTarget, P], None] | None = None
     on_snapshot: Callable[[FaultTarget, P, str, str | None], None] | None = None
@@ -148,6 +177,12 @@ class FaultKind(Generic[P]):
     @property
     def fields(self) -> tuple[Field, ...]:
         return _fields(self.params)
+
+    @property
+    def length(self) -> str | None:
+        """The parameter that bounds how long the fault lasts (its `lasting()` field), or None: an instant
+        fault, which acts once on the connections open at the time and is not kept."""
+        return next((f.name for f in self.fields if f.length), None)
 
     def parse(self, body: dict[str, Any]) -> P:
         """The typed parameters of a request body (its "kind" already matched); FaultError names what is
@@ -170,6 +205,9 @@ class FaultKind(Generic[P]):
                 expected = " or ".join(t.__name__ for t in f.accepts)
                 raise FaultError(f"{self.name}.{f.name} must be {expected}, not {value!r}")
             values[f.name] = float(typing.cast(float, value)) if f.json_type == "number" else value
+        for f in fields:
+            if f.check is not None and values.get(f.name) is not None:
+                f.check(self.name, f.name, values[f.name])
         return self.params(**values)
 
     def describe(self) -> dict[str, Any]:

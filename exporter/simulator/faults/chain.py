@@ -9,9 +9,11 @@ from exporter.simulator.faults.base import (
     FaultError,
     FaultKind,
     FaultTarget,
-    check_http_error,
-    check_seconds,
+    is_duration,
+    is_http_error,
+    lasting,
     param,
+    within,
 )
 
 #: The longest a lag may hold frames back: everything held is kept in memory (at the default rate about
@@ -19,12 +21,20 @@ from exporter.simulator.faults.base import (
 MAX_LAG_SECONDS = 900.0
 
 
+def _check_lag(kind: str, seconds: float | None) -> None:
+    if seconds is not None and seconds > MAX_LAG_SECONDS:
+        raise FaultError(f"{kind} holds frames in memory: at most {MAX_LAG_SECONDS:g} s, not {seconds:g}")
+
+
+def _is_lag(kind: str, name: str, value: float) -> None:
+    """A lag's seconds: a duration, and no more than MAX_LAG_SECONDS."""
+    is_duration(kind, name, value)
+    _check_lag(kind, value)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChainHalt:
-    seconds: float | None = param("how long the chain makes no block (default: until cleared)", None)
-
-    def __post_init__(self) -> None:
-        check_seconds("chain_halt", "seconds", self.seconds)
+    seconds: float | None = lasting("how long the chain makes no block (default: until cleared)")
 
 
 def _halt(target: FaultTarget, _: ChainHalt) -> None:
@@ -36,26 +46,27 @@ def _unhalt(target: FaultTarget, _: ChainHalt) -> None:
         target.chain.end_halt()
 
 
+CHAIN_HALT = FaultKind(
+    "chain_halt",
+    ChainHalt,
+    "the chain stops making blocks, and the indexer (WebSocket, REST) with it",
+    start=_halt,
+    end=_unhalt,
+)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class IndexerLag:
-    blocks: int | None = param("how many blocks the indexer (WebSocket and REST) trails the chain", None)
-    seconds: float | None = param("the same lag in seconds (give blocks or seconds)", None)
+    blocks: int | None = param(
+        "how many blocks the indexer (WebSocket and REST) trails the chain", None, check=within(1, 100_000)
+    )
+    seconds: float | None = param("the same lag in seconds (give blocks or seconds)", None, check=_is_lag)
     growing: bool = param("the lag grows from 0 by half a second per second up to blocks/seconds", False)
-    duration: float | None = param("how long it lasts (default: until cleared)", None)
+    duration: float | None = lasting()
 
     def __post_init__(self) -> None:
         if (self.blocks is None) == (self.seconds is None):
             raise FaultError("indexer_lag needs exactly one of 'blocks' and 'seconds'")
-        if self.blocks is not None and not 1 <= self.blocks <= 100_000:
-            raise FaultError(f"indexer_lag.blocks must be between 1 and 100000, not {self.blocks!r}")
-        check_seconds("indexer_lag", "seconds", self.seconds)
-        check_seconds("indexer_lag", "duration", self.duration)
-        _check_lag("indexer_lag", self.seconds)
-
-
-def _check_lag(kind: str, seconds: float | None) -> None:
-    if seconds is not None and seconds > MAX_LAG_SECONDS:
-        raise FaultError(f"{kind} holds frames in memory: at most {MAX_LAG_SECONDS:g} s, not {seconds:g}")
 
 
 def _start_indexer_lag(target: FaultTarget, p: IndexerLag) -> None:
@@ -73,15 +84,19 @@ def _end_indexer_lag(target: FaultTarget, _: IndexerLag) -> None:
         target.chain.end_indexer_lag()
 
 
+INDEXER_LAG = FaultKind(
+    "indexer_lag",
+    IndexerLag,
+    "the chain moves on while the indexer's WebSocket and REST fall behind it",
+    start=_start_indexer_lag,
+    end=_end_indexer_lag,
+)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RestLag:
-    blocks: int = param("how many blocks REST's /v4/height trails the WebSocket")
-    seconds: float | None = param("how long it lasts (default: until cleared)", None)
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.blocks <= 10_000:
-            raise FaultError(f"rest_lag.blocks must be between 1 and 10000, not {self.blocks!r}")
-        check_seconds("rest_lag", "seconds", self.seconds)
+    blocks: int = param("how many blocks REST's /v4/height trails the WebSocket", check=within(1, 10_000))
+    seconds: float | None = lasting()
 
 
 def _rest_lag(target: FaultTarget, _: RestLag) -> None:
@@ -89,16 +104,16 @@ def _rest_lag(target: FaultTarget, _: RestLag) -> None:
     target.chain.rest_lag_blocks = max((p.blocks for p in lags), default=0)
 
 
+REST_LAG = FaultKind(
+    "rest_lag", RestLag, "REST's /v4/height trails the WebSocket's head", start=_rest_lag, end=_rest_lag
+)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LinkLag:
-    seconds: float = param("how late the connection's data frames arrive")
+    seconds: float = param("how late the connection's data frames arrive", check=_is_lag)
     connection: str = param("a connection_id, or the index of a connection in order of arrival", "0")
-    duration: float | None = param("how long it lasts (default: until cleared)", None)
-
-    def __post_init__(self) -> None:
-        check_seconds("link_lag", "seconds", self.seconds)
-        check_seconds("link_lag", "duration", self.duration)
-        _check_lag("link_lag", self.seconds)
+    duration: float | None = lasting()
 
 
 def _start_link_lag(target: FaultTarget, p: LinkLag) -> None:
@@ -115,15 +130,21 @@ def _end_link_lag(target: FaultTarget, p: LinkLag) -> None:
             chain.end_link_lag(connection_id)
 
 
+LINK_LAG = FaultKind(
+    "link_lag",
+    LinkLag,
+    "one connection's data frames arrive late while the others stay fresh",
+    start=_start_link_lag,
+    end=_end_link_lag,
+)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RpcDown:
-    seconds: float | None = param("how long it lasts (default: until cleared)", None)
-    status: int | None = param("answer this HTTP status (default: drop the connection unanswered)", None)
-
-    def __post_init__(self) -> None:
-        check_seconds("rpc_down", "seconds", self.seconds)
-        if self.status is not None:
-            check_http_error("rpc_down", self.status)
+    seconds: float | None = lasting()
+    status: int | None = param(
+        "answer this HTTP status (default: drop the connection unanswered)", None, check=is_http_error
+    )
 
 
 def _rpc_down(target: FaultTarget, _: RpcDown) -> None:
@@ -132,12 +153,14 @@ def _rpc_down(target: FaultTarget, _: RpcDown) -> None:
     target.chain.rpc_status = downs[-1].status if downs else None
 
 
+RPC_DOWN = FaultKind(
+    "rpc_down", RpcDown, "the chain's RPC node does not answer", start=_rpc_down, end=_rpc_down
+)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RpcCatchingUp:
-    seconds: float | None = param("how long it lasts (default: until cleared)", None)
-
-    def __post_init__(self) -> None:
-        check_seconds("rpc_catching_up", "seconds", self.seconds)
+    seconds: float | None = lasting()
 
 
 def _start_catching_up(target: FaultTarget, _: RpcCatchingUp) -> None:
@@ -150,35 +173,6 @@ def _end_catching_up(target: FaultTarget, _: RpcCatchingUp) -> None:
         target.chain.catching_up_at = None
 
 
-CHAIN_HALT = FaultKind(
-    "chain_halt",
-    ChainHalt,
-    "the chain stops making blocks, and the indexer (WebSocket, REST) with it",
-    start=_halt,
-    end=_unhalt,
-)
-INDEXER_LAG = FaultKind(
-    "indexer_lag",
-    IndexerLag,
-    "the chain moves on while the indexer's WebSocket and REST fall behind it",
-    length="duration",
-    start=_start_indexer_lag,
-    end=_end_indexer_lag,
-)
-REST_LAG = FaultKind(
-    "rest_lag", RestLag, "REST's /v4/height trails the WebSocket's head", start=_rest_lag, end=_rest_lag
-)
-LINK_LAG = FaultKind(
-    "link_lag",
-    LinkLag,
-    "one connection's data frames arrive late while the others stay fresh",
-    length="duration",
-    start=_start_link_lag,
-    end=_end_link_lag,
-)
-RPC_DOWN = FaultKind(
-    "rpc_down", RpcDown, "the chain's RPC node does not answer", start=_rpc_down, end=_rpc_down
-)
 RPC_CATCHING_UP = FaultKind(
     "rpc_catching_up",
     RpcCatchingUp,

@@ -11,10 +11,12 @@ from exporter.simulator.faults.base import (
     FaultError,
     FaultKind,
     FaultTarget,
-    check_count,
-    check_http_error,
-    check_seconds,
+    is_duration,
+    is_duration_or_zero,
+    is_http_error,
+    lasting,
     param,
+    within,
 )
 
 CLOSE_REASONS = {
@@ -51,33 +53,34 @@ def _disconnect(target: FaultTarget, p: Disconnect) -> None:
             session.close_soon(p.code, reason, flush=False)
 
 
+DISCONNECT = FaultKind("disconnect", Disconnect, "close every open connection", start=_disconnect)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Count:
-    count: int = param("how many", 1)
+    """The parameters of malformed and gap."""
+
+    count: int = param("how many", 1, check=within(1, 10_000))
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Malformed(Count):
-    def __post_init__(self) -> None:
-        check_count("malformed", self.count)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Gap(Count):
-    def __post_init__(self) -> None:
-        check_count("gap", self.count)
-
-
-def _malformed(target: FaultTarget, p: Malformed) -> None:
+def _malformed(target: FaultTarget, p: Count) -> None:
     for session in target.open_sessions():
         session.send_garbage(p.count)
 
 
-def _gap(target: FaultTarget, p: Gap) -> None:
+MALFORMED = FaultKind(
+    "malformed", Count, "send frames that are not JSON on every connection", start=_malformed
+)
+
+
+def _gap(target: FaultTarget, p: Count) -> None:
     sessions = target.open_sessions()
     for session in sessions:
         session.skip_ids(p.count)
     target.stats.message_ids_skipped += p.count * len(sessions)
+
+
+GAP = FaultKind("gap", Count, "skip message ids on every connection", start=_gap)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -90,24 +93,31 @@ def _error(target: FaultTarget, p: Error) -> None:
         session.send_error(p.text)
 
 
+ERROR = FaultKind("error", Error, "send an error frame on every connection", start=_error)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Silent:
-    seconds: float | None = param("how long it lasts (default: until cleared)", None)
+    """Read by the server's WebSocket handler: a connection opened while in force stays silent."""
 
-    def __post_init__(self) -> None:
-        check_seconds("silent", "seconds", self.seconds)
+    seconds: float | None = lasting()
+
+
+SILENT = FaultKind("silent", Silent, "accept new connections but never send or answer anything on them")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Reject:
-    seconds: float | None = param("how long it lasts (default: until cleared)", None)
-    status: int = param("HTTP status of the refused handshake", 429)
-    retry_after: float | None = param("Retry-After header, seconds (default: none)", None)
+    """Read by the server's WebSocket handler, which refuses upgrades while in force."""
 
-    def __post_init__(self) -> None:
-        check_seconds("reject", "seconds", self.seconds)
-        check_seconds("reject", "retry_after", self.retry_after, zero_ok=True)
-        check_http_error("reject", self.status)
+    seconds: float | None = lasting()
+    status: int = param("HTTP status of the refused handshake", 429, check=is_http_error)
+    retry_after: float | None = param(
+        "Retry-After header, seconds (default: none)", None, check=is_duration_or_zero
+    )
+
+
+REJECT = FaultKind("reject", Reject, "refuse WebSocket handshakes with an HTTP error")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -115,10 +125,8 @@ class Penalty:
     seconds: int = param(
         "the 4008's retryAfterSeconds, and how long the address's upgrades are refused with 429",
         ch.RECONNECT_PENALTY_S,
+        check=is_duration,
     )
-
-    def __post_init__(self) -> None:
-        check_seconds("penalty", "seconds", self.seconds)
 
 
 def _penalty(target: FaultTarget, p: Penalty) -> None:
@@ -127,21 +135,10 @@ def _penalty(target: FaultTarget, p: Penalty) -> None:
         session.drop_for_abuse(ch.ORDERBOOK, ch.SUBSCRIPTION_CAPS[ch.ORDERBOOK], p.seconds)
 
 
-DISCONNECT = FaultKind(
-    "disconnect", Disconnect, "close every open connection", length=None, start=_disconnect
-)
-MALFORMED = FaultKind(
-    "malformed", Malformed, "send frames that are not JSON on every connection", length=None, start=_malformed
-)
-ERROR = FaultKind("error", Error, "send an error frame on every connection", length=None, start=_error)
-GAP = FaultKind("gap", Gap, "skip message ids on every connection", length=None, start=_gap)
-REJECT = FaultKind("reject", Reject, "refuse WebSocket handshakes with an HTTP error")
 PENALTY = FaultKind(
     "penalty",
     Penalty,
     "drop every open connection for subscription-limit abuse (error, close 4008) and refuse upgrades from "
     "its address with 429 for `seconds` (DELETE /control/faults lifts it)",
-    length=None,
     start=_penalty,
 )
-SILENT = FaultKind("silent", Silent, "accept new connections but never send or answer anything on them")

@@ -6,16 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from exporter.protocol import channels as ch
-from exporter.simulator.faults.base import FaultError, FaultKind, FaultTarget, check_seconds, param
+from exporter.simulator.faults.base import FaultError, FaultKind, FaultTarget, is_duration, lasting, param
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Stall:
-    seconds: float | None = param("how long it lasts (default: until cleared)", None)
+    seconds: float | None = lasting()
     channel: str | None = param("hold back only this channel's data (default: everything, pings too)", None)
 
     def __post_init__(self) -> None:
-        check_seconds("stall", "seconds", self.seconds)
         if self.channel is not None and self.channel not in ch.ALL_CHANNELS:
             raise FaultError(
                 f"stall.channel must be one of {', '.join(ch.ALL_CHANNELS)}, not {self.channel!r}"
@@ -29,28 +28,31 @@ def _restall(target: FaultTarget, _: Stall) -> None:
     target.hub.set_stall(everything, frozenset(s.channel for s in stalls if s.channel))
 
 
+STALL = FaultKind(
+    "stall", Stall, "hold back frames (all, or one channel's data)", start=_restall, end=_restall
+)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Lag:
-    seconds: float = param("how far exchange timestamps trail the wall clock")
-    duration: float | None = param("how long it lasts (default: until cleared)", None)
+    """Read by the server (`lag_seconds`): exchange timestamps trail by the newest lag in force."""
 
-    def __post_init__(self) -> None:
-        check_seconds("lag", "seconds", self.seconds)
-        check_seconds("lag", "duration", self.duration)
+    seconds: float = param("how far exchange timestamps trail the wall clock", check=is_duration)
+    duration: float | None = lasting()
+
+
+LAG = FaultKind("lag", Lag, "exchange timestamps trail the wall clock")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Cross:
     market: str = param("the market whose order book crosses")
-    seconds: float | None = param("how long it lasts (default: until cleared)", None)
+    seconds: float | None = lasting()
     recross: bool = param(
         "keep the book crossed while in force: again right after every new snapshot a client receives "
         "(so a resync does not cure it), and again whenever trades eat the asks it crossed",
         False,
     )
-
-    def __post_init__(self) -> None:
-        check_seconds("cross", "seconds", self.seconds)
 
 
 def _start_cross(target: FaultTarget, p: Cross) -> None:
@@ -70,10 +72,6 @@ def _recross(target: FaultTarget, p: Cross, channel: str, key: str | None) -> No
         target.source.recross(p.market)
 
 
-STALL = FaultKind(
-    "stall", Stall, "hold back frames (all, or one channel's data)", start=_restall, end=_restall
-)
-LAG = FaultKind("lag", Lag, "exchange timestamps trail the wall clock", length="duration")
 CROSS = FaultKind(
     "cross",
     Cross,

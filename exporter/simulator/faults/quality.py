@@ -17,7 +17,7 @@ from typing import Any
 
 from exporter.protocol import channels as ch
 from exporter.simulator import formats
-from exporter.simulator.faults.base import FaultError, FaultKind, FaultTarget, check_seconds, param
+from exporter.simulator.faults.base import FaultError, FaultKind, FaultTarget, lasting, param
 from exporter.simulator.shapes import candle_contents
 
 SIDES = ("bid", "ask")
@@ -35,10 +35,9 @@ class GhostLevel:
         f"{GHOST_DEPTH_SPACINGS} price spacings behind the top)",
         None,
     )
-    seconds: float | None = param("how long it lasts (default: until cleared)", None)
+    seconds: float | None = lasting()
 
     def __post_init__(self) -> None:
-        check_seconds("ghost_level", "seconds", self.seconds)
         if self.side not in SIDES:
             raise FaultError(f"ghost_level.side must be bid or ask, not {self.side!r}")
         if self.price is not None:
@@ -117,20 +116,16 @@ GHOST_LEVEL = FaultKind(
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OracleFreeze:
     market: str = param("the market whose oracle price stops (its book and trades go on)")
-    seconds: float | None = param("how long it lasts (default: until cleared)", None)
-
-    def __post_init__(self) -> None:
-        check_seconds("oracle_freeze", "seconds", self.seconds)
+    seconds: float | None = lasting()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OracleSkew:
     market: str = param("the market whose oracle price is skewed")
     ratio: float = param("oracle = price x (1 + ratio), e.g. 0.1 for 10% above the market")
-    seconds: float | None = param("how long it lasts (default: until cleared)", None)
+    seconds: float | None = lasting()
 
     def __post_init__(self) -> None:
-        check_seconds("oracle_skew", "seconds", self.seconds)
         if not -0.9 <= self.ratio <= 10.0 or self.ratio == 0:
             raise FaultError(f"oracle_skew.ratio must be non-zero, within [-0.9, 10], not {self.ratio}")
 
@@ -203,7 +198,6 @@ CANDLE_GAP = FaultKind(
     "candle_gap",
     CandleGap,
     "a market's candle skips periods: its startedAt jumps ahead by `periods`",
-    length=None,
     start=_candle_gap,
 )
 
@@ -218,10 +212,9 @@ ADDED_FIELD = "schemaProbe"
 class SchemaChange:
     channel: str = param("the channel whose snapshots change")
     mode: str = param("add (a new field) or rename (its first field gets a new name)", "add")
-    seconds: float | None = param("how long it lasts (default: until cleared)", None)
+    seconds: float | None = lasting()
 
     def __post_init__(self) -> None:
-        check_seconds("schema_change", "seconds", self.seconds)
         if self.channel not in ch.ALL_CHANNELS:
             raise FaultError(f"schema_change.channel must be one of {', '.join(ch.ALL_CHANNELS)}")
         if self.mode not in SCHEMA_MODES:
