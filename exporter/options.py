@@ -255,6 +255,16 @@ def parse_flags(parser: argparse.ArgumentParser, argv: Sequence[str]) -> dict[st
     return dict(vars(parser.parse_args(list(argv))))
 
 
+def parse_command(
+    parser: argparse.ArgumentParser, options: Sequence[Option], argv: Sequence[str]
+) -> tuple[dict[str, object], dict[str, Any]]:
+    """A command read from its flags alone (no environment, no file): the flags given in `argv`, by flag
+    name, and the typed values of `options` from them and the defaults. ConfigError names the flag;
+    SystemExit for --help."""
+    flags = parse_flags(parser, argv)
+    return flags, parse_values(options, resolve(options, flags))
+
+
 def resolve(
     options: Sequence[Option],
     flags: Mapping[str, object],

@@ -34,6 +34,10 @@ from exporter.simulator.chain import parse_rpc_listen_address
 from exporter.simulator.server import Simulator, SimulatorConfig, SourceFactory
 
 PROG: Final = "dydx-exporter simulate"
+DESCRIPTION: Final = (
+    "The embedded dYdX v4 indexer simulator: WebSocket at /v4/ws, REST under /v4/, ground truth at /metrics "
+    "and /control/truth, the control API under /control/ (its index at /control/ and /), all on one address."
+)
 _DEFAULTS: Final = SimulatorConfig()
 DEFAULT_LISTEN: Final = f"{_DEFAULTS.host}:{_DEFAULTS.port}"
 
@@ -198,21 +202,12 @@ class SimulateArgs:
 
 
 def build_parser() -> Any:
-    return options.build_parser(
-        SIMULATOR_OPTIONS,
-        prog=PROG,
-        description="The embedded dYdX v4 indexer simulator: WebSocket at /v4/ws, REST under /v4/, ground "
-        "truth at /metrics and /control/truth, the control API under /control/ (its index at /control/ and "
-        "/), all on one address.",
-        with_env=False,
-    )
+    return options.build_parser(SIMULATOR_OPTIONS, prog=PROG, description=DESCRIPTION, with_env=False)
 
 
 def parse_args(argv: Sequence[str]) -> SimulateArgs:
     """The command line → SimulateArgs. Raises ConfigError naming the flag (SystemExit for --help)."""
-    flags = options.parse_flags(build_parser(), argv)
-    raw = options.resolve(SIMULATOR_OPTIONS, flags)
-    values = options.parse_values(SIMULATOR_OPTIONS, raw)
+    _, values = options.parse_command(build_parser(), SIMULATOR_OPTIONS, argv)
     config_fields = {f.name for f in dataclasses.fields(SimulatorConfig)}
     try:
         config = SimulatorConfig(**{k: v for k, v in values.items() if k in config_fields})

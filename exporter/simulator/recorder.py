@@ -49,6 +49,13 @@ EXPORTER_FLAGS: Final = (
     "log.level",
     "log.format",
 )
+#: Their option rows, the exporter's own: parsed and checked by the exporter's own code (config.from_raw).
+EXPORTER_OPTIONS: Final = tuple(o for o in OPTIONS if o.flag in EXPORTER_FLAGS)
+DESCRIPTION: Final = (
+    "Record the raw frames of a dYdX v4 indexer WebSocket feed (the real one by default) to a "
+    "gzip-compressed JSON-lines capture, for `dydx-exporter simulate --replay FILE`. The other flags are the "
+    "exporter's own; --dydx.rest-url defaults to the host of --dydx.ws-url when that is given."
+)
 
 
 def _optional_duration(value: object) -> float | None:
@@ -258,21 +265,13 @@ class Recorder:
 
 
 def build_record_parser() -> Any:
-    exporter_options = [o for o in OPTIONS if o.flag in EXPORTER_FLAGS]
-    return options.build_parser(
-        (*RECORD_OPTIONS, *exporter_options),
-        prog=PROG,
-        description="Record the raw frames of a dYdX v4 indexer WebSocket feed (the real one by default) to "
-        "a gzip-compressed JSON-lines capture, for `dydx-exporter simulate --replay FILE`. The other flags "
-        "are the exporter's own; --dydx.rest-url defaults to the host of --dydx.ws-url when that is given.",
-        with_env=False,
-    )
+    rows = (*RECORD_OPTIONS, *EXPORTER_OPTIONS)
+    return options.build_parser(rows, prog=PROG, description=DESCRIPTION, with_env=False)
 
 
 def record_config_from_argv(argv: Sequence[str]) -> RecordConfig:
     """Raises ConfigError naming the flag (or SystemExit for --help)."""
-    flags = options.parse_flags(build_record_parser(), argv)
-    own = options.parse_values(RECORD_OPTIONS, options.resolve(RECORD_OPTIONS, flags))
+    flags, own = options.parse_command(build_record_parser(), RECORD_OPTIONS, argv)
     if not own["output"]:
         raise ConfigError("--output: the capture file to write is required")
     raw = options.resolve(OPTIONS, {k: v for k, v in flags.items() if k in EXPORTER_FLAGS})
