@@ -331,14 +331,9 @@ class MarketModel:
             m.candle_history.setdefault(resolution, deque(maxlen=CANDLE_HISTORY))
 
     def _new_candle(self, m: Market, started_at: float, price: float) -> Candle:
+        # A candle opens flat: open, high, low and close are all the price.
         return Candle(
-            started_at=started_at,
-            open=price,
-            high=price,
-            low=price,
-            close=price,
-            starting_oi=m.open_interest,
-            mid_open=m.book_mid(),
+            started_at, price, price, price, price, starting_oi=m.open_interest, mid_open=m.book_mid()
         )
 
     def _candle_boundaries(self, previous: float, now: float) -> None:
