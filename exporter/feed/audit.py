@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from exporter.feed.http import HoldOff, HttpFailed, get_json, invalid_body
+from exporter.feed.http import HoldOff, HttpFailed, counted, get_json, invalid_body
 from exporter.lifecycle import BackgroundTask, cancel_and_wait
 from exporter.logs import get_logger
 from exporter.protocol.frames import positive
@@ -107,7 +107,7 @@ class Auditor:
     async def _audit(self, ticker: str) -> None:
         try:
             await asyncio.sleep(self._window)
-            bids, asks = await self._fetch(ticker)
+            bids, asks = await counted(self._fetch(ticker), self._requests, ORDERBOOK_ENDPOINT)
             await asyncio.sleep(self._window)
         except HttpFailed as failure:
             self._audits.abandon([ticker])
@@ -122,23 +122,13 @@ class Auditor:
         self._audits.finish(ticker, bids, asks)
 
     async def _fetch(self, ticker: str) -> tuple[Levels, Levels]:
-        started = time.monotonic()
-        code = "invalid_body"
-        try:
-            url = self._base + ORDERBOOK_ENDPOINT.format(ticker=quote(ticker, safe=""))
-            body = await get_json(
-                self._session,
-                url,
-                self._timeout,
-                "an order book",
-                retry_after_milliseconds=True,
-                hold=self._rest_hold,
-            )
-            levels = parse_levels(body)
-            code = "200"
-            return levels
-        except HttpFailed as failure:
-            code = failure.code
-            raise
-        finally:
-            self._requests(ORDERBOOK_ENDPOINT, code, time.monotonic() - started)
+        url = self._base + ORDERBOOK_ENDPOINT.format(ticker=quote(ticker, safe=""))
+        body = await get_json(
+            self._session,
+            url,
+            self._timeout,
+            "an order book",
+            retry_after_milliseconds=True,
+            hold=self._rest_hold,
+        )
+        return parse_levels(body)

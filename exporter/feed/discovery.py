@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,7 +18,7 @@ import aiohttp
 
 from exporter.config import Settings
 from exporter.feed.backoff import Backoff
-from exporter.feed.http import HoldOff, get_json, invalid_body
+from exporter.feed.http import HoldOff, counted, get_json, invalid_body
 from exporter.feed.http import HttpFailed as RestFailed
 from exporter.feed.pool import Pool
 from exporter.feed.sink import FeedObserver
@@ -100,27 +99,20 @@ class Discovery:
     async def fetch_markets(self) -> dict[str, Mapping[str, Any]]:
         """One GET of the market list; reports dydx REST metrics; raises RestFailed."""
         self.fetches += 1
-        url = self._settings.feed.rest_url + MARKETS_ENDPOINT
-        started = time.monotonic()
-        code = "invalid_body"
-        try:
-            data = await get_json(
-                self._session,
-                url,
-                self._settings.feed.discovery_timeout,
-                MARKET_LIST,
-                retry_after_milliseconds=True,
-                hold=self._rest_hold,
-            )
-            if not isinstance(data, dict) or "markets" not in data:
-                raise invalid_body(MARKET_LIST, "no markets object")
-            markets = data["markets"]
-            if not isinstance(markets, dict) or not all(isinstance(m, dict) for m in markets.values()):
-                raise invalid_body(MARKET_LIST, "markets is not a mapping of objects")
-            code = "200"
-            return markets
-        except RestFailed as failure:
-            code = failure.code
-            raise
-        finally:
-            self._observer.rest_request(MARKETS_ENDPOINT, code, time.monotonic() - started)
+        return await counted(self._get_markets(), self._observer.rest_request, MARKETS_ENDPOINT)
+
+    async def _get_markets(self) -> dict[str, Mapping[str, Any]]:
+        data = await get_json(
+            self._session,
+            self._settings.feed.rest_url + MARKETS_ENDPOINT,
+            self._settings.feed.discovery_timeout,
+            MARKET_LIST,
+            retry_after_milliseconds=True,
+            hold=self._rest_hold,
+        )
+        if not isinstance(data, dict) or "markets" not in data:
+            raise invalid_body(MARKET_LIST, "no markets object")
+        markets = data["markets"]
+        if not isinstance(markets, dict) or not all(isinstance(m, dict) for m in markets.values()):
+            raise invalid_body(MARKET_LIST, "markets is not a mapping of objects")
+        return markets

@@ -15,7 +15,6 @@ exported with `dydx_chain_catching_up` 1, and the rules do not take it as the he
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
@@ -25,7 +24,7 @@ import aiohttp
 
 from exporter.feed.backoff import Backoff
 from exporter.feed.errors import describe
-from exporter.feed.http import HoldOff, HttpFailed, get_json, invalid_body
+from exporter.feed.http import HoldOff, HttpFailed, counted, get_json, invalid_body
 from exporter.lifecycle import BackgroundTask
 from exporter.logs import get_logger
 from exporter.protocol.frames import TimestampParser
@@ -181,18 +180,10 @@ class ChainNode:
 
     async def fetch(self) -> NodeStatus:
         """One GET /status, counted in dydx_chain_rpc_requests_total; raises HttpFailed."""
-        started = time.monotonic()
-        code = "invalid_body"
-        try:
-            data = await get_json(self.session, self.url + STATUS_PATH, self.timeout, STATUS_ANSWER)
-            status = parse_status(data)
-            code = "200"
-            return status
-        except HttpFailed as failure:
-            code = failure.code
-            raise
-        finally:
-            self.observer.chain_rpc_request(self.name, code, time.monotonic() - started)
+        return await counted(self._get_status(), self.observer.chain_rpc_request, self.name)
+
+    async def _get_status(self) -> NodeStatus:
+        return parse_status(await get_json(self.session, self.url + STATUS_PATH, self.timeout, STATUS_ANSWER))
 
     async def poll(self) -> None:
         status = await self.fetch()
@@ -245,25 +236,19 @@ class RestHead:
         self._timeout = timeout
 
     async def poll(self) -> None:
-        started = time.monotonic()
-        code = "invalid_body"
-        try:
-            data = await get_json(
-                self._session,
-                self.url,
-                self._timeout,
-                HEIGHT_ANSWER,
-                retry_after_milliseconds=True,
-                hold=self._hold,
-            )
-            height, block_time = parse_height(data)
-            code = "200"
-        except HttpFailed as failure:
-            code = failure.code
-            raise
-        finally:
-            self._requests(HEIGHT_ENDPOINT, code, time.monotonic() - started)
+        height, block_time = await counted(self._get_height(), self._requests, HEIGHT_ENDPOINT)
         self._observer.rest_head(height, block_time)
+
+    async def _get_height(self) -> tuple[int, float]:
+        data = await get_json(
+            self._session,
+            self.url,
+            self._timeout,
+            HEIGHT_ANSWER,
+            retry_after_milliseconds=True,
+            hold=self._hold,
+        )
+        return parse_height(data)
 
     def failed(self, failure: HttpFailed, retry_in: float) -> None:
         log.warning(

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import aiohttp
 import orjson
@@ -85,6 +86,25 @@ async def get_json(
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise invalid_body(what, describe(exc)) from None
+
+
+_T = TypeVar("_T")
+
+
+async def counted(request: Awaitable[_T], report: Callable[[str, str, float], None], name: str) -> _T:
+    """Await `request` (a GET and the reading of its answer) and report it to a requests counter as
+    `report(name, code, seconds)`; code is "200", the HttpFailed's, or invalid_body if it broke otherwise."""
+    started = time.monotonic()
+    code = "invalid_body"
+    try:
+        result = await request
+        code = "200"
+        return result
+    except HttpFailed as failure:
+        code = failure.code
+        raise
+    finally:
+        report(name, code, time.monotonic() - started)
 
 
 def invalid_body(what: str, why: str) -> HttpFailed:
