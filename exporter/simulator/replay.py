@@ -87,6 +87,11 @@ class _Scan:
             self.tickers.append(ticker)
 
 
+def _check_speed(speed: float) -> None:
+    if speed < 0 or speed != speed:  # NaN too
+        raise ValueError(f"replay speed must be >= 0 (0 = as fast as possible), not {speed}")
+
+
 class ReplaySource:
     """An EventSource serving a capture. `speed` multiplies the recorded pace; 0 replays as fast as the
     server can publish (MAX_FRAMES_PER_TICK per tick). With `loop`, the capture starts over at its end (the
@@ -111,8 +116,7 @@ class ReplaySource:
         retime: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if speed < 0 or speed != speed:
-            raise ValueError(f"replay speed must be >= 0 (0 = as fast as possible), not {speed}")
+        _check_speed(speed)
         self.path = Path(path)
         self.header = read_header(self.path)
         self._pub = publisher
@@ -402,6 +406,5 @@ def replay_source(
 
     The header is checked now, so a bad file fails before a server is built."""
     read_header(path)
-    if speed < 0 or speed != speed:
-        raise ValueError(f"replay speed must be >= 0 (0 = as fast as possible), not {speed}")
+    _check_speed(speed)
     return lambda publisher: ReplaySource(path, publisher, speed=speed, loop=loop, retime=retime)
