@@ -10,15 +10,6 @@ from exporter.metrics.histogram import Histogram, escape
 from exporter.metrics.registry import MetricSource, per_row, renders
 from exporter.protocol import channels as ch
 
-#: Frame types counted per protocol channel, created at zero.
-CHANNEL_FRAME_TYPES = (
-    ch.T_SUBSCRIBED,
-    ch.T_UNSUBSCRIBED,
-    ch.T_CHANNEL_DATA,
-    ch.T_CHANNEL_BATCH_DATA,
-    ch.T_ERROR,
-)
-
 
 class ChannelMetrics:
     """Counters of one channel label value."""
@@ -38,7 +29,8 @@ class ChannelMetrics:
     def __init__(self, name: str, *, protocol_channel: bool) -> None:
         self.name = name
         self.label = f'channel="{escape(name)}"'
-        types: Sequence[str] = CHANNEL_FRAME_TYPES if protocol_channel else ()
+        # A protocol channel's frame types are counted from zero.
+        types: Sequence[str] = ch.CHANNEL_FRAME_TYPES if protocol_channel else ()
         if name == c.NO_CHANNEL:
             types = (ch.T_CONNECTED, ch.T_ERROR)
         self.messages: dict[str, int] = dict.fromkeys(types, 0)

@@ -131,14 +131,9 @@ T_UNSUBSCRIBED: Final = "unsubscribed"
 T_CHANNEL_DATA: Final = "channel_data"
 T_CHANNEL_BATCH_DATA: Final = "channel_batch_data"
 T_ERROR: Final = "error"
-FRAME_TYPES: Final[tuple[str, ...]] = (
-    T_CONNECTED,
-    T_SUBSCRIBED,
-    T_UNSUBSCRIBED,
-    T_CHANNEL_DATA,
-    T_CHANNEL_BATCH_DATA,
-    T_ERROR,
-)
+#: The ones a channel's subscription carries (the exporter counts them per channel).
+CHANNEL_FRAME_TYPES: Final = (T_SUBSCRIBED, T_UNSUBSCRIBED, T_CHANNEL_DATA, T_CHANNEL_BATCH_DATA, T_ERROR)
+FRAME_TYPES: Final = (T_CONNECTED, *CHANNEL_FRAME_TYPES)
 
 # Timing, from socks' config defaults.
 BATCH_SEND_INTERVAL_S: Final = 0.25

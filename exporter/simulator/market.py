@@ -26,6 +26,7 @@ from exporter.simulator.shapes import (
     Candle,
     Market,
     Subaccount,
+    address,
     candle_contents,
     market_object,
     parent_subaccount_snapshot,
@@ -43,7 +44,6 @@ MIN_LEVELS: Final = 105
 MAX_LEVELS: Final = 160
 INITIAL_LEVELS: Final = 130
 MAX_TICK_S: Final = 0.05
-BECH32: Final = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
 #: Chance of each of ch.TRADE_TYPES, in its order.
 _TRADE_TYPE_WEIGHTS: Final = (0.97, 0.02, 0.005, 0.005)
 
@@ -131,9 +131,8 @@ class MarketModel:
 
     def _make_subaccount(self, index: int) -> Subaccount:
         rng = random.Random(f"{self.config.seed}-subaccount-{index}")
-        address = "dydx1" + "".join(rng.choice(BECH32) for _ in range(38))
         return Subaccount(
-            address=address, number=0, equity=round(rng.uniform(1e3, 1e6), 2), subaccount_id=uuid4(rng)
+            address=address(rng), number=0, equity=round(rng.uniform(1e3, 1e6), 2), subaccount_id=uuid4(rng)
         )
 
     def _reweight(self) -> None:

@@ -100,6 +100,11 @@ def uuid4(rng: random.Random) -> str:
     return "-".join(f"{rng.getrandbits(4 * n):0{n}x}" for n in (8, 4, 4, 4, 12))
 
 
+def address(rng: random.Random) -> str:
+    """A dydx1 address: 38 characters of bech32's alphabet (not a valid checksum: nothing verifies one)."""
+    return "dydx1" + "".join(rng.choice("qpzry9x8gf2tvdw0s3jn54khce6mua7l") for _ in range(38))
+
+
 def price_decimals_for(price: float) -> int:
     """Tick size ≈ 1e-4 of the price, a power of ten (BTC 1, ETH 0.1, SOL 0.01, DOGE 0.00001)."""
     return max(0, math.ceil(-math.log10(price * 1e-4)))

@@ -13,12 +13,13 @@ from operator import attrgetter
 from typing import Final
 
 from exporter.metrics import catalog as m
+from exporter.protocol import channels as ch
 from exporter.top.client import Readiness
 from exporter.top.stats import Scrape, increases, rate, rates, window_quantiles
 
 QUANTILES: Final = (0.5, 0.9, 0.99)
 #: Frame types that carry data (snapshots and updates), as dydx_ws_messages_total labels them.
-DATA_FRAME_TYPES: Final = ("subscribed", "channel_data", "channel_batch_data")
+DATA_FRAME_TYPES: Final = (ch.T_SUBSCRIBED, ch.T_CHANNEL_DATA, ch.T_CHANNEL_BATCH_DATA)
 #: Sort keys of the markets table → the MarketRow field each sorts by, largest first; `market` sorts by
 #: name alone. The first is the default: the busiest books (order book level updates per second).
 SORT_FIELDS: Final[dict[str, str | None]] = {
