@@ -15,7 +15,7 @@ exported with `dydx_chain_catching_up` 1, and the rules do not take it as the he
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 from urllib.parse import urlsplit
@@ -27,12 +27,11 @@ from exporter.feed.errors import describe
 from exporter.feed.http import HoldOff, HttpFailed, counted, get_json, invalid_body
 from exporter.lifecycle import BackgroundTask
 from exporter.logs import get_logger
+from exporter.protocol import channels as ch
 from exporter.protocol.frames import TimestampParser
 
 log = get_logger(__name__)
 
-#: --dydx.network → the CometBFT network (chain id) of its full nodes.
-CHAIN_NETWORKS: Final[Mapping[str, str]] = {"mainnet": "dydx-mainnet-1", "testnet": "dydx-testnet-4"}
 HEIGHT_ENDPOINT: Final = "/v4/height"
 STATUS_PATH: Final = "/status"
 STATUS_ANSWER: Final = "a CometBFT /status answer"
@@ -280,7 +279,7 @@ class Heads:
         rest_hold: HoldOff,
     ) -> None:
         self._settings = s = settings
-        network = CHAIN_NETWORKS[s.network]
+        network = ch.CHAIN_NETWORKS[s.network]
         self.nodes = [
             ChainNode(url.rstrip("/"), name, network, session, observer, s.timeout)
             for url, name in zip(s.chain_rpc_urls, rpc_names(s.chain_rpc_urls), strict=True)

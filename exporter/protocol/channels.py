@@ -1,4 +1,5 @@
-"""Channel names, id formats, versions, caps, rate limits, close codes and error texts of the indexer.
+"""Channel names, id formats, versions, caps, rate limits, close codes and error texts of the indexer, and
+the chain id of each network.
 
 Every constant here is quoted from the indexer's source (see the protocol reference); the feed and
 the simulator both use them so the two directions cannot drift apart.
@@ -123,6 +124,8 @@ MAX_SUBACCOUNT_NUMBER: Final = 128_000
 MAX_PARENT_SUBACCOUNT_NUMBER: Final = 128
 TICKER_RE: Final = re.compile(r"^[A-Z0-9][A-Z0-9.,_-]*-[A-Z0-9]+$")
 ADDRESS_RE: Final = re.compile(r"^dydx1[0-9a-z]{38,58}$")
+#: --dydx.network → the CometBFT network (chain id) of its full nodes.
+CHAIN_NETWORKS: Final[dict[str, str]] = {"mainnet": "dydx-mainnet-1", "testnet": "dydx-testnet-4"}
 
 # Frame `type` values.
 T_CONNECTED: Final = "connected"

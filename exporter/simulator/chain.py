@@ -48,8 +48,8 @@ from exporter.simulator.source import EventSource, Publisher
 log = get_logger(__name__)
 
 #: The networks the exporter knows (`--dydx.network` mainnet, testnet), as CometBFT names them.
-MAINNET: Final = "dydx-mainnet-1"
-TESTNET: Final = "dydx-testnet-4"
+MAINNET: Final = ch.CHAIN_NETWORKS["mainnet"]
+TESTNET: Final = ch.CHAIN_NETWORKS["testnet"]
 #: How often held-back frames are looked at for release.
 RELEASE_INTERVAL_S: Final = 0.02
 #: Seconds a growing indexer_lag adds per second.
