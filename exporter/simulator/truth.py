@@ -14,7 +14,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -54,6 +54,25 @@ class Live:
     queued_bytes: Callable[[], int]
 
 
+class _Family(NamedTuple):
+    """One family at /metrics: its value is a number, or for a labelled one its samples, (label value or
+    tuple of values, number) pairs."""
+
+    kind: type[CounterMetricFamily | GaugeMetricFamily]
+    name: str
+    help: str
+    labels: tuple[str, ...]
+    value: Any
+
+    def metric(self) -> Metric:
+        if not self.labels:
+            return self.kind(self.name, self.help, self.value)
+        family = self.kind(self.name, self.help, labels=self.labels)
+        for key, n in self.value:
+            family.add_metric(list(key) if isinstance(key, tuple) else [key], n)
+        return family
+
+
 class TruthCollector(Collector):
     def __init__(self, stats: Stats, live: Live) -> None:
         self._stats = stats
@@ -61,94 +80,128 @@ class TruthCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         s, live = self._stats, self._live
-        frames = CounterMetricFamily(
-            "dydx_simulator_frames_sent",
-            "Frames queued to clients, by channel and frame type (type malformed for injected garbage).",
-            labels=["channel", "type"],
+        families = (  # in the order served
+            _Family(
+                CounterMetricFamily,
+                "dydx_simulator_frames_sent",
+                "Frames queued to clients, by channel and frame type (type malformed for injected garbage).",
+                ("channel", "type"),
+                sorted(s.frames.items()),
+            ),
+            _Family(
+                CounterMetricFamily,
+                "dydx_simulator_updates_published",
+                "Updates produced by the market, per channel, whether or not anyone was subscribed.",
+                ("channel",),
+                _per_channel(s.updates),
+            ),
+            _Family(
+                CounterMetricFamily,
+                "dydx_simulator_trades_published",
+                "Live trades published on v4_trades (snapshot rows excluded), once per trade.",
+                ("market",),
+                sorted(s.trades.items()),
+            ),
+            _Family(
+                GaugeMetricFamily,
+                "dydx_simulator_connections",
+                "Open WebSocket connections.",
+                (),
+                live.connections(),
+            ),
+            _Family(
+                CounterMetricFamily,
+                "dydx_simulator_connections_opened",
+                "WebSocket handshakes accepted.",
+                (),
+                s.connections_opened,
+            ),
+            _Family(
+                CounterMetricFamily,
+                "dydx_simulator_connections_closed",
+                "WebSocket connections ended, by close code (1006: dropped without a close frame).",
+                ("code",),
+                sorted(s.closes.items()),
+            ),
+            _Family(
+                GaugeMetricFamily,
+                "dydx_simulator_subscriptions",
+                "Active subscriptions, per channel.",
+                ("channel",),
+                _per_channel(live.subscriptions()),
+            ),
+            _Family(
+                GaugeMetricFamily,
+                "dydx_simulator_block_height",
+                "Latest block height.",
+                (),
+                live.block_height(),
+            ),
+            _Family(GaugeMetricFamily, "dydx_simulator_markets", "Listed markets.", (), live.markets()),
+            _Family(
+                GaugeMetricFamily,
+                "dydx_simulator_paused",
+                "1 while market events are paused.",
+                (),
+                int(live.paused()),
+            ),
+            _Family(
+                GaugeMetricFamily,
+                "dydx_simulator_faults_active",
+                "Active faults, by kind.",
+                ("kind",),
+                sorted(live.faults().items()),
+            ),
+            _Family(
+                CounterMetricFamily,
+                "dydx_simulator_slow_consumers_cut",
+                "Connections dropped because their send buffer overflowed.",
+                (),
+                s.slow_consumers_cut,
+            ),
+            _Family(
+                GaugeMetricFamily,
+                "dydx_simulator_send_queue_bytes",
+                "Bytes queued for clients, all connections.",
+                (),
+                live.queued_bytes(),
+            ),
+            _Family(
+                CounterMetricFamily,
+                "dydx_simulator_message_ids_skipped",
+                "Message ids skipped by gap faults.",
+                (),
+                s.message_ids_skipped,
+            ),
+            _Family(
+                CounterMetricFamily,
+                "dydx_simulator_handshakes_rejected",
+                "WebSocket handshakes refused by reject faults.",
+                (),
+                s.handshakes_rejected,
+            ),
+            _Family(
+                CounterMetricFamily,
+                "dydx_simulator_client_messages",
+                "Client messages received, by outcome (subscribe, unsubscribe, ping, invalid, error).",
+                ("kind",),
+                sorted(s.client_messages.items()),
+            ),
+            _Family(
+                CounterMetricFamily,
+                "dydx_simulator_rest_requests",
+                "REST requests, by route and status code.",
+                ("endpoint", "code"),
+                sorted(s.rest_requests.items()),
+            ),
         )
-        for (channel, frame_type), n in sorted(s.frames.items()):
-            frames.add_metric([channel, frame_type], n)
-        yield frames
-        updates = CounterMetricFamily(
-            "dydx_simulator_updates_published",
-            "Updates produced by the market, per channel, whether or not anyone was subscribed.",
-            labels=["channel"],
-        )
-        for channel in ch.ALL_CHANNELS:
-            updates.add_metric([channel], s.updates.get(channel, 0))
-        yield updates
-        trades = CounterMetricFamily(
-            "dydx_simulator_trades_published",
-            "Live trades published on v4_trades (snapshot rows excluded), once per trade.",
-            labels=["market"],
-        )
-        for market, n in sorted(s.trades.items()):
-            trades.add_metric([market], n)
-        yield trades
-        yield GaugeMetricFamily(
-            "dydx_simulator_connections", "Open WebSocket connections.", live.connections()
-        )
-        yield CounterMetricFamily(
-            "dydx_simulator_connections_opened", "WebSocket handshakes accepted.", s.connections_opened
-        )
-        closes = CounterMetricFamily(
-            "dydx_simulator_connections_closed",
-            "WebSocket connections ended, by close code (1006: dropped without a close frame).",
-            labels=["code"],
-        )
-        for code, n in sorted(s.closes.items()):
-            closes.add_metric([code], n)
-        yield closes
-        subs = GaugeMetricFamily(
-            "dydx_simulator_subscriptions", "Active subscriptions, per channel.", labels=["channel"]
-        )
-        counts = live.subscriptions()
-        for channel in ch.ALL_CHANNELS:
-            subs.add_metric([channel], counts.get(channel, 0))
-        yield subs
-        yield GaugeMetricFamily("dydx_simulator_block_height", "Latest block height.", live.block_height())
-        yield GaugeMetricFamily("dydx_simulator_markets", "Listed markets.", live.markets())
-        yield GaugeMetricFamily(
-            "dydx_simulator_paused", "1 while market events are paused.", int(live.paused())
-        )
-        faults = GaugeMetricFamily("dydx_simulator_faults_active", "Active faults, by kind.", labels=["kind"])
-        for kind, n in sorted(live.faults().items()):
-            faults.add_metric([kind], n)
-        yield faults
-        yield CounterMetricFamily(
-            "dydx_simulator_slow_consumers_cut",
-            "Connections dropped because their send buffer overflowed.",
-            s.slow_consumers_cut,
-        )
-        yield GaugeMetricFamily(
-            "dydx_simulator_send_queue_bytes",
-            "Bytes queued for clients, all connections.",
-            live.queued_bytes(),
-        )
-        yield CounterMetricFamily(
-            "dydx_simulator_message_ids_skipped", "Message ids skipped by gap faults.", s.message_ids_skipped
-        )
-        yield CounterMetricFamily(
-            "dydx_simulator_handshakes_rejected",
-            "WebSocket handshakes refused by reject faults.",
-            s.handshakes_rejected,
-        )
-        received = CounterMetricFamily(
-            "dydx_simulator_client_messages",
-            "Client messages received, by outcome (subscribe, unsubscribe, ping, invalid, error).",
-            labels=["kind"],
-        )
-        for kind, n in sorted(s.client_messages.items()):
-            received.add_metric([kind], n)
-        yield received
-        rest = CounterMetricFamily(
-            "dydx_simulator_rest_requests",
-            "REST requests, by route and status code.",
-            labels=["endpoint", "code"],
-        )
-        for (endpoint, code), n in sorted(s.rest_requests.items()):
-            rest.add_metric([endpoint, code], n)
-        yield rest
+        for family in families:
+            yield family.metric()
+
+
+def _per_channel(counts: Mapping[str, int]) -> list[tuple[str, int]]:
+    """A count for every channel of the protocol, 0 for one not in `counts`."""
+    return [(channel, counts.get(channel, 0)) for channel in ch.ALL_CHANNELS]
 
 
 def build_registry(stats: Stats, live: Live) -> CollectorRegistry:
