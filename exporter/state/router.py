@@ -197,8 +197,9 @@ class Router:
             cm, handler, rated = route
             kind = _T_BATCH if batched else _T_DATA
             messages = cm.messages
-            messages[kind] += 1
-            if not messages[kind] & _SAMPLE_MASK:  # one data frame in SAMPLE_EVERY: its fields are checked
+            count = messages[kind] + 1
+            messages[kind] = count
+            if not count & _SAMPLE_MASK:  # one data frame in SAMPLE_EVERY: its fields are checked
                 self._schema.sample(cm, raw)
             state = self._links.get(link)
             if state is not None and message_id.__class__ is int and message_id == state.ids.fast_next:
