@@ -6,13 +6,15 @@ every range goes through `RATE` so that rates follow the datasource's scrape int
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol, Self, TypeVar
 
 from grafana_foundation_sdk.builders import common as common_b
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.builders import prometheus, stat, statetimeline, table, timeseries
 from grafana_foundation_sdk.cog.builder import Builder
+from grafana_foundation_sdk.cog.variants import Dataquery
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models.dashboard import (
     DashboardCursorSync,
@@ -199,8 +201,8 @@ class Q:
     instant: bool = False
 
 
-def _targets(queries: Sequence[Q], *, table_format: bool = False) -> list[prometheus.Dataquery]:
-    targets = []
+def _targets(queries: Sequence[Q], *, table_format: bool = False) -> list[Builder[Dataquery]]:
+    targets: list[Builder[Dataquery]] = []
     for index, q in enumerate(queries):
         target = prometheus.Dataquery().expr(q.expr).ref_id(chr(ord("A") + index)).datasource(DS)
         if q.legend:
@@ -210,6 +212,67 @@ def _targets(queries: Sequence[Q], *, table_format: bool = False) -> list[promet
             target = target.format(PromQueryFormat.TABLE)
         targets.append(target)
     return targets
+
+
+class _PanelBuilder(Protocol):
+    """The setters every panel builder of the SDK has (its builders share no base class that has them)."""
+
+    def title(self, title: str, /) -> Self: ...
+    def description(self, description: str, /) -> Self: ...
+    def datasource(self, datasource: DataSourceRef, /) -> Self: ...
+    def unit(self, unit: str, /) -> Self: ...
+    def span(self, w: int, /) -> Self: ...
+    def height(self, h: int, /) -> Self: ...
+    def targets(self, targets: list[Builder[Dataquery]], /) -> Self: ...
+    def decimals(self, decimals: float, /) -> Self: ...
+
+
+_P = TypeVar("_P", bound=_PanelBuilder)
+
+
+def _panel(
+    panel: _P,
+    title: str,
+    description: str,
+    unit: str,
+    queries: Sequence[Q],
+    *,
+    width: int,
+    height: int,
+    integer: bool = False,
+    table_format: bool = False,
+) -> _P:
+    """What every panel has, whatever it draws: title, description, datasource, unit, size, queries;
+    `integer` shows no decimals."""
+    panel = (
+        panel.title(title)
+        .description(description)
+        .datasource(DS)
+        .unit(unit)
+        .span(width)
+        .height(height)
+        .targets(_targets(queries, table_format=table_format))
+    )
+    return panel.decimals(0) if integer else panel
+
+
+def _thresholds(steps: Sequence[tuple[float | None, str]]) -> db.ThresholdsConfig:
+    """Absolute thresholds: each step's (lowest value, None for the base; color)."""
+    return (
+        db.ThresholdsConfig()
+        .mode(ThresholdsMode.ABSOLUTE)
+        .steps([Threshold(value=value, color=color) for value, color in steps])
+    )
+
+
+def _value_map(mappings: Mapping[str, tuple[str, str | None]]) -> ValueMap:
+    """Value → (text, color); a None color leaves the color to the thresholds."""
+    return ValueMap(
+        options={
+            value: ValueMappingResult(text=text, color=color, index=index)
+            for index, (value, (text, color)) in enumerate(mappings.items())
+        }
+    )
 
 
 def _legend(
@@ -241,14 +304,9 @@ def graph(
     """A time series. `unit` says what is drawn: a per-second unit (cps, Bps, `count:USD/s`) for rates;
     `integer` for quantities that only take whole values (file descriptors, levels, blocks behind)."""
     panel = (
-        timeseries.Panel()
-        .title(title)
-        .description(description)
-        .datasource(DS)
-        .unit(unit)
-        .span(width)
-        .height(height)
-        .targets(list(_targets(queries)))
+        _panel(
+            timeseries.Panel(), title, description, unit, queries, width=width, height=height, integer=integer
+        )
         .legend(_legend())
         .fill_opacity(10)
         .line_width(1)
@@ -258,8 +316,6 @@ def graph(
         panel = panel.stacking(common_b.StackingConfig().mode(common.StackingMode.NORMAL))
     if min_value is not None:
         panel = panel.min(min_value)
-    if integer:
-        panel = panel.decimals(0)
     return panel
 
 
@@ -288,33 +344,18 @@ def single(
     height: int = 4,
     thresholds: Sequence[tuple[float | None, str]] = ((None, "green"),),
     mappings: dict[str, str] | None = None,
-    no_value: str | None = None,
     integer: bool = False,
 ) -> stat.Panel:
+    """A single value on a background colored by `thresholds`; `mappings` maps a value to its text."""
     panel = (
-        stat.Panel()
-        .title(title)
-        .description(description)
-        .datasource(DS)
-        .unit(unit)
-        .span(width)
-        .height(height)
-        .targets(list(_targets([query])))
+        _panel(stat.Panel(), title, description, unit, [query], width=width, height=height, integer=integer)
         .graph_mode(common.BigValueGraphMode.AREA)
         .color_mode(common.BigValueColorMode.BACKGROUND)
         .reduce_options(common_b.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
-        .thresholds(
-            db.ThresholdsConfig()
-            .mode(ThresholdsMode.ABSOLUTE)
-            .steps([Threshold(value=value, color=color) for value, color in thresholds])
-        )
+        .thresholds(_thresholds(thresholds))
     )
     if mappings:
-        panel = panel.mappings([_value_map(mappings)])
-    if no_value is not None:
-        panel = panel.no_value(no_value)
-    if integer:
-        panel = panel.decimals(0)
+        panel = panel.mappings([_value_map({value: (text, None) for value, text in mappings.items()})])
     return panel
 
 
@@ -330,28 +371,12 @@ def states(
 ) -> statetimeline.Panel:
     """A state timeline; `mappings` maps a value to (text, color)."""
     return (
-        statetimeline.Panel()
-        .title(title)
-        .description(description)
-        .datasource(DS)
-        .unit(unit)
-        .span(width)
-        .height(height)
-        .targets(list(_targets(queries)))
-        .mappings(
-            [
-                ValueMap(
-                    options={
-                        value: ValueMappingResult(text=text, color=color, index=index)
-                        for index, (value, (text, color)) in enumerate(mappings.items())
-                    }
-                )
-            ]
-        )
+        _panel(statetimeline.Panel(), title, description, unit, queries, width=width, height=height)
+        .mappings([_value_map(mappings)])
         .show_value(common.VisibilityMode.NEVER)
         .merge_values(True)
         .legend(_legend(as_table=False))
-        .thresholds(db.ThresholdsConfig().mode(ThresholdsMode.ABSOLUTE).steps([Threshold(color="green")]))
+        .thresholds(_thresholds([(None, "green")]))
     )
 
 
@@ -366,31 +391,15 @@ def listing(
 ) -> table.Panel:
     """A table of the current series' labels (instant queries, one row per series). Made for info-style
     series whose value is always 1 (`*_info`, `ALERTS`): the Value column says nothing and is hidden."""
-    return (
-        table.Panel()
-        .title(title)
-        .description(description)
-        .datasource(DS)
-        .unit(unit)
-        .span(width)
-        .height(height)
-        .targets(list(_targets([Q(q.expr, q.legend, instant=True) for q in queries], table_format=True)))
-        .with_transformation(_organize_labels_only())
-    )
+    instant = [Q(q.expr, q.legend, instant=True) for q in queries]
+    return _panel(
+        table.Panel(), title, description, unit, instant, width=width, height=height, table_format=True
+    ).with_transformation(_organize_labels_only())
 
 
 def _organize_labels_only() -> DataTransformerConfig:
     return DataTransformerConfig(
         id_val="organize", options={"excludeByName": {"Time": True, "__name__": True, "Value": True}}
-    )
-
-
-def _value_map(mappings: dict[str, str]) -> ValueMap:
-    return ValueMap(
-        options={
-            value: ValueMappingResult(text=text, index=index)
-            for index, (value, text) in enumerate(mappings.items())
-        }
     )
 
 
