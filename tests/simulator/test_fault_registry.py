@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import random
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import pytest
 
 from exporter.protocol import channels as ch
-from exporter.simulator.faults import KINDS, parse
+from exporter.simulator.faults import KINDS, FaultKind, parse
+from exporter.simulator.faults.base import lasting
 from exporter.simulator.server import Simulator
 from tests.fixtures.simulator import SimulatorFactory, control
 from tests.helpers import metric_sum, metric_value, wait_for
@@ -62,6 +64,20 @@ async def test_every_field_of_every_kind_is_checked_by_type_and_presence(sim: Si
                 answer = await control(sim, "POST", FAULTS, body, expect=400)
                 assert answer["error"] == f"{name} needs {field.name!r}"
     assert (await control(sim, "GET", FAULTS))["faults"] == []
+
+
+def test_a_kind_is_documented_by_its_parameters_docstring() -> None:
+    """The help GET /control/ lists is the parameters' docstring on one line; a kind whose parameters have
+    none (dataclass would put its signature there) fails when it is declared, not at a request."""
+    assert KINDS["ghost_level"].help.startswith("an order book level in the stream that the indexer's book")
+    assert all(kind.help and "\n" not in kind.help for kind in KINDS.values())
+
+    @dataclass(frozen=True)
+    class Undocumented:
+        seconds: float | None = lasting()
+
+    with pytest.raises(TypeError, match="Undocumented needs a docstring"):
+        FaultKind("undocumented", Undocumented)
 
 
 def _valid(json_type: str, name: str) -> Any:

@@ -6,7 +6,8 @@ optional field), the default makes a field optional, and `param(help, default, c
 for `GET /control/` and says how its value is checked (`is_duration`, `is_http_error`, `within(lo, hi)`).
 `lasting()` declares the duration that bounds how long a lasting kind stays in force (a kind without one
 is instant). `FaultKind.parse` runs the checks, naming the kind; what involves more than one field, the
-dataclass's `__post_init__` checks. Either raises FaultError, which the control API answers with 400.
+dataclass's `__post_init__` checks. Either raises FaultError, which the control API answers with 400. The
+dataclass's docstring is the kind's help.
 """
 
 from __future__ import annotations
@@ -159,20 +160,29 @@ def _fields(params: type) -> tuple[Field, ...]:
 
 @dataclass(frozen=True)
 class FaultKind(Generic[P]):
-    """One entry of the registry.
-
-    `start` runs when the fault is applied
-    (after a lasting one joined the faults in force; a FaultError there refuses it), `end` when a lasting
-    one is cleared or runs out (after it left the faults in force), `on_snapshot` after a subscriber is
-    sent a new snapshot of (channel, id) while the fault is in force.
+    """One entry of the registry: its name, its parameters (whose docstring is the kind's help), and how it
+    acts. `start` runs when the fault is applied (after a lasting one joined the faults in force; a
+    FaultError there refuses it), `end` when a lasting one is cleared or runs out (after it left the faults
+    in force), `on_snapshot` after a subscriber is sent a new snapshot of (channel, id) while the fault is
+    in force.
     """
 
     name: str
     params: type[P]
-    help: str
     start: Callable[[FaultTarget, P], None] | None = None
     end: Callable[[FaultTarget, P], None] | None = None
     on_snapshot: Callable[[FaultTarget, P, str, str | None], None] | None = None
+
+    def __post_init__(self) -> None:
+        doc = self.params.__doc__
+        # Without one, @dataclass makes the docstring its signature ("Stall(*, seconds: ...)").
+        if not doc or doc.startswith(f"{self.params.__name__}("):
+            raise TypeError(f"fault kind {self.name}: {self.params.__name__} needs a docstring (its help)")
+
+    @property
+    def help(self) -> str:
+        """What the fault does, as GET /control/ lists it: the parameters' docstring on one line."""
+        return " ".join((self.params.__doc__ or "").split())
 
     @property
     def fields(self) -> tuple[Field, ...]:

@@ -34,6 +34,8 @@ def _is_lag(kind: str, name: str, value: float) -> None:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChainHalt:
+    """the chain stops making blocks, and the indexer (WebSocket, REST) with it"""
+
     seconds: float | None = lasting("how long the chain makes no block (default: until cleared)")
 
 
@@ -46,17 +48,13 @@ def _unhalt(target: FaultTarget, _: ChainHalt) -> None:
         target.chain.end_halt()
 
 
-CHAIN_HALT = FaultKind(
-    "chain_halt",
-    ChainHalt,
-    "the chain stops making blocks, and the indexer (WebSocket, REST) with it",
-    start=_halt,
-    end=_unhalt,
-)
+CHAIN_HALT = FaultKind("chain_halt", ChainHalt, start=_halt, end=_unhalt)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class IndexerLag:
+    """the chain moves on while the indexer's WebSocket and REST fall behind it"""
+
     blocks: int | None = param(
         "how many blocks the indexer (WebSocket and REST) trails the chain", None, check=within(1, 100_000)
     )
@@ -84,17 +82,13 @@ def _end_indexer_lag(target: FaultTarget, _: IndexerLag) -> None:
         target.chain.end_indexer_lag()
 
 
-INDEXER_LAG = FaultKind(
-    "indexer_lag",
-    IndexerLag,
-    "the chain moves on while the indexer's WebSocket and REST fall behind it",
-    start=_start_indexer_lag,
-    end=_end_indexer_lag,
-)
+INDEXER_LAG = FaultKind("indexer_lag", IndexerLag, start=_start_indexer_lag, end=_end_indexer_lag)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RestLag:
+    """REST's /v4/height trails the WebSocket's head"""
+
     blocks: int = param("how many blocks REST's /v4/height trails the WebSocket", check=within(1, 10_000))
     seconds: float | None = lasting()
 
@@ -104,13 +98,13 @@ def _rest_lag(target: FaultTarget, _: RestLag) -> None:
     target.chain.rest_lag_blocks = max((p.blocks for p in lags), default=0)
 
 
-REST_LAG = FaultKind(
-    "rest_lag", RestLag, "REST's /v4/height trails the WebSocket's head", start=_rest_lag, end=_rest_lag
-)
+REST_LAG = FaultKind("rest_lag", RestLag, start=_rest_lag, end=_rest_lag)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LinkLag:
+    """one connection's data frames arrive late while the others stay fresh"""
+
     seconds: float = param("how late the connection's data frames arrive", check=_is_lag)
     connection: str = param("a connection_id, or the index of a connection in order of arrival", "0")
     duration: float | None = lasting()
@@ -130,17 +124,13 @@ def _end_link_lag(target: FaultTarget, p: LinkLag) -> None:
             chain.end_link_lag(connection_id)
 
 
-LINK_LAG = FaultKind(
-    "link_lag",
-    LinkLag,
-    "one connection's data frames arrive late while the others stay fresh",
-    start=_start_link_lag,
-    end=_end_link_lag,
-)
+LINK_LAG = FaultKind("link_lag", LinkLag, start=_start_link_lag, end=_end_link_lag)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RpcDown:
+    """the chain's RPC node does not answer"""
+
     seconds: float | None = lasting()
     status: int | None = param(
         "answer this HTTP status (default: drop the connection unanswered)", None, check=is_http_error
@@ -153,13 +143,13 @@ def _rpc_down(target: FaultTarget, _: RpcDown) -> None:
     target.chain.rpc_status = downs[-1].status if downs else None
 
 
-RPC_DOWN = FaultKind(
-    "rpc_down", RpcDown, "the chain's RPC node does not answer", start=_rpc_down, end=_rpc_down
-)
+RPC_DOWN = FaultKind("rpc_down", RpcDown, start=_rpc_down, end=_rpc_down)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RpcCatchingUp:
+    """the chain's RPC node is catching up: its head stops and /status says catching_up"""
+
     seconds: float | None = lasting()
 
 
@@ -173,11 +163,5 @@ def _end_catching_up(target: FaultTarget, _: RpcCatchingUp) -> None:
         target.chain.catching_up_at = None
 
 
-RPC_CATCHING_UP = FaultKind(
-    "rpc_catching_up",
-    RpcCatchingUp,
-    "the chain's RPC node is catching up: its head stops and /status says catching_up",
-    start=_start_catching_up,
-    end=_end_catching_up,
-)
+RPC_CATCHING_UP = FaultKind("rpc_catching_up", RpcCatchingUp, start=_start_catching_up, end=_end_catching_up)
 KINDS = (CHAIN_HALT, INDEXER_LAG, REST_LAG, LINK_LAG, RPC_DOWN, RPC_CATCHING_UP)

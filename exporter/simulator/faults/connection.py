@@ -28,6 +28,8 @@ CLOSE_REASONS = {
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Disconnect:
+    """close every open connection"""
+
     code: int = param("WebSocket close code", ch.CLOSE_SERVICE_RESTARTING)
     abrupt: bool = param("drop the TCP connection without a close frame (the client sees 1006)", False)
     reason: str | None = param("close reason (default: the server's usual one for the code)", None)
@@ -53,38 +55,46 @@ def _disconnect(target: FaultTarget, p: Disconnect) -> None:
             session.close_soon(p.code, reason, flush=False)
 
 
-DISCONNECT = FaultKind("disconnect", Disconnect, "close every open connection", start=_disconnect)
+DISCONNECT = FaultKind("disconnect", Disconnect, start=_disconnect)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Count:
-    """The parameters of malformed and gap."""
-
     count: int = param("how many", 1, check=within(1, 10_000))
 
 
-def _malformed(target: FaultTarget, p: Count) -> None:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Malformed(Count):
+    """send frames that are not JSON on every connection"""
+
+
+def _malformed(target: FaultTarget, p: Malformed) -> None:
     for session in target.open_sessions():
         session.send_garbage(p.count)
 
 
-MALFORMED = FaultKind(
-    "malformed", Count, "send frames that are not JSON on every connection", start=_malformed
-)
+MALFORMED = FaultKind("malformed", Malformed, start=_malformed)
 
 
-def _gap(target: FaultTarget, p: Count) -> None:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Gap(Count):
+    """skip message ids on every connection"""
+
+
+def _gap(target: FaultTarget, p: Gap) -> None:
     sessions = target.open_sessions()
     for session in sessions:
         session.skip_ids(p.count)
     target.stats.message_ids_skipped += p.count * len(sessions)
 
 
-GAP = FaultKind("gap", Count, "skip message ids on every connection", start=_gap)
+GAP = FaultKind("gap", Gap, start=_gap)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Error:
+    """send an error frame on every connection"""
+
     text: str = param("the error frame's message", ch.ERR_INTERNAL)
 
 
@@ -93,23 +103,25 @@ def _error(target: FaultTarget, p: Error) -> None:
         session.send_error(p.text)
 
 
-ERROR = FaultKind("error", Error, "send an error frame on every connection", start=_error)
+ERROR = FaultKind("error", Error, start=_error)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Silent:
-    """Read by the server's WebSocket handler: a connection opened while in force stays silent."""
+    """accept new connections but never send or answer anything on them"""
 
+    # Read by the server's WebSocket handler: a connection opened while in force stays silent.
     seconds: float | None = lasting()
 
 
-SILENT = FaultKind("silent", Silent, "accept new connections but never send or answer anything on them")
+SILENT = FaultKind("silent", Silent)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Reject:
-    """Read by the server's WebSocket handler, which refuses upgrades while in force."""
+    """refuse WebSocket handshakes with an HTTP error"""
 
+    # Read by the server's WebSocket handler, which refuses upgrades while in force.
     seconds: float | None = lasting()
     status: int = param("HTTP status of the refused handshake", 429, check=is_http_error)
     retry_after: float | None = param(
@@ -117,11 +129,14 @@ class Reject:
     )
 
 
-REJECT = FaultKind("reject", Reject, "refuse WebSocket handshakes with an HTTP error")
+REJECT = FaultKind("reject", Reject)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Penalty:
+    """drop every open connection for subscription-limit abuse (error, close 4008) and refuse upgrades from
+    its address with 429 for `seconds` (DELETE /control/faults lifts it)"""
+
     seconds: int = param(
         "the 4008's retryAfterSeconds, and how long the address's upgrades are refused with 429",
         ch.RECONNECT_PENALTY_S,
@@ -135,10 +150,4 @@ def _penalty(target: FaultTarget, p: Penalty) -> None:
         session.drop_for_abuse(ch.ORDERBOOK, ch.SUBSCRIPTION_CAPS[ch.ORDERBOOK], p.seconds)
 
 
-PENALTY = FaultKind(
-    "penalty",
-    Penalty,
-    "drop every open connection for subscription-limit abuse (error, close 4008) and refuse upgrades from "
-    "its address with 429 for `seconds` (DELETE /control/faults lifts it)",
-    start=_penalty,
-)
+PENALTY = FaultKind("penalty", Penalty, start=_penalty)

@@ -11,6 +11,8 @@ from exporter.simulator.faults.base import FaultError, FaultKind, FaultTarget, i
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Stall:
+    """hold back frames (all, or one channel's data)"""
+
     seconds: float | None = lasting()
     channel: str | None = param("hold back only this channel's data (default: everything, pings too)", None)
 
@@ -28,24 +30,25 @@ def _restall(target: FaultTarget, _: Stall) -> None:
     target.hub.set_stall(everything, frozenset(s.channel for s in stalls if s.channel))
 
 
-STALL = FaultKind(
-    "stall", Stall, "hold back frames (all, or one channel's data)", start=_restall, end=_restall
-)
+STALL = FaultKind("stall", Stall, start=_restall, end=_restall)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Lag:
-    """Read by the server (`lag_seconds`): exchange timestamps trail by the newest lag in force."""
+    """exchange timestamps trail the wall clock"""
 
+    # Read by the server (`lag_seconds`): exchange timestamps trail by the newest lag in force.
     seconds: float = param("how far exchange timestamps trail the wall clock", check=is_duration)
     duration: float | None = lasting()
 
 
-LAG = FaultKind("lag", Lag, "exchange timestamps trail the wall clock")
+LAG = FaultKind("lag", Lag)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Cross:
+    """cross a market's order book in the stream (REST and snapshots stay uncrossed)"""
+
     market: str = param("the market whose order book crosses")
     seconds: float | None = lasting()
     recross: bool = param(
@@ -72,11 +75,4 @@ def _recross(target: FaultTarget, p: Cross, channel: str, key: str | None) -> No
         target.source.recross(p.market)
 
 
-CROSS = FaultKind(
-    "cross",
-    Cross,
-    "cross a market's order book in the stream (REST and snapshots stay uncrossed)",
-    start=_start_cross,
-    end=_end_cross,
-    on_snapshot=_recross,
-)
+CROSS = FaultKind("cross", Cross, start=_start_cross, end=_end_cross, on_snapshot=_recross)

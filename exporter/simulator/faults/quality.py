@@ -28,6 +28,9 @@ GHOST_DEPTH_SPACINGS = 20
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GhostLevel:
+    """an order book level in the stream that the indexer's book (REST, snapshots) does not have and never
+    removes, placed where it does not cross"""
+
     market: str = param("the market whose streamed book gets the ghost level")
     side: str = param("bid or ask", "bid")
     price: str | None = param(
@@ -102,25 +105,21 @@ def ghosts(target: FaultTarget) -> dict[str, list[dict[str, str]]]:
     return out
 
 
-GHOST_LEVEL = FaultKind(
-    "ghost_level",
-    GhostLevel,
-    "an order book level in the stream that the indexer's book (REST, snapshots) does not have and never "
-    "removes, placed where it does not cross",
-    start=_start,
-    end=_end,
-    on_snapshot=_resend,
-)
+GHOST_LEVEL = FaultKind("ghost_level", GhostLevel, start=_start, end=_end, on_snapshot=_resend)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OracleFreeze:
+    """a market's oracle price stops updating while its book and trades go on"""
+
     market: str = param("the market whose oracle price stops (its book and trades go on)")
     seconds: float | None = lasting()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OracleSkew:
+    """a market's oracle price is published skewed by a ratio from the market's own price"""
+
     market: str = param("the market whose oracle price is skewed")
     ratio: float = param("oracle = price x (1 + ratio), e.g. 0.1 for 10% above the market")
     seconds: float | None = lasting()
@@ -148,24 +147,14 @@ def _oracle_faults(target: FaultTarget, _: object) -> None:
         faults[freeze.market] = None
 
 
-ORACLE_FREEZE = FaultKind(
-    "oracle_freeze",
-    OracleFreeze,
-    "a market's oracle price stops updating while its book and trades go on",
-    start=_start_oracle,
-    end=_oracle_faults,
-)
-ORACLE_SKEW = FaultKind(
-    "oracle_skew",
-    OracleSkew,
-    "a market's oracle price is published skewed by a ratio from the market's own price",
-    start=_start_oracle,
-    end=_oracle_faults,
-)
+ORACLE_FREEZE = FaultKind("oracle_freeze", OracleFreeze, start=_start_oracle, end=_oracle_faults)
+ORACLE_SKEW = FaultKind("oracle_skew", OracleSkew, start=_start_oracle, end=_oracle_faults)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CandleGap:
+    """a market's candle skips periods: its startedAt jumps ahead by `periods`"""
+
     market: str = param("the market whose open candle jumps ahead")
     resolution: str = param("the candle resolution, e.g. 1MIN")
     periods: int = param("how many periods its startedAt skips", 1)
@@ -194,12 +183,7 @@ def _candle_gap(target: FaultTarget, p: CandleGap) -> None:
     target.hub.publish(ch.CANDLES, ch.candle_id(p.market, p.resolution), contents)
 
 
-CANDLE_GAP = FaultKind(
-    "candle_gap",
-    CandleGap,
-    "a market's candle skips periods: its startedAt jumps ahead by `periods`",
-    start=_candle_gap,
-)
+CANDLE_GAP = FaultKind("candle_gap", CandleGap, start=_candle_gap)
 
 
 #: What `schema_change` does to a snapshot: `add` a field a consumer does not know, or `rename` its first
@@ -210,6 +194,8 @@ ADDED_FIELD = "schemaProbe"
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SchemaChange:
+    """a channel's snapshots gain a field (add) or rename their first one (rename), from the next snapshot"""
+
     channel: str = param("the channel whose snapshots change")
     mode: str = param("add (a new field) or rename (its first field gets a new name)", "add")
     seconds: float | None = lasting()
@@ -236,11 +222,5 @@ def changed_schema(mode: str | None, contents: Any) -> Any:
     return {(k + "V2" if k == first else k): v for k, v in contents.items()}
 
 
-SCHEMA_CHANGE = FaultKind(
-    "schema_change",
-    SchemaChange,
-    "a channel's snapshots gain a field (add) or rename their first one (rename), from the next snapshot",
-    start=_schema_changes,
-    end=_schema_changes,
-)
+SCHEMA_CHANGE = FaultKind("schema_change", SchemaChange, start=_schema_changes, end=_schema_changes)
 KINDS = (GHOST_LEVEL, ORACLE_FREEZE, ORACLE_SKEW, CANDLE_GAP, SCHEMA_CHANGE)
