@@ -17,6 +17,7 @@ from grafana_foundation_sdk.cog.builder import Builder
 from grafana_foundation_sdk.cog.variants import Dataquery
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models.dashboard import (
+    Dashboard,
     DashboardCursorSync,
     DashboardLinkType,
     DataSourceRef,
@@ -161,7 +162,19 @@ def job_instance_variables() -> list[db.QueryVariable]:
 # Dashboards --------------------------------------------------------------------------------------------
 
 
-def new_dashboard(ref: DashboardRef, description: str) -> db.Dashboard:
+#: One row of a dashboard: its title and its panels, laid out left to right, then down.
+Section = tuple[str, Sequence[PanelBuilder]]
+
+
+def build_dashboard(
+    ref: DashboardRef,
+    description: str,
+    sections: Sequence[Section],
+    *,
+    variables: Sequence[db.QueryVariable] = (),
+) -> Dashboard:
+    """The dashboard `ref` with the shared variables (datasource, job, instance) then `variables`, links to
+    the other dashboards, and `sections` top to bottom."""
     dashboard = (
         db.Dashboard(ref.title)
         .uid(ref.uid)
@@ -174,7 +187,7 @@ def new_dashboard(ref: DashboardRef, description: str) -> db.Dashboard:
         .readonly()
         .with_variable(datasource_variable())
     )
-    for variable in job_instance_variables():
+    for variable in [*job_instance_variables(), *variables]:
         dashboard = dashboard.with_variable(variable)
     for other in ALL_DASHBOARDS:
         if other != ref:
@@ -186,7 +199,11 @@ def new_dashboard(ref: DashboardRef, description: str) -> db.Dashboard:
                 .include_vars(True)
                 .keep_time(True)
             )
-    return dashboard
+    for title, panels in sections:
+        dashboard = dashboard.with_row(db.Row(title))
+        for panel in panels:
+            dashboard = dashboard.with_panel(panel)
+    return dashboard.build()
 
 
 # Panels ------------------------------------------------------------------------------------------------
@@ -401,7 +418,3 @@ def _organize_labels_only() -> DataTransformerConfig:
     return DataTransformerConfig(
         id_val="organize", options={"excludeByName": {"Time": True, "__name__": True, "Value": True}}
     )
-
-
-def row(title: str) -> db.Row:
-    return db.Row(title)

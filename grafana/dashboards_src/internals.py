@@ -8,13 +8,12 @@ from grafana.blocks import (
     INTERNALS,
     PanelBuilder,
     Q,
+    build_dashboard,
     exporters_only,
     graph,
     listing,
-    new_dashboard,
     quantile,
     rate,
-    row,
     sel,
 )
 from grafana.dashboards_src.fault import per_link_row
@@ -141,19 +140,14 @@ def _rest() -> list[PanelBuilder]:
 
 
 def build() -> Dashboard:
-    dashboard = new_dashboard(
+    return build_dashboard(
         INTERNALS,
         "The exporter process: scrape cost, CPU, memory, file descriptors, event-loop lag, garbage "
         "collection, its REST calls to the indexer, each WebSocket link's head and the chain RPC polls.",
+        [
+            ("Scrape", _scrape()),
+            ("Process", _process()),
+            ("REST API", _rest()),
+            ("Links and chain RPC", per_link_row()),
+        ],
     )
-    sections = (
-        ("Scrape", _scrape()),
-        ("Process", _process()),
-        ("REST API", _rest()),
-        ("Links and chain RPC", per_link_row()),
-    )
-    for title, panels in sections:
-        dashboard = dashboard.with_row(row(title))
-        for panel in panels:
-            dashboard = dashboard.with_panel(panel)
-    return dashboard.build()

@@ -10,14 +10,13 @@ from grafana.blocks import (
     PanelBuilder,
     Q,
     age,
+    build_dashboard,
     event_bars,
     events,
     graph,
     listing,
-    new_dashboard,
     query_variable,
     rate,
-    row,
     sel,
     states,
 )
@@ -242,25 +241,22 @@ def _quality() -> list[PanelBuilder]:
 
 
 def build() -> Dashboard:
-    dashboard = new_dashboard(
+    return build_dashboard(
         MARKET,
         "One market at a time: order book top, spread and crossings, trades and volume by side, last trade "
         "against the oracle price, and how fresh the market's data is.",
-    ).with_variable(
-        query_variable(
-            "market",
-            "Market",
-            'label_values(dydx_market_info{job=~"$job", instance=~"$instance"}, market)',
-            include_all=False,
-        )
+        [
+            ("Order book", _book()),
+            ("Trades and prices", _trades()),
+            ("Data quality", _quality()),
+            ("Freshness", _freshness()),
+        ],
+        variables=[
+            query_variable(
+                "market",
+                "Market",
+                'label_values(dydx_market_info{job=~"$job", instance=~"$instance"}, market)',
+                include_all=False,
+            )
+        ],
     )
-    for title, panels in (
-        ("Order book", _book()),
-        ("Trades and prices", _trades()),
-        ("Data quality", _quality()),
-        ("Freshness", _freshness()),
-    ):
-        dashboard = dashboard.with_row(row(title))
-        for panel in panels:
-            dashboard = dashboard.with_panel(panel)
-    return dashboard.build()

@@ -10,16 +10,16 @@ from grafana.blocks import (
     OVERVIEW,
     PanelBuilder,
     Q,
+    Section,
     age,
+    build_dashboard,
     event_bars,
     events,
     exporters_only,
     graph,
     listing,
-    new_dashboard,
     quantile,
     rate,
-    row,
     sel,
     single,
     states,
@@ -442,7 +442,7 @@ def _subaccounts() -> list[PanelBuilder]:
     ]
 
 
-def sections() -> list[tuple[str, list[PanelBuilder]]]:
+def sections() -> list[Section]:
     """The overview's rows, top to bottom, each (title, panels): a new row is one more entry here."""
     return [
         ("Who is at fault", who_is_at_fault_row()),
@@ -457,13 +457,9 @@ def sections() -> list[tuple[str, list[PanelBuilder]]]:
 
 
 def build() -> Dashboard:
-    dashboard = new_dashboard(
+    return build_dashboard(
         OVERVIEW,
         "Throughput, latency, errors and status of the dYdX v4 indexer feed as the exporter sees it. "
         f"Per-market detail: {MARKET.title}.",
+        sections(),
     )
-    for title, panels in sections():
-        dashboard = dashboard.with_row(row(title))
-        for panel in panels:
-            dashboard = dashboard.with_panel(panel)
-    return dashboard.build()
