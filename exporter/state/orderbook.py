@@ -9,7 +9,7 @@ crossed or periodic when the feed asked for it through `expect_resync`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from exporter.logs import get_logger
@@ -40,8 +40,8 @@ class OrderbookHandler(ChannelHandler):
         if contents.__class__ is not dict:
             ctx.invalid("wrong_type", contents)
             return
-        bids = self._snapshot_levels(ctx, contents.get("bids"))
-        asks = self._snapshot_levels(ctx, contents.get("asks"))
+        bids = _levels(ctx, contents.get("bids"), pairs=False)
+        asks = _levels(ctx, contents.get("asks"), pairs=False)
         collector = self.shared.collector
         book = self.books.get(sub_id)
         if book is None:
@@ -55,26 +55,6 @@ class OrderbookHandler(ChannelHandler):
             log.info("orderbook_resync", market=sub_id, reason=reason, link=ctx.link)
         book.load_snapshot(ctx.link, bids, asks, ctx.message_id, ctx.received_at)
         self._by_link.setdefault(ctx.link, set()).add(sub_id)
-
-    @staticmethod
-    def _snapshot_levels(ctx: FrameContext, levels: Any) -> list[tuple[float, float]]:
-        if levels is None:
-            return []
-        if levels.__class__ is not list:
-            ctx.invalid("wrong_type", levels)
-            return []
-        parsed = []
-        for level in levels:
-            if level.__class__ is not dict:
-                ctx.invalid("wrong_type", level)
-                continue
-            price = positive(level.get("price"))
-            size = non_negative(level.get("size"))
-            if price is None or size is None:
-                ctx.invalid("bad_number", level)
-                continue
-            parsed.append((price, size))
-        return parsed
 
     # --- updates ----------------------------------------------------------------------------------------
     def live_book(self, ctx: FrameContext, sub_id: Any, count: int = 1) -> Book | None:
@@ -94,6 +74,8 @@ class OrderbookHandler(ChannelHandler):
         book = self.live_book(ctx, sub_id, len(items))
         if book is None:
             return
+        message_id = ctx.message_id
+        now = ctx.received_at
         for contents in items:
             if contents.__class__ is not dict:
                 ctx.invalid("wrong_type", contents)
@@ -104,25 +86,11 @@ class OrderbookHandler(ChannelHandler):
                 ctx.invalid("missing_field", contents)
                 continue
             if bids is not None:
-                self._side(ctx, book.update_bid, bids)
+                for price, size in _levels(ctx, bids, pairs=True):
+                    book.update_bid(price, size, message_id, now)
             if asks is not None:
-                self._side(ctx, book.update_ask, asks)
-
-    @staticmethod
-    def _side(ctx: FrameContext, update: Callable[[float, float, int, float], None], levels: Any) -> None:
-        if levels.__class__ is not list:
-            ctx.invalid("wrong_type", levels)
-            return
-        for pair in levels:
-            if pair.__class__ is not list or len(pair) != 2:
-                ctx.invalid("wrong_type", pair)
-                continue
-            price = positive(pair[0])
-            size = non_negative(pair[1])
-            if price is None or size is None:
-                ctx.invalid("bad_number", pair)
-                continue
-            update(price, size, ctx.message_id, ctx.received_at)
+                for price, size in _levels(ctx, asks, pairs=True):
+                    book.update_ask(price, size, message_id, now)
 
     # --- lifecycle ----------------------------------------------------------------------------------------
     def unsubscribed(self, ctx: FrameContext, sub_id: str | None) -> None:
@@ -150,3 +118,30 @@ class OrderbookHandler(ChannelHandler):
 
     def expect_resync(self, channel: str, sub_id: str, reason: str) -> None:
         self._resync_reasons[(channel, sub_id)] = reason
+
+
+def _levels(ctx: FrameContext, levels: Any, *, pairs: bool) -> list[tuple[float, float]]:
+    """One side's valid levels, in order: a snapshot's `{price, size}` objects, or an update's `[price,
+    size]` pairs (`pairs`). Either way a level is a price > 0 and a size >= 0 (0 removes it), both finite;
+    anything else is counted invalid and left out. A side that is absent (None) has no levels."""
+    if levels is None:
+        return []
+    if levels.__class__ is not list:
+        ctx.invalid("wrong_type", levels)
+        return []
+    parsed = []
+    for level in levels:
+        if pairs and level.__class__ is list and len(level) == 2:
+            wire_price, wire_size = level
+        elif not pairs and level.__class__ is dict:
+            wire_price, wire_size = level.get("price"), level.get("size")
+        else:
+            ctx.invalid("wrong_type", level)
+            continue
+        price = positive(wire_price)
+        size = non_negative(wire_size)
+        if price is None or size is None:
+            ctx.invalid("bad_number", level)
+            continue
+        parsed.append((price, size))
+    return parsed
