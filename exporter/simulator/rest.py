@@ -114,14 +114,16 @@ class RestApi:
         self._source = source
 
     def routes(self) -> list[web.RouteDef]:
-        return [
-            web.get("/v4/perpetualMarkets", self.perpetual_markets),
-            web.get("/v4/orderbooks/perpetualMarket/{ticker}", self.orderbook),
-            web.get("/v4/trades/perpetualMarket/{ticker}", self.trades),
-            web.get("/v4/candles/perpetualMarkets/{ticker}", self.candles),
-            web.get("/v4/height", self.height),
-            web.get("/v4/time", self.time),
-        ]
+        """The subset of comlink served: read-only, every endpoint a GET."""
+        handlers = {
+            "/v4/perpetualMarkets": self.perpetual_markets,
+            "/v4/orderbooks/perpetualMarket/{ticker}": self.orderbook,
+            "/v4/trades/perpetualMarket/{ticker}": self.trades,
+            "/v4/candles/perpetualMarkets/{ticker}": self.candles,
+            "/v4/height": self.height,
+            "/v4/time": self.time,
+        }
+        return [web.get(path, handler) for path, handler in handlers.items()]
 
     async def perpetual_markets(self, request: web.Request) -> web.Response:
         try:
