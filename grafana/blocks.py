@@ -111,9 +111,15 @@ def events(metric: str, *matchers: str, by: str, dedup: bool = False) -> str:
     return f"sum by ({by}) ({delta})"
 
 
-def quantile(q: float, histogram: str, by: str = "") -> str:
+def quantiles(histogram: str, by: str = "", qs: Sequence[float] = (0.5, 0.99)) -> list[Q]:
+    """One query a quantile of `histogram` (p50 and p99 unless `qs`), a series per value of the label
+    `by` (none: over everything), legends `p50 {{by}}`."""
     labels = f"le, {by}" if by else "le"
-    return f"histogram_quantile({q}, sum by ({labels}) ({rate(histogram + '_bucket')}))"
+    buckets = rate(histogram + "_bucket")
+    legend = f" {{{{{by}}}}}" if by else ""
+    return [
+        Q(f"histogram_quantile({q}, sum by ({labels}) ({buckets}))", f"p{round(q * 100)}{legend}") for q in qs
+    ]
 
 
 # Variables ---------------------------------------------------------------------------------------------

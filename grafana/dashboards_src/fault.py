@@ -9,7 +9,7 @@ chain RPC polls.
 
 from __future__ import annotations
 
-from grafana.blocks import PanelBuilder, Q, graph, quantile, rate, sel, single, states
+from grafana.blocks import PanelBuilder, Q, graph, quantiles, rate, sel, single, states
 
 FIRING = 'alertstate="firing"'
 USABLE = {"0": ("unusable", "red"), "1": ("usable", "green")}
@@ -151,7 +151,7 @@ def per_link_row() -> list[PanelBuilder]:
             "Chain RPC poll duration",
             "90th percentile of the duration of a /status poll, by node.",
             "s",
-            [Q(quantile(0.9, "dydx_chain_rpc_request_duration_seconds", "rpc"), "p90 {{rpc}}")],
+            quantiles("dydx_chain_rpc_request_duration_seconds", "rpc", qs=[0.9]),
             width=6,
         ),
     ]

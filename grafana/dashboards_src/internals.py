@@ -12,7 +12,7 @@ from grafana.blocks import (
     exporters_only,
     graph,
     listing,
-    quantile,
+    quantiles,
     rate,
     sel,
 )
@@ -77,10 +77,7 @@ def _process() -> list[PanelBuilder]:
             "Event-loop lag",
             "How late the asyncio loop woke a periodic probe (p50, p99): lag delays every frame and scrape.",
             "s",
-            [
-                Q(quantile(0.5, "dydx_exporter_event_loop_lag_seconds", "instance"), "p50 {{instance}}"),
-                Q(quantile(0.99, "dydx_exporter_event_loop_lag_seconds", "instance"), "p99 {{instance}}"),
-            ],
+            quantiles("dydx_exporter_event_loop_lag_seconds", "instance"),
             width=8,
         ),
         graph(
@@ -124,10 +121,7 @@ def _rest() -> list[PanelBuilder]:
             "REST latency",
             "p50 and p99 duration of REST requests, by route.",
             "s",
-            [
-                Q(quantile(0.5, "dydx_rest_request_duration_seconds", "endpoint"), "p50 {{endpoint}}"),
-                Q(quantile(0.99, "dydx_rest_request_duration_seconds", "endpoint"), "p99 {{endpoint}}"),
-            ],
+            quantiles("dydx_rest_request_duration_seconds", "endpoint"),
         ),
         listing(
             "Build",
