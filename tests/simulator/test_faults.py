@@ -249,6 +249,17 @@ async def test_silent_accepts_and_never_sends(sim: Simulator, probes: ProbeFacto
         ({"kind": "gap", "count": 0}, "gap.count must be between 1 and 10000"),
         ({"kind": "reject", "status": 200}, "reject.status must be an HTTP error status"),
         ({"kind": "lag"}, "lag needs 'seconds'"),
+        # Each check a parameter declares (base.param(check=...), lasting()), run with the kind's name:
+        ({"kind": "lag", "seconds": 1, "duration": 0}, "lag.duration must be > 0 and <= 86400 seconds"),
+        ({"kind": "rest_slow", "delay": 86401}, "rest_slow.delay must be > 0 and <= 86400 seconds"),
+        ({"kind": "reject", "retry_after": -1}, "reject.retry_after must be > 0"),
+        ({"kind": "rpc_down", "status": 302}, "rpc_down.status must be an HTTP error status (400-599)"),
+        ({"kind": "rest_lag", "blocks": 0}, "rest_lag.blocks must be between 1 and 10000, not 0"),
+        ({"kind": "link_lag", "seconds": 901}, "link_lag holds frames in memory: at most 900 s"),
+        (
+            {"kind": "candle_gap", "market": "BTC-USD", "resolution": "1MIN", "periods": 1001},
+            "candle_gap.periods must be between 1 and 1000",
+        ),
         ({"kind": "malformed", "colour": "red"}, "unknown field(s) for malformed: colour"),
         ([1, 2], "body must be a JSON object"),
     ],

@@ -110,7 +110,7 @@ ERROR = FaultKind("error", Error, start=_error)
 class Silent:
     """accept new connections but never send or answer anything on them"""
 
-    # Read by the server's WebSocket handler: a connection opened while in force stays silent.
+    # No start or end: the server's WebSocket handler reads it (a connection opened while in force is silent).
     seconds: float | None = lasting()
 
 
@@ -121,7 +121,7 @@ SILENT = FaultKind("silent", Silent)
 class Reject:
     """refuse WebSocket handshakes with an HTTP error"""
 
-    # Read by the server's WebSocket handler, which refuses upgrades while in force.
+    # No start or end: the server's WebSocket handler reads it and refuses upgrades while in force.
     seconds: float | None = lasting()
     status: int = param("HTTP status of the refused handshake", 429, check=is_http_error)
     retry_after: float | None = param(

@@ -37,7 +37,7 @@ STALL = FaultKind("stall", Stall, start=_restall, end=_restall)
 class Lag:
     """exchange timestamps trail the wall clock"""
 
-    # Read by the server (`lag_seconds`): exchange timestamps trail by the newest lag in force.
+    # No start or end: the server reads it (`lag_seconds`), its exchange time trails by the newest in force.
     seconds: float = param("how far exchange timestamps trail the wall clock", check=is_duration)
     duration: float | None = lasting()
 

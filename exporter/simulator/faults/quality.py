@@ -17,7 +17,7 @@ from typing import Any
 
 from exporter.protocol import channels as ch
 from exporter.simulator import formats
-from exporter.simulator.faults.base import FaultError, FaultKind, FaultTarget, lasting, param
+from exporter.simulator.faults.base import FaultError, FaultKind, FaultTarget, lasting, param, within
 from exporter.simulator.shapes import candle_contents
 
 SIDES = ("bid", "ask")
@@ -157,7 +157,7 @@ class CandleGap:
 
     market: str = param("the market whose open candle jumps ahead")
     resolution: str = param("the candle resolution, e.g. 1MIN")
-    periods: int = param("how many periods its startedAt skips", 1)
+    periods: int = param("how many periods its startedAt skips", 1, check=within(1, 1000))
 
     def __post_init__(self) -> None:
         if self.resolution not in ch.CANDLE_RESOLUTION_SECONDS:
@@ -165,8 +165,6 @@ class CandleGap:
                 f"candle_gap.resolution must be one of {', '.join(ch.CANDLE_RESOLUTION_SECONDS)}, "
                 f"not {self.resolution!r}"
             )
-        if not 1 <= self.periods <= 1000:
-            raise FaultError(f"candle_gap.periods must be within 1..1000, not {self.periods}")
 
 
 def _candle_gap(target: FaultTarget, p: CandleGap) -> None:
