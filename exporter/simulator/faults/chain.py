@@ -21,8 +21,8 @@ from exporter.simulator.faults.base import (
 MAX_LAG_SECONDS = 900.0
 
 
-def _check_lag(kind: str, seconds: float | None) -> None:
-    if seconds is not None and seconds > MAX_LAG_SECONDS:
+def _check_lag(kind: str, seconds: float) -> None:
+    if seconds > MAX_LAG_SECONDS:
         raise FaultError(f"{kind} holds frames in memory: at most {MAX_LAG_SECONDS:g} s, not {seconds:g}")
 
 
