@@ -70,14 +70,23 @@ INTERNALS = DashboardRef("dydx-exporter-internals", "dYdX exporter internals")
 ALL_DASHBOARDS = (OVERVIEW, MARKET, INTERNALS)
 
 
+@dataclass(frozen=True)
+class Q:
+    """One query of a panel: PromQL and its legend."""
+
+    expr: str
+    legend: str = ""
+    instant: bool = False
+
+
 def sel(metric: str, *matchers: str) -> str:
     """`metric{job=~"$job", instance=~"$instance", <matchers>}`."""
     extra = "".join(f", {m}" for m in matchers)
     return f"{metric}{{{MATCH}{extra}}}"
 
 
-def rate(metric: str, *matchers: str, fn: str = "rate") -> str:
-    return f"{fn}({sel(metric, *matchers)}{RATE})"
+def rate(metric: str, *matchers: str) -> str:
+    return f"rate({sel(metric, *matchers)}{RATE})"
 
 
 def age(metric: str, *matchers: str) -> str:
@@ -95,7 +104,22 @@ def exporters_only(expr: str) -> str:
     return f"({expr}) and on (job, instance) {sel('dydx_exporter_build_info')}"
 
 
-def events(metric: str, *matchers: str, by: str, dedup: bool = False) -> str:
+def one_replica(expr: str) -> str:
+    """`expr` once per HA pair: both replicas of a shard report the same series (DEDUP)."""
+    return f"{DEDUP} ({expr})"
+
+
+def legend(by: str) -> str:
+    """A series named by the values of the labels `by`: "market, side" → "{{market}} {{side}}"."""
+    return " ".join(f"{{{{{label.strip()}}}}}" for label in by.split(","))
+
+
+def per(by: str, expr: str, fn: str = "sum") -> Q:
+    """A series per value of the labels `by` (`fn` of `expr` over the other labels), named by them."""
+    return Q(f"{fn} by ({by}) ({expr})", legend(by))
+
+
+def events(metric: str, *matchers: str, by: str, dedup: bool = False) -> Q:
     """Whole events per bar: `metric`'s exact increase over each bar's own interval ($__interval).
 
     Not increase(), which extrapolates (1.2 events) and, over $__rate_interval, overlaps the next point, so
@@ -103,22 +127,24 @@ def events(metric: str, *matchers: str, by: str, dedup: bool = False) -> str:
     samples one $__interval apart tiles the time axis with no gap and no overlap, and a counter's
     difference is an integer. Where there is no earlier sample (a series born in this interval, such as
     the first disconnect with a new close code) or the counter went down (the exporter restarted), every
-    event the counter holds happened in this interval: `or` takes the counter itself."""
+    event the counter holds happened in this interval: `or` takes the counter itself. A series per value
+    of the labels `by`, named by them; `dedup` counts one replica of each HA pair."""
     selector = sel(metric, *matchers)
     delta = f"(({selector} - {selector} offset {EVENTS_RANGE}) >= 0 or {selector})"
-    if dedup:
-        delta = f"{DEDUP} ({delta})"
-    return f"sum by ({by}) ({delta})"
+    return per(by, one_replica(delta) if dedup else delta)
 
 
 def quantiles(histogram: str, by: str = "", qs: Sequence[float] = (0.5, 0.99)) -> list[Q]:
-    """One query a quantile of `histogram` (p50 and p99 unless `qs`), a series per value of the label
+    """One query a quantile of `histogram` (p50 and p99 unless `qs`), a series per value of the labels
     `by` (none: over everything), legends `p50 {{by}}`."""
     labels = f"le, {by}" if by else "le"
     buckets = rate(histogram + "_bucket")
-    legend = f" {{{{{by}}}}}" if by else ""
     return [
-        Q(f"histogram_quantile({q}, sum by ({labels}) ({buckets}))", f"p{round(q * 100)}{legend}") for q in qs
+        Q(
+            f"histogram_quantile({q}, sum by ({labels}) ({buckets}))",
+            f"p{round(q * 100)} {legend(by)}" if by else f"p{round(q * 100)}",
+        )
+        for q in qs
     ]
 
 
@@ -213,15 +239,6 @@ def build_dashboard(
 
 
 # Panels ------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Q:
-    """One query of a panel: PromQL and its legend."""
-
-    expr: str
-    legend: str = ""
-    instant: bool = False
 
 
 def _targets(queries: Sequence[Q], *, table_format: bool = False) -> list[Builder[Dataquery]]:

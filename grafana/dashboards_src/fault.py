@@ -9,7 +9,7 @@ chain RPC polls.
 
 from __future__ import annotations
 
-from grafana.blocks import PanelBuilder, Q, graph, quantiles, rate, sel, single, states
+from grafana.blocks import PanelBuilder, Q, graph, per, quantiles, rate, sel, single, states
 
 FIRING = 'alertstate="firing"'
 USABLE = {"0": ("unusable", "red"), "1": ("usable", "green")}
@@ -144,7 +144,7 @@ def per_link_row() -> list[PanelBuilder]:
             "CometBFT /status polls per second by node and outcome (HTTP status, timeout, "
             "connection_error, invalid_body).",
             "reqps",
-            [Q(f"sum by (rpc, code) ({rate('dydx_chain_rpc_requests_total')})", "{{rpc}} {{code}}")],
+            [per("rpc, code", rate("dydx_chain_rpc_requests_total"))],
             width=6,
         ),
         graph(

@@ -12,6 +12,7 @@ from grafana.blocks import (
     exporters_only,
     graph,
     listing,
+    per,
     quantiles,
     rate,
     sel,
@@ -84,7 +85,7 @@ def _process() -> list[PanelBuilder]:
             "Time spent processing frames",
             "Share of wall time the event loop spends decoding and applying frames.",
             "percentunit",
-            [Q(f"sum by (instance) ({rate('dydx_processing_seconds_sum')})", "{{instance}}")],
+            [per("instance", rate("dydx_processing_seconds_sum"))],
             width=8,
         ),
         graph(
@@ -110,12 +111,7 @@ def _rest() -> list[PanelBuilder]:
             "REST requests by endpoint and status",
             "Requests to the indexer's REST API (market discovery), per second, by route and status.",
             "reqps",
-            [
-                Q(
-                    f"sum by (endpoint, code) ({rate('dydx_rest_requests_total')})",
-                    "{{endpoint}} {{code}}",
-                )
-            ],
+            [per("endpoint, code", rate("dydx_rest_requests_total"))],
         ),
         graph(
             "REST latency",

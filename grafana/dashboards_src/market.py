@@ -5,7 +5,6 @@ from __future__ import annotations
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
 from grafana.blocks import (
-    DEDUP,
     MARKET,
     PanelBuilder,
     Q,
@@ -14,7 +13,10 @@ from grafana.blocks import (
     event_bars,
     events,
     graph,
+    legend,
     listing,
+    one_replica,
+    per,
     query_variable,
     rate,
     sel,
@@ -24,25 +26,30 @@ from grafana.blocks import (
 M = 'market=~"$market"'
 
 
+def _selected(metric: str, by: str = "market") -> Q:
+    """`metric` of the selected markets, one replica of each HA pair, a series per value of `by`."""
+    return Q(one_replica(sel(metric, M)), legend(by))
+
+
 def _book() -> list[PanelBuilder]:
     return [
         graph(
             "Best bid and ask",
             "Top of the uncrossed book, by side.",
             "none",
-            [Q(f"{DEDUP} ({sel('dydx_orderbook_best_price', M)})", "{{market}} {{side}}")],
+            [_selected("dydx_orderbook_best_price", "market, side")],
         ),
         graph(
             "Spread",
             "(best ask - best bid) / mid, from the uncrossed book.",
             "percentunit",
-            [Q(f"{DEDUP} ({sel('dydx_orderbook_spread_ratio', M)})", "{{market}}")],
+            [_selected("dydx_orderbook_spread_ratio")],
         ),
         states(
             "Crossed book",
             "Whether the book, as the feed delivered it, is crossed (best bid >= best ask). "
             "Brief crossings are normal on dYdX; long ones mean ghost levels.",
-            [Q(f"{DEDUP} ({sel('dydx_orderbook_crossed', M)})", "{{market}}")],
+            [_selected("dydx_orderbook_crossed")],
             {"0": ("uncrossed", "green"), "1": ("crossed", "orange")},
             width=8,
         ),
@@ -50,19 +57,14 @@ def _book() -> list[PanelBuilder]:
             "Crossed periods started",
             "Times the book became crossed: whole events, one bar per minute (wider bars on long ranges); "
             "the legend totals the range.",
-            [Q(events("dydx_orderbook_crossed_total", M, by="market", dedup=True), "{{market}}")],
+            [events("dydx_orderbook_crossed_total", M, by="market", dedup=True)],
             width=8,
         ),
         graph(
             "Time spent crossed",
             "Share of the time the book as delivered was crossed (seconds crossed per second).",
             "percentunit",
-            [
-                Q(
-                    f"{DEDUP} ({rate('dydx_orderbook_crossed_seconds_total', M)})",
-                    "{{market}}",
-                )
-            ],
+            [Q(one_replica(rate("dydx_orderbook_crossed_seconds_total", M)), legend("market"))],
             width=8,
             min_value=0,
         ),
@@ -70,7 +72,7 @@ def _book() -> list[PanelBuilder]:
             "Book levels",
             "Price levels held per side.",
             "none",
-            [Q(f"{DEDUP} ({sel('dydx_orderbook_levels', M)})", "{{market}} {{side}}")],
+            [_selected("dydx_orderbook_levels", "market, side")],
             width=8,
             integer=True,
         ),
@@ -78,71 +80,55 @@ def _book() -> list[PanelBuilder]:
             "Book updates",
             "Order-book level updates applied per second (snapshots not counted).",
             "cps",
-            [Q(f"sum by (market) ({DEDUP} ({rate('dydx_orderbook_updates_total', M)}))", "{{market}}")],
+            [per("market", one_replica(rate("dydx_orderbook_updates_total", M)))],
             width=8,
         ),
         event_bars(
             "Book resyncs by reason",
             "Times the book was rebuilt from a fresh snapshot, by reason: whole events, one bar per minute "
             "(wider bars on long ranges); the legend totals the range.",
-            [
-                Q(
-                    events("dydx_orderbook_resyncs_total", M, by="market, reason", dedup=True),
-                    "{{market}} {{reason}}",
-                )
-            ],
+            [events("dydx_orderbook_resyncs_total", M, by="market, reason", dedup=True)],
             width=8,
         ),
     ]
 
 
-def _trades() -> list[PanelBuilder]:
-    def by_side(metric: str) -> str:
-        return f"sum by (market, side) ({DEDUP} ({rate(metric, M)}))"
+#: The trade counters drawn per second by taker side: (title, description, unit, counter).
+BY_SIDE: tuple[tuple[str, str, str, str], ...] = (
+    ("Trades by side", "Live trades per second, by taker side.", "cps", "dydx_trades_total"),
+    (
+        "Volume by side",
+        "Traded size per second in the market's base units (BTC for BTC-USD), by taker side.",
+        "count:/s",
+        "dydx_trade_volume_total",
+    ),
+    (
+        "Notional by side",
+        "Traded value per second in quote units (USD), by taker side.",
+        "count:USD/s",
+        "dydx_trade_notional_total",
+    ),
+)
 
+
+def _trades() -> list[PanelBuilder]:
+    last, oracle = one_replica(sel("dydx_last_trade_price", M)), one_replica(sel("dydx_oracle_price", M))
     return [
-        graph(
-            "Trades by side",
-            "Live trades per second, by taker side.",
-            "cps",
-            [Q(by_side("dydx_trades_total"), "{{market}} {{side}}")],
-            width=8,
-        ),
-        graph(
-            "Volume by side",
-            "Traded size per second in the market's base units (BTC for BTC-USD), by taker side.",
-            "count:/s",
-            [Q(by_side("dydx_trade_volume_total"), "{{market}} {{side}}")],
-            width=8,
-        ),
-        graph(
-            "Notional by side",
-            "Traded value per second in quote units (USD), by taker side.",
-            "count:USD/s",
-            [Q(by_side("dydx_trade_notional_total"), "{{market}} {{side}}")],
-            width=8,
+        *(
+            graph(title, description, unit, [per("market, side", one_replica(rate(counter, M)))], width=8)
+            for title, description, unit, counter in BY_SIDE
         ),
         graph(
             "Last trade vs oracle price",
             "The last traded price and the oracle price.",
             "none",
-            [
-                Q(f"{DEDUP} ({sel('dydx_last_trade_price', M)})", "{{market}} last trade"),
-                Q(f"{DEDUP} ({sel('dydx_oracle_price', M)})", "{{market}} oracle"),
-            ],
+            [Q(last, "{{market}} last trade"), Q(oracle, "{{market}} oracle")],
         ),
         graph(
             "Last trade deviation from oracle",
             "(last trade - oracle) / oracle: a feed that stopped moving drifts away from the oracle.",
             "percentunit",
-            [
-                Q(
-                    f"({DEDUP} ({sel('dydx_last_trade_price', M)}) - on (job, market) "
-                    f"{DEDUP} ({sel('dydx_oracle_price', M)})) / on (job, market) "
-                    f"{DEDUP} ({sel('dydx_oracle_price', M)})",
-                    "{{market}}",
-                )
-            ],
+            [Q(f"({last} - on (job, market) {oracle}) / on (job, market) {oracle}", legend("market"))],
         ),
     ]
 
@@ -156,18 +142,13 @@ def _freshness() -> list[PanelBuilder]:
             "while the link is up is stale; an illiquid one ages on the wire too, so compare with its usual "
             "level.",
             "s",
-            [
-                Q(
-                    f"min by (market, channel) ({age('dydx_market_last_update_timestamp_seconds', M)})",
-                    "{{market}} {{channel}}",
-                )
-            ],
+            [per("market, channel", age("dydx_market_last_update_timestamp_seconds", M), fn="min")],
             min_value=0,
         ),
         listing(
             "Market status",
             "Status of the selected markets as the indexer lists them (ACTIVE, PAUSED, FINAL_SETTLEMENT...).",
-            [Q(f"{DEDUP} ({sel('dydx_market_info', M)})")],
+            [Q(one_replica(sel("dydx_market_info", M)))],
         ),
     ]
 
@@ -180,38 +161,28 @@ def _quality() -> list[PanelBuilder]:
             "Book audits",
             "Audits of the held book against a fresh REST snapshot (every --orderbook.audit-interval, "
             "books in turn): whole audits, one bar per minute (wider bars on long ranges).",
-            [Q(events("dydx_orderbook_audits_total", M, by="market", dedup=True), "{{market}}")],
+            [events("dydx_orderbook_audits_total", M, by="market", dedup=True)],
             width=8,
         ),
         event_bars(
             "Audit mismatched levels by kind",
             "Levels an audit found wrong (missing: in the snapshot only; extra: held only; size: sizes "
             "differ), leaving out levels updated in the race window: whole levels per minute.",
-            [
-                Q(
-                    events("dydx_orderbook_audit_mismatched_levels_total", M, by="market, kind", dedup=True),
-                    "{{market}} {{kind}}",
-                )
-            ],
+            [events("dydx_orderbook_audit_mismatched_levels_total", M, by="market, kind", dedup=True)],
             width=8,
         ),
         event_bars(
             "Candle gaps by resolution",
             "Candle periods skipped (a subscribed candle's start jumped by more than one period), by "
             "resolution: whole periods per minute. Empty without --candles.resolutions.",
-            [
-                Q(
-                    events("dydx_candle_gaps_total", M, by="market, resolution", dedup=True),
-                    "{{market}} {{resolution}}",
-                )
-            ],
+            [events("dydx_candle_gaps_total", M, by="market, resolution", dedup=True)],
             width=8,
         ),
         graph(
             "Audit mismatch ratio",
             "Mismatched levels over levels compared, in the market's latest audit (0 is a right book).",
             "percentunit",
-            [Q(f"{DEDUP} ({sel('dydx_orderbook_audit_mismatch_ratio', M)})", "{{market}}")],
+            [_selected("dydx_orderbook_audit_mismatch_ratio")],
             width=8,
             min_value=0,
         ),
@@ -219,7 +190,7 @@ def _quality() -> list[PanelBuilder]:
             "Oracle vs book mid",
             "Distance of the oracle price from the mid of the uncrossed two-sided book, over the mid.",
             "percentunit",
-            [Q(f"{DEDUP} ({sel('dydx_oracle_mid_deviation_ratio', M)})", "{{market}}")],
+            [_selected("dydx_oracle_mid_deviation_ratio")],
             width=8,
             min_value=0,
         ),
@@ -228,12 +199,7 @@ def _quality() -> list[PanelBuilder]:
             "Exchange time of the latest oracle price (effectiveAt) to the scrape, freshest replica: an "
             "oracle that stops updating while the market trades is stale.",
             "s",
-            [
-                Q(
-                    f"min by (market) ({age('dydx_oracle_price_timestamp_seconds', M)})",
-                    "{{market}}",
-                )
-            ],
+            [per("market", age("dydx_oracle_price_timestamp_seconds", M), fn="min")],
             width=8,
             min_value=0,
         ),

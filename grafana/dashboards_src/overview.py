@@ -5,7 +5,6 @@ from __future__ import annotations
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
 from grafana.blocks import (
-    DEDUP,
     MARKET,
     OVERVIEW,
     PanelBuilder,
@@ -18,6 +17,8 @@ from grafana.blocks import (
     exporters_only,
     graph,
     listing,
+    one_replica,
+    per,
     quantiles,
     rate,
     sel,
@@ -52,6 +53,36 @@ ERROR_PARTS: tuple[tuple[str, str], ...] = (
     ("dydx_subscription_failures_total", "subscription failures"),
     ("dydx_message_id_gaps_total", "message-id gaps"),
     ("dydx_trades_duplicate_total", "duplicate trades"),
+)
+
+
+#: The error counters drawn per second on a panel each, by their bounded labels:
+#: (title, description, counter, labels).
+BY_REASON: tuple[tuple[str, str, str, str], ...] = (
+    (
+        "Server errors by reason",
+        "Server `error` frames per second, by bounded reason.",
+        "dydx_ws_errors_total",
+        "reason",
+    ),
+    (
+        "Invalid messages by reason",
+        "Frames the exporter could not decode or apply, per second, by channel and reason.",
+        "dydx_messages_invalid_total",
+        "channel, reason",
+    ),
+    (
+        "Connection failures by reason",
+        "Failed connection attempts per second (refused, timeout, http_429, ...).",
+        "dydx_ws_connection_failures_total",
+        "reason",
+    ),
+    (
+        "Subscription failures by reason",
+        "Subscribe attempts the server refused, per second, by channel and reason.",
+        "dydx_subscription_failures_total",
+        "channel, reason",
+    ),
 )
 
 
@@ -91,7 +122,7 @@ def _status_row() -> list[PanelBuilder]:
             "Active subscriptions",
             "Subscriptions in state active, one replica of each HA pair counted.",
             "none",
-            Q(f"sum({DEDUP} ({sel('dydx_subscriptions', ACTIVE)}))"),
+            Q(f"sum({one_replica(sel('dydx_subscriptions', ACTIVE))})"),
             integer=True,
         ),
         single(
@@ -164,7 +195,7 @@ def _markets() -> list[PanelBuilder]:
     info = "dydx_market_info"
     # Each status as its number: one series per market, its value the market's status at that time.
     by_number = " or ".join(
-        f"{DEDUP} ({sel(info, _status_is(status))}) * {number}"
+        f"{one_replica(sel(info, _status_is(status)))} * {number}"
         for status, (number, _) in MARKET_STATUS_STATES.items()
     )
     # `@ end()`: every point of the range keeps the markets that left ACTIVE anywhere in it, so their
@@ -176,7 +207,7 @@ def _markets() -> list[PanelBuilder]:
             "Markets the indexer lists, by status (`dydx_market_info`; HA replicas counted once, shards "
             "add up). A market keeps its series whatever its status, until the indexer stops listing it.",
             "none",
-            [Q(f"count by (status) ({DEDUP} ({sel(info)}))", "{{status}}")],
+            [per("status", one_replica(sel(info)), fn="count")],
             stack=True,
             integer=True,
             height=6,
@@ -198,35 +229,35 @@ def _throughput() -> list[PanelBuilder]:
             "Messages by channel",
             "WebSocket frames received per second, by channel (HA replicas counted once).",
             "cps",
-            [Q(f"sum by (channel) ({DEDUP} ({rate('dydx_ws_messages_total')}))", "{{channel}}")],
+            [per("channel", one_replica(rate("dydx_ws_messages_total")))],
             stack=True,
         ),
         graph(
             "Updates by channel",
             "Updates applied per second: batched frames counted content by content.",
             "cps",
-            [Q(f"sum by (channel) ({DEDUP} ({rate('dydx_updates_total')}))", "{{channel}}")],
+            [per("channel", one_replica(rate("dydx_updates_total")))],
             stack=True,
         ),
         graph(
             "Messages by frame type",
             "Frames per second by protocol frame type (channel_data, subscribed, error, ...).",
             "cps",
-            [Q(f"sum by (type) ({DEDUP} ({rate('dydx_ws_messages_total')}))", "{{type}}")],
+            [per("type", one_replica(rate("dydx_ws_messages_total")))],
             width=8,
         ),
         graph(
             "Bytes received",
             "WebSocket payload bytes received per second by each instance.",
             "Bps",
-            [Q(f"sum by (instance) ({rate('dydx_ws_received_bytes_total')})", "{{instance}}")],
+            [per("instance", rate("dydx_ws_received_bytes_total"))],
             width=8,
         ),
         graph(
             "Trades by side",
             "Live trades per second over all markets, by taker side (snapshot rows never counted).",
             "cps",
-            [Q(f"sum by (side) ({DEDUP} ({rate('dydx_trades_total')}))", "{{side}}")],
+            [per("side", one_replica(rate("dydx_trades_total")))],
             width=8,
         ),
     ]
@@ -289,50 +320,16 @@ def _errors() -> list[PanelBuilder]:
             [Q(f"{_errors_per_second()} / clamp_min({messages}, 1e-9)", "errors / frames")],
             min_value=0,
         ),
-        graph(
-            "Server errors by reason",
-            "Server `error` frames per second, by bounded reason.",
-            "cps",
-            [Q(f"sum by (reason) ({rate('dydx_ws_errors_total')})", "{{reason}}")],
-            width=6,
-        ),
-        graph(
-            "Invalid messages by reason",
-            "Frames the exporter could not decode or apply, per second, by channel and reason.",
-            "cps",
-            [
-                Q(
-                    f"sum by (channel, reason) ({rate('dydx_messages_invalid_total')})",
-                    "{{channel}} {{reason}}",
-                )
-            ],
-            width=6,
-        ),
-        graph(
-            "Connection failures by reason",
-            "Failed connection attempts per second (refused, timeout, http_429, ...).",
-            "cps",
-            [Q(f"sum by (reason) ({rate('dydx_ws_connection_failures_total')})", "{{reason}}")],
-            width=6,
-        ),
-        graph(
-            "Subscription failures by reason",
-            "Subscribe attempts the server refused, per second, by channel and reason.",
-            "cps",
-            [
-                Q(
-                    f"sum by (channel, reason) ({rate('dydx_subscription_failures_total')})",
-                    "{{channel}} {{reason}}",
-                )
-            ],
-            width=6,
+        *(
+            graph(title, description, "cps", [per(by, rate(counter))], width=6)
+            for title, description, counter, by in BY_REASON
         ),
         event_bars(
             "Unknown schema fields by channel",
             "Fields outside the protocol's known shapes (sampled: every snapshot and one data frame in "
             "1024), by channel: the indexer changed its schema. Whole fields per minute; the exporter logs "
             "each name once (schema_unknown_field).",
-            [Q(events("dydx_schema_unknown_fields_total", by="channel"), "{{channel}}")],
+            [events("dydx_schema_unknown_fields_total", by="channel")],
             width=24,
             height=6,
         ),
@@ -345,21 +342,21 @@ def _connections() -> list[PanelBuilder]:
             "Disconnects by close code",
             "WebSocket closes by close code (1006: dropped without a close frame): whole events, one bar "
             "per minute (wider bars on long ranges); the legend totals the range.",
-            [Q(events("dydx_ws_disconnects_total", by="code"), "{{code}}")],
+            [events("dydx_ws_disconnects_total", by="code")],
             width=8,
         ),
         event_bars(
             "Reconnects",
             "Links that came back after having been up, by instance: whole events, one bar per minute "
             "(wider bars on long ranges); the legend totals the range.",
-            [Q(events("dydx_ws_reconnects_total", by="instance"), "{{instance}}")],
+            [events("dydx_ws_reconnects_total", by="instance")],
             width=8,
         ),
         graph(
             "Subscriptions by channel and state",
             "Subscriptions active, pending or failed, by channel (HA replicas counted once).",
             "none",
-            [Q(f"sum by (channel, state) ({DEDUP} ({sel('dydx_subscriptions')}))", "{{channel}} {{state}}")],
+            [per("channel, state", one_replica(sel("dydx_subscriptions")))],
             width=8,
             integer=True,
         ),
@@ -379,7 +376,7 @@ def _connections() -> list[PanelBuilder]:
             "Data age by channel",
             "Age of the last data frame when last scraped, per channel (worst instance).",
             "s",
-            [Q(f"max by (channel) ({age('dydx_last_message_timestamp_seconds')})", "{{channel}}")],
+            [per("channel", age("dydx_last_message_timestamp_seconds"), fn="max")],
         ),
         listing(
             "Alerts firing",
@@ -392,6 +389,10 @@ def _connections() -> list[PanelBuilder]:
 def _subaccounts() -> list[PanelBuilder]:
     """Only the subaccounts named by --subaccounts (empty when the flag is not given)."""
     sub = 'subaccount=~".+"'
+
+    def each(metric: str, what: str) -> Q:
+        return Q(one_replica(sel(metric, sub)), f"{{{{subaccount}}}} {what}")
+
     return [
         graph(
             "Subaccount equity and free collateral",
@@ -399,11 +400,8 @@ def _subaccounts() -> list[PanelBuilder]:
             "snapshot (refreshed every --subaccounts.refresh-interval).",
             "currencyUSD",
             [
-                Q(f"{DEDUP} ({sel('dydx_subaccount_equity', sub)})", "{{subaccount}} equity"),
-                Q(
-                    f"{DEDUP} ({sel('dydx_subaccount_free_collateral', sub)})",
-                    "{{subaccount}} free collateral",
-                ),
+                each("dydx_subaccount_equity", "equity"),
+                each("dydx_subaccount_free_collateral", "free collateral"),
             ],
             width=8,
         ),
@@ -412,8 +410,8 @@ def _subaccounts() -> list[PanelBuilder]:
             "Open perpetual positions and open orders of each subaccount of --subaccounts.",
             "none",
             [
-                Q(f"{DEDUP} ({sel('dydx_subaccount_open_positions', sub)})", "{{subaccount}} positions"),
-                Q(f"{DEDUP} ({sel('dydx_subaccount_open_orders', sub)})", "{{subaccount}} orders"),
+                each("dydx_subaccount_open_positions", "positions"),
+                each("dydx_subaccount_open_orders", "orders"),
             ],
             width=8,
             integer=True,
@@ -422,12 +420,7 @@ def _subaccounts() -> list[PanelBuilder]:
             "Subaccount fills by side",
             "Fills of each subaccount of --subaccounts, by side: whole fills, one bar per minute (wider "
             "bars on long ranges); the legend totals the range.",
-            [
-                Q(
-                    events("dydx_subaccount_fills_total", sub, by="subaccount, side", dedup=True),
-                    "{{subaccount}} {{side}}",
-                )
-            ],
+            [events("dydx_subaccount_fills_total", sub, by="subaccount, side", dedup=True)],
             width=8,
         ),
     ]
