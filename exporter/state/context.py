@@ -6,6 +6,8 @@ update against the frame's channel (dydx_messages_invalid_total{channel,reason})
 line. The router keeps one per link and fills in the per-frame fields before calling a handler, so a frame
 costs no allocation. `ExchangeClock` is the one place feed latency is observed: it also remembers the
 newest exchange time seen on any channel (candles, which carry none, are timed against it).
+`one_or_both` is the check of an update object that carries one or both of two parts (an order book
+update's sides, a v4_markets update's oracle prices and trading diff).
 """
 
 from __future__ import annotations
@@ -86,6 +88,21 @@ class FrameContext:
 
     def invalid(self, reason: str, sample: object, error: BaseException | None = None) -> None:
         reject(self.rejects, self.link, self.cm, reason, sample, error)
+
+
+def one_or_both(ctx: FrameContext, contents: Any, first: str, second: str) -> tuple[Any, Any] | None:
+    """The two parts of an update object that carries one or both (an order book update's `bids` and
+    `asks`, a v4_markets update's `oraclePrices` and `trading`), each None when absent; None, counted,
+    when `contents` is not an object (wrong_type) or carries neither (missing_field)."""
+    if contents.__class__ is not dict:
+        ctx.invalid("wrong_type", contents)
+        return None
+    one = contents.get(first)
+    other = contents.get(second)
+    if one is None and other is None:
+        ctx.invalid("missing_field", contents)
+        return None
+    return one, other
 
 
 @dataclass(slots=True, eq=False)

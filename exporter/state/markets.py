@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from exporter.protocol.frames import positive
-from exporter.state.context import ChannelHandler, FrameContext, Shared
+from exporter.state.context import ChannelHandler, FrameContext, Shared, one_or_both
 from exporter.state.universe import MarketsChanged
 
 
@@ -35,14 +35,10 @@ class MarketsHandler(ChannelHandler):
         self.shared.universe.load(markets, ctx.received_at)
 
     def update(self, ctx: FrameContext, sub_id: Any, contents: Any) -> None:
-        if contents.__class__ is not dict:
-            ctx.invalid("wrong_type", contents)
+        parts = one_or_both(ctx, contents, "oraclePrices", "trading")
+        if parts is None:
             return
-        oracle = contents.get("oraclePrices")
-        trading = contents.get("trading")
-        if oracle is None and trading is None:
-            ctx.invalid("missing_field", contents)
-            return
+        oracle, trading = parts
         if oracle is not None:
             if oracle.__class__ is not dict:
                 ctx.invalid("wrong_type", oracle)

@@ -16,7 +16,7 @@ from exporter.logs import get_logger
 from exporter.protocol import channels as ch
 from exporter.protocol.frames import non_negative, positive
 from exporter.state.book import Book
-from exporter.state.context import ChannelHandler, FrameContext, Shared
+from exporter.state.context import ChannelHandler, FrameContext, Shared, one_or_both
 from exporter.state.universe import valid_ticker
 
 log = get_logger(__name__)
@@ -77,14 +77,10 @@ class OrderbookHandler(ChannelHandler):
         message_id = ctx.message_id
         now = ctx.received_at
         for contents in items:
-            if contents.__class__ is not dict:
-                ctx.invalid("wrong_type", contents)
+            sides = one_or_both(ctx, contents, "bids", "asks")
+            if sides is None:
                 continue
-            bids = contents.get("bids")
-            asks = contents.get("asks")
-            if bids is None and asks is None:
-                ctx.invalid("missing_field", contents)
-                continue
+            bids, asks = sides
             if bids is not None:
                 for price, size in _levels(ctx, bids, pairs=True):
                     book.update_bid(price, size, message_id, now)
