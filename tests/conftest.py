@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.simulator",
     "tests.fixtures.exporter",
     "tests.fixtures.prom",
+    "tests.fixtures.stack",
 ]

@@ -18,35 +18,19 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from exporter.lifecycle import cancel_and_wait
-from exporter.service import Exporter
-from exporter.simulator.server import Simulator
 from tests.fixtures.exporter import ExporterFactory
-from tests.fixtures.prom import (
-    AlertmanagerFactory,
-    AlertmanagerServer,
-    PrometheusFactory,
-    PrometheusServer,
-    WebhookReceiver,
-    alertmanager_test_config,
-    parse_duration,
-    scrape_config,
-    write_scaled_rules,
-)
+from tests.fixtures.prom import PrometheusServer
 from tests.fixtures.simulator import SimulatorFactory, control
+from tests.fixtures.stack import FACTOR, AlertStack, AlertStackFactory, Pair
 from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(150)]
 
-SCRAPE_INTERVAL = 1.0
-FACTOR = 1 / 30
-MIN_RANGE = 4 * SCRAPE_INTERVAL
 MARKETS = ("BTC-USD", "ETH-USD")
 FIRE_TIMEOUT = 45.0
 RESOLVE_TIMEOUT = 45.0
@@ -79,6 +63,31 @@ class Scenario:
     clear_markets: list[dict[str, Any]] = field(default_factory=list)
 
 
+def quiet(
+    name: str,
+    fault: dict[str, Any],
+    alerts: list[str],
+    labels: dict[str, str] | None = None,
+    proof: str | None = None,
+    **exporter: Any,
+) -> Scenario:
+    """A fault on a quiet market (no order book activity): a ghost level stays until the asks move past
+    it, which on a quiet market is for good. Quiet also means no oracle updates on v4_markets, which the
+    exporter would take for a dead link and re-snapshot (an uncrossed REST book) after its test silence
+    timeout of 3 s: give it the production one. No trades and no book updates for longer than the scaled
+    1 m window is rightly DydxFeedStale."""
+    return Scenario(
+        name,
+        [fault],
+        alerts,
+        labels or {},
+        rate=0.0,
+        exporter={"silence_timeout": 30.0, **exporter},
+        side_effects=["DydxFeedStale"],
+        proof=proof,
+    )
+
+
 # The scaled crossed resync: production's 30 s, by FACTOR, like every rule duration.
 SCALED_CROSSED_RESYNC = 30.0 * FACTOR
 
@@ -99,32 +108,24 @@ SCENARIOS = [
         side_effects=["DydxReconnectStorm"],
     ),
     Scenario("lag", [{"kind": "lag", "seconds": 8}], ["DydxHighFeedLatency"]),
-    # A ghost bid above the best ask stays crossed until the asks move past it: on a quiet market (no
-    # order book activity) that is for good, which is when the alert must fire. With the crossed resync
-    # off (0), nothing cures it. Quiet also means no oracle updates on v4_markets, which the exporter
-    # would take for a dead link and re-snapshot (an uncrossed REST book) after its test silence timeout
-    # of 3 s: give it the production one. No trades and no book updates for longer than the scaled 1 m
-    # window is rightly DydxFeedStale.
-    Scenario(
+    # A ghost bid above the best ask on a quiet market stays crossed for good, which is when the alert
+    # must fire. With the crossed resync off (0), nothing cures it.
+    quiet(
         "cross",
-        [{"kind": "cross", "market": "ETH-USD"}],
+        {"kind": "cross", "market": "ETH-USD"},
         ["DydxOrderbookCrossed"],
         {"market": "ETH-USD"},
-        rate=0.0,
-        exporter={"silence_timeout": 30.0, "crossed_resync_after": 0.0},
-        side_effects=["DydxFeedStale"],
+        crossed_resync_after=0.0,
     ),
     # The same ghost with the crossed resync on (scaled): the exporter re-snapshots the book, the REST
     # snapshot is uncrossed, the book is right again, and the alert must stay silent for as long as the
     # `cross` scenario takes to fire and resolve.
-    Scenario(
+    quiet(
         "cross-resync",
-        [{"kind": "cross", "market": "ETH-USD"}],
+        {"kind": "cross", "market": "ETH-USD"},
         [],
-        rate=0.0,
-        exporter={"silence_timeout": 30.0, "crossed_resync_after": SCALED_CROSSED_RESYNC},
-        side_effects=["DydxFeedStale"],
         proof='dydx_orderbook_resyncs_total{{replica="{replica}", market="ETH-USD", reason="crossed"}} > 0',
+        crossed_resync_after=SCALED_CROSSED_RESYNC,
     ),
     Scenario("gap", [{"kind": "gap", "count": 5}], ["DydxMessageGaps"]),
     # Unusable frames at several per second against a few dozen good ones: far above 1%, and the good
@@ -133,17 +134,15 @@ SCENARIOS = [
     # A server restart (1012) every second: each link reconnects about once a second.
     Scenario("storm", [{"kind": "disconnect", "code": 1012}], ["DydxReconnectStorm"], repeat=1.0),
     Scenario("down", [], ["DydxExporterDown"], stop_exporter=True),
-    # Data that looks healthy but is wrong (issue 15). A ghost level on a quiet market (no book activity
-    # moves the book across it; quiet as in `cross`), audited every couple of seconds with a short race
-    # window: every audit finds it.
-    Scenario(
+    # Data that looks healthy but is wrong (issue 15). A ghost level on a quiet market, audited every
+    # couple of seconds with a short race window: every audit finds it.
+    quiet(
         "drift",
-        [{"kind": "ghost_level", "market": "ETH-USD"}],
+        {"kind": "ghost_level", "market": "ETH-USD"},
         ["DydxOrderbookDrift"],
         {"market": "ETH-USD"},
-        rate=0.0,
-        exporter={"silence_timeout": 30.0, "audit_interval": 2.0, "audit_window": 0.5},
-        side_effects=["DydxFeedStale"],
+        audit_interval=2.0,
+        audit_window=0.5,
     ),
     # The oracle stops while the market trades; the other market's oracle keeps v4_markets flowing.
     Scenario(
@@ -181,33 +180,11 @@ SCENARIOS = [
         exporter={"discovery_interval": 3600.0},
     ),
 ]
-SEVERITY_PATH = {"critical": "/critical", "warning": "/warning"}
-
-
-@dataclass
-class Pair:
-    scenario: Scenario
-    sim: Simulator
-    exporter: Exporter
-    #: host:port of the exporter, which a restarted exporter keeps.
-    target: str = ""
-
-    def __post_init__(self) -> None:
-        self.target = self.exporter.url.removeprefix("http://")
-
-    @property
-    def port(self) -> int:
-        return int(self.target.rsplit(":", 1)[1])
 
 
 async def firing_feed_alerts(prom: PrometheusServer) -> list[tuple[str, str]]:
     result = await prom.query('ALERTS{alertstate="firing", alertname=~"Dydx.*"}')
     return [(r["metric"]["alertname"], r["metric"].get("replica", "")) for r in result]
-
-
-async def firing_or_pending(prom: PrometheusServer, replica: str) -> list[str]:
-    result = await prom.query(f'ALERTS{{replica="{replica}", alertname=~"Dydx.*"}}')
-    return sorted({r["metric"]["alertname"] for r in result})
 
 
 async def prometheus_view(prom: PrometheusServer, replica: str) -> str:
@@ -223,7 +200,7 @@ async def prometheus_view(prom: PrometheusServer, replica: str) -> str:
     )
 
 
-async def inject_repeatedly(pair: Pair) -> None:
+async def inject_repeatedly(pair: Pair[Scenario]) -> None:
     assert pair.scenario.repeat is not None
     while True:
         for fault in pair.scenario.faults:
@@ -232,14 +209,12 @@ async def inject_repeatedly(pair: Pair) -> None:
 
 
 async def run_scenario(
-    pair: Pair,
-    prom: PrometheusServer,
-    am: AlertmanagerServer,
-    webhook: WebhookReceiver,
+    pair: Pair[Scenario],
+    stack: AlertStack,
     exporter_factory: ExporterFactory,
     timings: dict[str, dict[str, float]],
 ) -> None:
-    scenario = pair.scenario
+    scenario, prom = pair.scenario, stack.prom
     labels = {"instance": pair.target, "replica": scenario.name, **scenario.labels}
     started = time.monotonic()
     injector: asyncio.Task[None] | None = None
@@ -265,15 +240,10 @@ async def run_scenario(
         for alertname in scenario.alerts:
             # One alert per instance, or per channel (DydxFeedStale) or market: all the same severity.
             try:
-                alert = (await am.wait_for_alert(alertname, timeout=FIRE_TIMEOUT, **labels))[0]
+                fired = await stack.wait_fired(alertname, FIRE_TIMEOUT, **labels)
             except AssertionError as exc:
                 raise AssertionError(f"{exc}\n{await prometheus_view(prom, scenario.name)}") from None
-            timings[scenario.name][f"{alertname} fired"] = round(time.monotonic() - started, 1)
-            severity = alert["labels"]["severity"]
-            assert alert["annotations"]["runbook_url"].endswith("#" + alertname.lower())
-            await webhook.wait_for_alert(
-                alertname, path=SEVERITY_PATH[severity], timeout=FIRE_TIMEOUT, **labels
-            )
+            timings[scenario.name][f"{alertname} fired"] = round(fired.at - started, 1)
     finally:
         await cancel_and_wait(injector)
     if not scenario.alerts:
@@ -287,18 +257,15 @@ async def run_scenario(
             await control(pair.sim, "POST", "/control/markets", change)
     cleared = time.monotonic()
     for alertname in scenario.alerts:
-        await am.wait_resolved(alertname, timeout=RESOLVE_TIMEOUT, **labels)
-        await webhook.wait_for_alert(alertname, status="resolved", timeout=RESOLVE_TIMEOUT, **labels)
+        await stack.am.wait_resolved(alertname, timeout=RESOLVE_TIMEOUT, **labels)
+        await stack.webhook.wait_for_alert(alertname, status="resolved", timeout=RESOLVE_TIMEOUT, **labels)
         timings[scenario.name][f"{alertname} resolved"] = round(time.monotonic() - cleared, 1)
 
 
 async def test_faults_raise_their_alerts_in_alertmanager_and_resolve(
-    tmp_path: Path,
     simulator_factory: SimulatorFactory,
     exporter_factory: ExporterFactory,
-    prometheus_factory: PrometheusFactory,
-    alertmanager_factory: AlertmanagerFactory,
-    webhook_receiver: WebhookReceiver,
+    alert_stack_factory: AlertStackFactory,
 ) -> None:
     pairs = []
     for scenario in SCENARIOS:
@@ -309,33 +276,15 @@ async def test_faults_raise_their_alerts_in_alertmanager_and_resolve(
         exporter = await exporter_factory(sim, **scenario.exporter)
         pairs.append(Pair(scenario, sim, exporter))
 
-    am = await alertmanager_factory(alertmanager_test_config(webhook_receiver.url))
-    exporters_job = scrape_config(
-        "dydx-exporter",
-        groups=[([p.target], {"shard": "0/1", "replica": p.scenario.name}) for p in pairs],
-        metrics_path=pairs[0].exporter.settings.telemetry_path,
+    stack = await alert_stack_factory(
+        {p.scenario.name: p.target for p in pairs}, metrics_path=pairs[0].exporter.settings.telemetry_path
     )
-    rule_files = write_scaled_rules(tmp_path / "rules", FACTOR, MIN_RANGE)
-    scaled_for = {
-        rule["alert"]: parse_duration(rule["for"])
-        for path in rule_files
-        for group in yaml.safe_load(path.read_text())["groups"]
-        for rule in group["rules"]
-        if "alert" in rule
-    }
-    prom = await prometheus_factory(
-        scrape_configs=[exporters_job],
-        rule_files=rule_files,
-        alertmanager_urls=[am.url],
-        scrape_interval=SCRAPE_INTERVAL,
-        evaluation_interval=SCRAPE_INTERVAL,
-    )
-    await prom.wait_targets_up("dydx-exporter", timeout=20)
+    prom = stack.prom
 
     # Baseline: the pipeline delivers (Watchdog), every exporter has blocks and data flowing through the
     # scaled rate windows, and no feed alert fires while nothing is wrong.
-    await am.wait_for_alert("Watchdog", timeout=20)
-    await webhook_receiver.wait_for_alert("Watchdog", path="/watchdog", timeout=20)
+    await stack.am.wait_for_alert("Watchdog", timeout=20)
+    await stack.webhook.wait_for_alert("Watchdog", path="/watchdog", timeout=20)
 
     async def all_flowing() -> bool:
         moving = await prom.query("instance:dydx_block_height:deriv1m > 0")
@@ -349,16 +298,11 @@ async def test_faults_raise_their_alerts_in_alertmanager_and_resolve(
     timings: dict[str, dict[str, float]] = {p.scenario.name: {} for p in pairs}
     async with asyncio.TaskGroup() as scenarios:
         for pair in pairs:
-            scenarios.create_task(run_scenario(pair, prom, am, webhook_receiver, exporter_factory, timings))
+            scenarios.create_task(run_scenario(pair, stack, exporter_factory, timings))
     print("alert timings (s after fault / after clear):", timings)
 
     # Each alert fired only for the exporter whose simulator had the matching fault.
-    fired = {
-        (a["labels"]["alertname"], a["labels"].get("replica"))
-        for note in webhook_receiver.notifications
-        for a in note.alerts
-        if a["labels"]["alertname"].startswith("Dydx")
-    }
+    fired = {(alertname, replica) for alertname, replica in stack.notified() if alertname.startswith("Dydx")}
     expected = {(alertname, s.name) for s in SCENARIOS for alertname in s.alerts}
     assert expected <= fired
     assert fired - expected - tolerated == set()
@@ -366,11 +310,11 @@ async def test_faults_raise_their_alerts_in_alertmanager_and_resolve(
     # must raise nothing, such as a crossed book that the exporter's resync cured.
     for scenario in SCENARIOS:
         if not scenario.alerts:
-            pending = [
-                a for a in await firing_or_pending(prom, scenario.name) if a not in scenario.side_effects
-            ]
+            raised = await stack.alerts_of(scenario.name)
+            pending = sorted(a for a in raised if a.startswith("Dydx") and a not in scenario.side_effects)
             assert pending == [], (scenario.name, pending)
     # No alert fired before its (scaled) `for:` had run: a fault shorter than that would have been silent.
     for scenario in SCENARIOS:
         for alertname in scenario.alerts:
-            assert timings[scenario.name][f"{alertname} fired"] >= scaled_for[alertname], (alertname, timings)
+            took = timings[scenario.name][f"{alertname} fired"]
+            assert took >= stack.scaled_for(alertname), (alertname, timings)

@@ -16,35 +16,19 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from exporter.config import Settings
-from exporter.service import Exporter
 from exporter.simulator.server import Simulator
 from tests.fixtures.exporter import ExporterFactory
-from tests.fixtures.prom import (
-    AlertmanagerFactory,
-    AlertmanagerServer,
-    PrometheusFactory,
-    PrometheusServer,
-    WebhookReceiver,
-    alertmanager_test_config,
-    parse_duration,
-    scrape_config,
-    write_scaled_rules,
-)
 from tests.fixtures.simulator import SimulatorFactory, control
+from tests.fixtures.stack import FACTOR, AlertStack, AlertStackFactory, Pair
 from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(240)]
 
-SCRAPE_INTERVAL = 1.0
-FACTOR = 1 / 30
-MIN_RANGE = 4 * SCRAPE_INTERVAL
 BLOCK_TIME = 0.2
 MARKETS = ("BTC-USD", "ETH-USD", "SOL-USD", "LINK-USD")
 FIRE_TIMEOUT = 75.0
@@ -108,18 +92,6 @@ SCENARIOS = [
     Scenario("healthy", [], []),
     Scenario("no-chain-rpc", [], [], chain_rpc=False),
 ]
-SEVERITY_PATH = {"critical": "/critical", "warning": "/warning"}
-
-
-@dataclass
-class Pair:
-    scenario: Scenario
-    sim: Simulator
-    exporter: Exporter
-
-    @property
-    def target(self) -> str:
-        return self.exporter.url.removeprefix("http://")
 
 
 def exporter_argv(sim: Simulator, scenario: Scenario) -> list[str]:
@@ -143,35 +115,25 @@ def exporter_argv(sim: Simulator, scenario: Scenario) -> list[str]:
     return argv
 
 
-async def fired_new_alerts(prom: PrometheusServer, replica: str) -> set[str]:
-    result = await prom.query(f'ALERTS{{replica="{replica}", alertstate="firing"}}')
-    return {r["metric"]["alertname"] for r in result} & set(NEW_ALERTS)
+async def fired_new_alerts(stack: AlertStack, replica: str) -> set[str]:
+    return await stack.alerts_of(replica, "firing") & set(NEW_ALERTS)
 
 
-async def run_scenario(
-    pair: Pair,
-    am: AlertmanagerServer,
-    webhook: WebhookReceiver,
-    timings: dict[str, dict[str, float]],
-) -> None:
+async def run_scenario(pair: Pair[Scenario], stack: AlertStack, timings: dict[str, dict[str, float]]) -> None:
     scenario = pair.scenario
     labels = {"instance": pair.target, "replica": scenario.name}
     started = time.monotonic()
     for fault in scenario.faults:
         await control(pair.sim, "POST", "/control/faults", fault)
     for alertname, severity, _ in scenario.alerts:
-        alert = (await am.wait_for_alert(alertname, timeout=FIRE_TIMEOUT, severity=severity, **labels))[0]
-        timings[scenario.name][f"{alertname}/{severity} fired"] = round(time.monotonic() - started, 1)
-        assert alert["annotations"]["runbook_url"].endswith("#" + alertname.lower())
-        await webhook.wait_for_alert(
-            alertname, path=SEVERITY_PATH[severity], timeout=FIRE_TIMEOUT, severity=severity, **labels
-        )
+        fired = await stack.wait_fired(alertname, FIRE_TIMEOUT, severity=severity, **labels)
+        timings[scenario.name][f"{alertname}/{severity} fired"] = round(fired.at - started, 1)
     if not scenario.alerts:
         return
     await control(pair.sim, "DELETE", "/control/faults")
     cleared = time.monotonic()
     for alertname, _, _ in scenario.alerts:
-        await am.wait_resolved(alertname, timeout=RESOLVE_TIMEOUT, **labels)
+        await stack.am.wait_resolved(alertname, timeout=RESOLVE_TIMEOUT, **labels)
     timings[scenario.name]["resolved"] = round(time.monotonic() - cleared, 1)
 
 
@@ -186,12 +148,9 @@ def confusion_matrix(fired: dict[str, set[str]]) -> str:
 
 
 async def test_each_fault_fires_its_own_attribution_alert_and_no_other(
-    tmp_path: Path,
     simulator_factory: SimulatorFactory,
     exporter_factory: ExporterFactory,
-    prometheus_factory: PrometheusFactory,
-    alertmanager_factory: AlertmanagerFactory,
-    webhook_receiver: WebhookReceiver,
+    alert_stack_factory: AlertStackFactory,
 ) -> None:
     pairs = []
     for scenario in SCENARIOS:
@@ -201,27 +160,8 @@ async def test_each_fault_fires_its_own_attribution_alert_and_no_other(
         settings = Settings.from_sources(exporter_argv(sim, scenario), {})
         pairs.append(Pair(scenario, sim, await exporter_factory(settings)))
 
-    am = await alertmanager_factory(alertmanager_test_config(webhook_receiver.url))
-    exporters_job = scrape_config(
-        "dydx-exporter",
-        groups=[([p.target], {"shard": "0/1", "replica": p.scenario.name}) for p in pairs],
-    )
-    rule_files = write_scaled_rules(tmp_path / "rules", FACTOR, MIN_RANGE)
-    scaled_for = {
-        (rule["alert"], rule["labels"]["severity"]): parse_duration(rule["for"])
-        for path in rule_files
-        for group in yaml.safe_load(path.read_text())["groups"]
-        for rule in group["rules"]
-        if "alert" in rule
-    }
-    prom = await prometheus_factory(
-        scrape_configs=[exporters_job],
-        rule_files=rule_files,
-        alertmanager_urls=[am.url],
-        scrape_interval=SCRAPE_INTERVAL,
-        evaluation_interval=SCRAPE_INTERVAL,
-    )
-    await prom.wait_targets_up("dydx-exporter", timeout=20)
+    stack = await alert_stack_factory({p.scenario.name: p.target for p in pairs})
+    prom = stack.prom
 
     # Baseline: every head is in Prometheus (the chain's only where an RPC is configured), and the link-lag
     # exporter has its two links, each with its own head.
@@ -237,22 +177,20 @@ async def test_each_fault_fires_its_own_attribution_alert_and_no_other(
     await wait_for(heads_known, 30, interval=0.5, message="every head of every exporter in Prometheus")
     assert await prom.query('{__name__=~"dydx_chain_.+", replica="no-chain-rpc"}') == []
     for pair in pairs:
-        assert await fired_new_alerts(prom, pair.scenario.name) == set(), pair.scenario.name
+        assert await fired_new_alerts(stack, pair.scenario.name) == set(), pair.scenario.name
 
     timings: dict[str, dict[str, float]] = {p.scenario.name: {} for p in pairs}
     async with asyncio.TaskGroup() as group:
         for pair in pairs:
-            group.create_task(run_scenario(pair, am, webhook_receiver, timings))
+            group.create_task(run_scenario(pair, stack, timings))
     print("timings (s after the fault / after clearing):", timings)
 
     fired: dict[str, set[str]] = {s.name: set() for s in SCENARIOS}
-    for note in webhook_receiver.notifications:
-        for alert in note.alerts:
-            name, replica = alert["labels"]["alertname"], alert["labels"].get("replica", "")
-            if name in NEW_ALERTS and replica in fired:
-                fired[replica].add(name)
+    for name, replica in stack.notified():
+        if name in NEW_ALERTS and replica in fired:
+            fired[replica].add(name)
     for pair in pairs:  # the silent ones: not even firing in Prometheus
-        fired[pair.scenario.name] |= await fired_new_alerts(prom, pair.scenario.name)
+        fired[pair.scenario.name] |= await fired_new_alerts(stack, pair.scenario.name)
     print("confusion matrix (faults by alerts fired):\n" + confusion_matrix(fired))
     assert fired == {s.name: {a for a, _, _ in s.alerts} for s in SCENARIOS}
     # No alert before its (scaled) `for:` had run, and each within its documented time (scaled) plus what
@@ -260,7 +198,7 @@ async def test_each_fault_fires_its_own_attribution_alert_and_no_other(
     for scenario in SCENARIOS:
         for alertname, severity, within in scenario.alerts:
             took = timings[scenario.name][f"{alertname}/{severity} fired"]
-            assert scaled_for[(alertname, severity)] <= took <= within + PIPELINE_SLACK, (
+            assert stack.scaled_for(alertname, severity) <= took <= within + PIPELINE_SLACK, (
                 scenario.name,
                 alertname,
                 took,
