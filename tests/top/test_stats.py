@@ -8,33 +8,39 @@ import pytest
 
 from exporter.top.stats import increase, increases, parse, quantile, rate, rates, window_quantiles
 
-BEFORE = """\
-# TYPE dydx_updates_total counter
-dydx_updates_total{channel="v4_trades"} 100
-dydx_updates_total{channel="v4_orderbook"} 1000
-# TYPE dydx_trades_total counter
-dydx_trades_total{market="BTC-USD",side="buy"} 10
-# TYPE dydx_feed_latency_seconds histogram
-dydx_feed_latency_seconds_bucket{channel="v4_trades",le="0.1"} 5
-dydx_feed_latency_seconds_bucket{channel="v4_trades",le="0.2"} 10
-dydx_feed_latency_seconds_bucket{channel="v4_trades",le="+Inf"} 10
-dydx_feed_latency_seconds_count{channel="v4_trades"} 10
-dydx_feed_latency_seconds_sum{channel="v4_trades"} 1
-"""
-AFTER = """\
-# TYPE dydx_updates_total counter
-dydx_updates_total{channel="v4_trades"} 150
-dydx_updates_total{channel="v4_orderbook"} 30
-# TYPE dydx_trades_total counter
-dydx_trades_total{market="BTC-USD",side="buy"} 14
-dydx_trades_total{market="ETH-USD",side="sell"} 3
-# TYPE dydx_feed_latency_seconds histogram
-dydx_feed_latency_seconds_bucket{channel="v4_trades",le="0.1"} 5
-dydx_feed_latency_seconds_bucket{channel="v4_trades",le="0.2"} 15
-dydx_feed_latency_seconds_bucket{channel="v4_trades",le="+Inf"} 20
-dydx_feed_latency_seconds_count{channel="v4_trades"} 20
-dydx_feed_latency_seconds_sum{channel="v4_trades"} 5
-"""
+
+def exposition(
+    updates: dict[str, int], trades: dict[tuple[str, str], int], latency: dict[str, int], latency_sum: float
+) -> str:
+    """A scrape of three families in the text format: updates by channel, trades by (market, side), and the
+    v4_trades latency histogram by bucket bound (its count is the +Inf bucket)."""
+    lines = ["# TYPE dydx_updates_total counter"]
+    lines += [f'dydx_updates_total{{channel="{channel}"}} {n}' for channel, n in updates.items()]
+    lines += ["# TYPE dydx_trades_total counter"]
+    lines += [f'dydx_trades_total{{market="{m}",side="{side}"}} {n}' for (m, side), n in trades.items()]
+    lines += ["# TYPE dydx_feed_latency_seconds histogram"]
+    lines += [
+        f'dydx_feed_latency_seconds_bucket{{channel="v4_trades",le="{le}"}} {n}' for le, n in latency.items()
+    ]
+    lines += [
+        f'dydx_feed_latency_seconds_count{{channel="v4_trades"}} {latency["+Inf"]}',
+        f'dydx_feed_latency_seconds_sum{{channel="v4_trades"}} {latency_sum:g}',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+BEFORE = exposition(
+    {"v4_trades": 100, "v4_orderbook": 1000},
+    {("BTC-USD", "buy"): 10},
+    {"0.1": 5, "0.2": 10, "+Inf": 10},
+    latency_sum=1,
+)
+AFTER = exposition(
+    {"v4_trades": 150, "v4_orderbook": 30},
+    {("BTC-USD", "buy"): 14, ("ETH-USD", "sell"): 3},
+    {"0.1": 5, "0.2": 15, "+Inf": 20},
+    latency_sum=5,
+)
 
 
 @pytest.fixture
