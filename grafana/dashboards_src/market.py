@@ -31,6 +31,12 @@ def _selected(metric: str, by: str = "market") -> Q:
     return Q(one_replica(sel(metric, M)), legend(by))
 
 
+def _events(title: str, description: str, counter: str, *, by: str = "market") -> PanelBuilder:
+    """Whole events of the selected markets' `counter`, one replica of each HA pair, a series per value of
+    the labels `by`; a third of the row wide."""
+    return event_bars(title, description, [events(counter, M, by=by, dedup=True)], width=8)
+
+
 def _book() -> list[PanelBuilder]:
     return [
         graph(
@@ -53,12 +59,11 @@ def _book() -> list[PanelBuilder]:
             {"0": ("uncrossed", "green"), "1": ("crossed", "orange")},
             width=8,
         ),
-        event_bars(
+        _events(
             "Crossed periods started",
             "Times the book became crossed: whole events, one bar per minute (wider bars on long ranges); "
             "the legend totals the range.",
-            [events("dydx_orderbook_crossed_total", M, by="market", dedup=True)],
-            width=8,
+            "dydx_orderbook_crossed_total",
         ),
         graph(
             "Time spent crossed",
@@ -83,12 +88,12 @@ def _book() -> list[PanelBuilder]:
             [per("market", one_replica(rate("dydx_orderbook_updates_total", M)))],
             width=8,
         ),
-        event_bars(
+        _events(
             "Book resyncs by reason",
             "Times the book was rebuilt from a fresh snapshot, by reason: whole events, one bar per minute "
             "(wider bars on long ranges); the legend totals the range.",
-            [events("dydx_orderbook_resyncs_total", M, by="market, reason", dedup=True)],
-            width=8,
+            "dydx_orderbook_resyncs_total",
+            by="market, reason",
         ),
     ]
 
@@ -157,26 +162,25 @@ def _quality() -> list[PanelBuilder]:
     """Whether the book and the oracle price can be trusted: the exporter's audits of the held book
     against REST snapshots (every --orderbook.audit-interval), and the oracle against the book."""
     return [
-        event_bars(
+        _events(
             "Book audits",
             "Audits of the held book against a fresh REST snapshot (every --orderbook.audit-interval, "
             "books in turn): whole audits, one bar per minute (wider bars on long ranges).",
-            [events("dydx_orderbook_audits_total", M, by="market", dedup=True)],
-            width=8,
+            "dydx_orderbook_audits_total",
         ),
-        event_bars(
+        _events(
             "Audit mismatched levels by kind",
             "Levels an audit found wrong (missing: in the snapshot only; extra: held only; size: sizes "
             "differ), leaving out levels updated in the race window: whole levels per minute.",
-            [events("dydx_orderbook_audit_mismatched_levels_total", M, by="market, kind", dedup=True)],
-            width=8,
+            "dydx_orderbook_audit_mismatched_levels_total",
+            by="market, kind",
         ),
-        event_bars(
+        _events(
             "Candle gaps by resolution",
             "Candle periods skipped (a subscribed candle's start jumped by more than one period), by "
             "resolution: whole periods per minute. Empty without --candles.resolutions.",
-            [events("dydx_candle_gaps_total", M, by="market, resolution", dedup=True)],
-            width=8,
+            "dydx_candle_gaps_total",
+            by="market, resolution",
         ),
         graph(
             "Audit mismatch ratio",
