@@ -134,9 +134,9 @@ def events(metric: str, *matchers: str, by: str, dedup: bool = False) -> Q:
     return per(by, one_replica(delta) if dedup else delta)
 
 
-def quantiles(histogram: str, by: str = "", qs: Sequence[float] = (0.5, 0.99)) -> list[Q]:
-    """One query a quantile of `histogram` (p50 and p99 unless `qs`), a series per value of the labels
-    `by` (none: over everything), legends `p50 {{by}}`."""
+def _quantiles(histogram: str, by: str, qs: Sequence[float]) -> list[Q]:
+    """One query a quantile of `histogram`, a series per value of the labels `by` (none: over
+    everything), legends `p50 {{by}}`."""
     labels = f"le, {by}" if by else "le"
     buckets = rate(histogram + "_bucket")
     return [
@@ -357,6 +357,20 @@ def graph(
     if min_value is not None:
         panel = panel.min(min_value)
     return panel
+
+
+def latency(
+    title: str,
+    description: str,
+    histogram: str,
+    *,
+    by: str = "",
+    qs: Sequence[float] = (0.5, 0.99),
+    width: int = 12,
+) -> timeseries.Panel:
+    """Quantiles of a histogram of seconds (p50 and p99 unless `qs`), a series per quantile and value of the
+    labels `by` (none: over everything)."""
+    return graph(title, description, "s", _quantiles(histogram, by, qs), width=width)
 
 
 def event_bars(

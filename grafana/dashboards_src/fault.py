@@ -9,7 +9,7 @@ chain RPC polls.
 
 from __future__ import annotations
 
-from grafana.blocks import PanelBuilder, Q, graph, per, quantiles, rate, sel, single, states
+from grafana.blocks import PanelBuilder, Q, graph, latency, per, rate, sel, single, states
 
 FIRING = 'alertstate="firing"'
 USABLE = {"0": ("unusable", "red"), "1": ("usable", "green")}
@@ -147,11 +147,12 @@ def per_link_row() -> list[PanelBuilder]:
             [per("rpc, code", rate("dydx_chain_rpc_requests_total"))],
             width=6,
         ),
-        graph(
+        latency(
             "Chain RPC poll duration",
             "90th percentile of the duration of a /status poll, by node.",
-            "s",
-            quantiles("dydx_chain_rpc_request_duration_seconds", "rpc", qs=[0.9]),
+            "dydx_chain_rpc_request_duration_seconds",
+            by="rpc",
+            qs=[0.9],
             width=6,
         ),
     ]

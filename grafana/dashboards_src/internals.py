@@ -11,9 +11,9 @@ from grafana.blocks import (
     build_dashboard,
     exporters_only,
     graph,
+    latency,
     listing,
     per,
-    quantiles,
     rate,
     sel,
 )
@@ -74,11 +74,11 @@ def _process() -> list[PanelBuilder]:
             width=8,
             integer=True,
         ),
-        graph(
+        latency(
             "Event-loop lag",
             "How late the asyncio loop woke a periodic probe (p50, p99): lag delays every frame and scrape.",
-            "s",
-            quantiles("dydx_exporter_event_loop_lag_seconds", "instance"),
+            "dydx_exporter_event_loop_lag_seconds",
+            by="instance",
             width=8,
         ),
         graph(
@@ -113,11 +113,11 @@ def _rest() -> list[PanelBuilder]:
             "reqps",
             [per("endpoint, code", rate("dydx_rest_requests_total"))],
         ),
-        graph(
+        latency(
             "REST latency",
             "p50 and p99 duration of REST requests, by route.",
-            "s",
-            quantiles("dydx_rest_request_duration_seconds", "endpoint"),
+            "dydx_rest_request_duration_seconds",
+            by="endpoint",
         ),
         listing(
             "Build",

@@ -16,10 +16,10 @@ from grafana.blocks import (
     events,
     exporters_only,
     graph,
+    latency,
     listing,
     one_replica,
     per,
-    quantiles,
     rate,
     sel,
     single,
@@ -267,37 +267,37 @@ def _latency() -> list[PanelBuilder]:
     feed = "dydx_feed_latency_seconds"
     processing = "dydx_processing_seconds"
     return [
-        graph(
+        latency(
             "Feed latency by channel",
             "Exchange timestamp to receipt: p50 and p99 per channel (trades, block height, oracle, candles).",
-            "s",
-            quantiles(feed, "channel"),
+            feed,
+            by="channel",
         ),
-        graph(
+        latency(
             "Processing latency by channel",
             "Receipt to metrics updated: p50 and p99 per channel.",
-            "s",
-            quantiles(processing, "channel"),
+            processing,
+            by="channel",
         ),
-        graph(
+        latency(
             "Feed latency quantiles (all channels)",
             "p50, p90 and p99 of the feed latency over every channel.",
-            "s",
-            quantiles(feed, qs=(0.5, 0.9, 0.99)),
+            feed,
+            qs=(0.5, 0.9, 0.99),
             width=8,
         ),
-        graph(
+        latency(
             "Processing latency quantiles (all channels)",
             "p50, p90 and p99 of the processing time over every channel.",
-            "s",
-            quantiles(processing, qs=(0.5, 0.9, 0.99)),
+            processing,
+            qs=(0.5, 0.9, 0.99),
             width=8,
         ),
-        graph(
+        latency(
             "Ping round trip",
             "Round trip of the exporter's own WebSocket pings: p50 and p99 by instance.",
-            "s",
-            quantiles("dydx_ws_ping_rtt_seconds", "instance"),
+            "dydx_ws_ping_rtt_seconds",
+            by="instance",
             width=8,
         ),
     ]
