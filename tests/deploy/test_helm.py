@@ -10,7 +10,6 @@ import base64
 import itertools
 import json
 import re
-import subprocess
 import textwrap
 from typing import Any
 
@@ -34,18 +33,12 @@ from tests.deploy.chart import (
     relabel_configs,
     render,
 )
-from tests.helpers import find_binary
+from tests.fixtures.tools import promtool
 from tests.stack.certs import CertificateAuthority
 
 REPO = generate.REPO
 #: The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest schemas shipped.
 KUBE_VERSIONS = ("1.25.0", kubernetes_validate.utils.latest_version())
-
-
-def promtool(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [find_binary("promtool"), *args], capture_output=True, text=True, timeout=120, check=False
-    )
 
 
 # --- generated parts --------------------------------------------------------------------------------------
@@ -86,7 +79,7 @@ def test_the_prometheus_rule_is_the_repo_rules_and_passes_their_promtool_tests(t
         spec["rule_files"] = [str(rules_file)]
         copy = tmp_path / test_file.name
         copy.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
-        result = promtool("test", "rules", str(copy))
+        result = promtool("test", "rules", str(copy), timeout=120)
         assert result.returncode == 0, f"{test_file.name}:\n{result.stdout}{result.stderr}"
 
 
@@ -151,7 +144,7 @@ def test_the_readme_scrape_config_for_plain_prometheus_labels_targets_as_the_ser
     checkable["static_configs"] = [{"targets": ["x:1"]}]
     path = tmp_path / "prometheus.yml"
     path.write_text(yaml.safe_dump({"scrape_configs": [checkable]}), encoding="utf-8")
-    check = promtool("check", "config", str(path))
+    check = promtool("check", "config", str(path), timeout=120)
     assert check.returncode == 0, check.stdout + check.stderr
 
     objects = render({})
@@ -300,7 +293,7 @@ def test_the_service_monitor_selects_the_service_and_its_relabelings_are_valid_p
     }
     path = tmp_path / "prometheus.yml"
     path.write_text(yaml.safe_dump({"scrape_configs": [job]}), encoding="utf-8")
-    check = promtool("check", "config", str(path))
+    check = promtool("check", "config", str(path), timeout=120)
     assert check.returncode == 0, check.stdout + check.stderr
 
 
@@ -344,7 +337,7 @@ def test_every_exporter_option_is_reachable_through_values_and_accepted_by_the_e
     assert settings.listen_port == 9999
     box = container(of_kind(objects, "Deployment")[0])
     assert box["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
-    check = promtool("check", "web-config", str(mounted / "web.yml"))
+    check = promtool("check", "web-config", str(mounted / "web.yml"), timeout=120)
     assert check.returncode == 0, check.stdout + check.stderr
 
 
