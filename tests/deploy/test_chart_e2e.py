@@ -15,24 +15,17 @@ import base64
 import contextlib
 import ssl
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 import bcrypt
 import pytest
 import yaml
 
-from tests.deploy.chart import (
-    container,
-    discovery_labels,
-    fast_config,
-    materialize,
-    of_kind,
-    pod_labels,
-    regenerated_chart,
-    relabel_configs,
-    render,
-)
+from exporter.simulator.server import Simulator
+from tests.deploy import chart
 from tests.fixtures.prom import PrometheusFactory
 from tests.fixtures.simulator import SimulatorFactory
 from tests.groundtruth.support import CliExporter, pause
@@ -40,6 +33,23 @@ from tests.helpers import Samples, metric_sum, scrape, wait_for
 from tests.stack.certs import CertificateAuthority
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(180)]
+
+
+def exporter_config(sim: Simulator) -> dict[str, Any]:
+    """The chart's `config` value: the tests' short timings, against `sim`."""
+    return {**chart.fast_config(), "dydx.ws-url": sim.ws_url, "dydx.rest-url": sim.base_url}
+
+
+async def start_pod(
+    sim: Simulator, objects: list[chart.Object], deployment: Mapping[str, Any], directory: Path
+) -> CliExporter:
+    """A rendered Deployment as a real `dydx-exporter` process: the pod's argv and its mounted files under
+    `directory`, only the listen address moved to a free loopback port. The caller stops it."""
+    argv = [
+        "--web.listen-address=127.0.0.1:0" if arg.startswith("--web.listen-address=") else arg
+        for arg in chart.materialize(objects, deployment, directory)
+    ]
+    return await CliExporter.start(sim, argv=argv)
 
 
 def trades_by_market_side(samples: Samples) -> dict[tuple[str, str], float]:
@@ -77,40 +87,36 @@ async def test_two_shards_of_two_replicas_count_every_trade_once(
         "replicasPerShard": 2,
         "serviceMonitor": {"enabled": True},
         "prometheusRule": {"enabled": True},
-        "config": {**fast_config(), "dydx.ws-url": sim.ws_url, "dydx.rest-url": sim.base_url},
+        "config": exporter_config(sim),
     }
-    objects = render(values, regenerated_chart(tmp_path))
-    (monitor,) = of_kind(objects, "ServiceMonitor")
+    objects = chart.render(values, chart.regenerated_chart(tmp_path))
+    (monitor,) = chart.of_kind(objects, "ServiceMonitor")
     (endpoint,) = monitor["spec"]["endpoints"]
-    (service,) = of_kind(objects, "Service")
-    (rule,) = of_kind(objects, "PrometheusRule")
+    (service,) = chart.of_kind(objects, "Service")
+    (rule,) = chart.of_kind(objects, "PrometheusRule")
     rules_file = tmp_path / "rules.yml"
     rules_file.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}), encoding="utf-8")
 
     async with contextlib.AsyncExitStack() as stack:
         pods: dict[str, CliExporter] = {}
         static_configs = []
-        for deployment in of_kind(objects, "Deployment"):
+        for deployment in chart.of_kind(objects, "Deployment"):
             name = deployment["metadata"]["name"]
-            argv = [
-                "--web.listen-address=127.0.0.1:0" if arg.startswith("--web.listen-address=") else arg
-                for arg in materialize(objects, deployment, tmp_path / name)
-            ]
-            exporter = await CliExporter.start(sim, argv=argv)
+            exporter = await start_pod(sim, objects, deployment, tmp_path / name)
             stack.push_async_callback(exporter.stop)
             pods[name] = exporter
             pod_name = f"{name}-7d9f8c6b5-x{len(pods)}"
             static_configs.append(
                 {
                     "targets": [exporter.url.removeprefix("http://")],
-                    "labels": discovery_labels(deployment, service, pod_name, endpoint["port"]),
+                    "labels": chart.discovery_labels(deployment, service, pod_name, endpoint["port"]),
                 }
             )
         scrape_config = {
             "job_name": f"serviceMonitor/{monitor['metadata']['namespace']}/{monitor['metadata']['name']}/0",
             "metrics_path": endpoint["path"],
             "static_configs": static_configs,
-            "relabel_configs": relabel_configs(endpoint),
+            "relabel_configs": chart.relabel_configs(endpoint),
         }
         prometheus = await prometheus_factory(scrape_configs=[scrape_config], rule_files=[rules_file])
         await prometheus.wait_targets_up(job="dydx-exporter", timeout=60)
@@ -131,8 +137,8 @@ async def test_two_shards_of_two_replicas_count_every_trade_once(
             name: trades_by_market_side(samples) for name, samples in zip(pods, settled_samples, strict=True)
         }
         shard_of_pod = {
-            d["metadata"]["name"]: pod_labels(d)["dydx-exporter/shard"]
-            for d in of_kind(objects, "Deployment")
+            d["metadata"]["name"]: chart.pod_labels(d)["dydx-exporter/shard"]
+            for d in chart.of_kind(objects, "Deployment")
         }
         best: dict[tuple[str, str], float] = defaultdict(float)
         shards_of_market: dict[str, set[str]] = defaultdict(set)
@@ -172,7 +178,7 @@ async def test_the_probes_and_the_scrape_as_rendered_pass_tls_and_basic_auth(tmp
     server = ca.issue(tmp_path, "dydx-exporter", server=True, sans=("127.0.0.1",))
     users = {"probe": "probe-secret", "prometheus": "scrape-secret"}
     values = {
-        "config": {**fast_config(), "dydx.ws-url": sim.ws_url, "dydx.rest-url": sim.base_url},
+        "config": exporter_config(sim),
         "webConfig": {
             "enabled": True,
             "config": {
@@ -186,14 +192,10 @@ async def test_the_probes_and_the_scrape_as_rendered_pass_tls_and_basic_auth(tmp
         },
         "probes": {"httpHeaders": [{"name": "Authorization", "value": basic("probe", users["probe"])}]},
     }
-    objects = render(values)
-    (deployment,) = of_kind(objects, "Deployment")
-    box = container(deployment)
-    argv = [
-        "--web.listen-address=127.0.0.1:0" if arg.startswith("--web.listen-address=") else arg
-        for arg in materialize(objects, deployment, tmp_path / "pod")
-    ]
-    exporter = await CliExporter.start(sim, argv=argv)
+    objects = chart.render(values)
+    (deployment,) = chart.of_kind(objects, "Deployment")
+    box = chart.container(deployment)
+    exporter = await start_pod(sim, objects, deployment, tmp_path / "pod")
     try:
         port = exporter.url.rsplit(":", 1)[1]
         kubelet = ssl.create_default_context()
