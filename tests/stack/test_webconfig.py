@@ -10,6 +10,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -20,24 +21,36 @@ from aiohttp import web
 from structlog.testing import capture_logs
 
 from exporter.web.webconfig import WebConfig, WebConfigError, load_web_config
-from tests.helpers import find_binary
+from tests.fixtures.tools import promtool
 from tests.stack.certs import CertificateAuthority, Issued
 
 PASSWORD = "correct horse battery staple"
 
 
+@dataclass(frozen=True)
+class Pki:
+    """The server's CA and certificate, the CA of client certificates and a client it issued, and a client
+    certificate from a CA the server does not trust; every file in the test's directory."""
+
+    ca: CertificateAuthority
+    server: Issued
+    client_ca: CertificateAuthority
+    client: Issued
+    rogue_client: Issued
+
+
 @pytest.fixture
-def pki(tmp_path: Path) -> dict[str, object]:
+def pki(tmp_path: Path) -> Pki:
     ca = CertificateAuthority.create(tmp_path, "server-ca")
     client_ca = CertificateAuthority.create(tmp_path, "client-ca")
     rogue_ca = CertificateAuthority.create(tmp_path, "rogue-ca")
-    return {
-        "ca": ca,
-        "server": ca.issue(tmp_path, "exporter", server=True, sans=("127.0.0.1", "localhost")),
-        "client_ca": client_ca,
-        "client": client_ca.issue(tmp_path, "prometheus", server=False, sans=("prometheus.example",)),
-        "rogue_client": rogue_ca.issue(tmp_path, "intruder", server=False, sans=("prometheus.example",)),
-    }
+    return Pki(
+        ca=ca,
+        server=ca.issue(tmp_path, "exporter", server=True, sans=("127.0.0.1", "localhost")),
+        client_ca=client_ca,
+        client=client_ca.issue(tmp_path, "prometheus", server=False, sans=("prometheus.example",)),
+        rogue_client=rogue_ca.issue(tmp_path, "intruder", server=False, sans=("prometheus.example",)),
+    )
 
 
 def write_config(directory: Path, doc: Mapping[str, object], name: str = "web.yml") -> Path:
@@ -51,13 +64,7 @@ def bcrypt_hash(password: str, cost: int = 4) -> str:
 
 
 def promtool_check(path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [find_binary("promtool"), "check", "web-config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    return promtool("check", "web-config", str(path), timeout=30)
 
 
 def basic(user: str, password: str) -> dict[str, str]:
@@ -102,9 +109,8 @@ async def get(url: str, context: ssl.SSLContext | None = None, headers: dict[str
         return resp.status, dict(resp.headers), await resp.text()
 
 
-def tls_auth_config(tmp_path: Path, pki: dict[str, object], **tls_extra: object) -> Path:
-    server = pki["server"]
-    assert isinstance(server, Issued)
+def tls_auth_config(tmp_path: Path, pki: Pki, **tls_extra: object) -> Path:
+    server = pki.server
     return write_config(
         tmp_path,
         {
@@ -122,6 +128,17 @@ def tls_auth_config(tmp_path: Path, pki: dict[str, object], **tls_extra: object)
     )
 
 
+def mutual_tls_config(tmp_path: Path, pki: Pki, **tls_extra: object) -> Path:
+    """tls_auth_config requiring a client certificate from the client CA."""
+    return tls_auth_config(
+        tmp_path,
+        pki,
+        client_auth_type="RequireAndVerifyClientCert",
+        client_ca_file=pki.client_ca.cert_file.name,
+        **tls_extra,
+    )
+
+
 @pytest.mark.timeout(60)
 async def test_https_with_basic_auth_lets_only_the_right_password_in(tmp_path, pki):
     path = tls_auth_config(tmp_path, pki)
@@ -129,9 +146,7 @@ async def test_https_with_basic_auth_lets_only_the_right_password_in(tmp_path, p
     assert check.returncode == 0, check.stdout + check.stderr
 
     config = load_web_config(path)
-    ca = pki["ca"]
-    assert isinstance(ca, CertificateAuthority)
-    context = client_context(ca)
+    context = client_context(pki.ca)
     async with serve(config) as base:
         assert base.startswith("https://")
         status, headers, _ = await get(base + "/metrics", context)
@@ -156,8 +171,6 @@ async def test_plain_http_refuses_a_tls_client_and_tls_refuses_plain_http(tmp_pa
     async with serve(config) as base:
         with pytest.raises(aiohttp.ClientError):
             await get(base.replace("https://", "http://") + "/metrics", None, basic("prometheus", PASSWORD))
-        ca = pki["ca"]
-        assert isinstance(ca, CertificateAuthority)
         rogue = CertificateAuthority.create(tmp_path, "unrelated-ca")
         with pytest.raises(aiohttp.ClientConnectorCertificateError):
             await get(base + "/metrics", client_context(rogue), basic("prometheus", PASSWORD))
@@ -165,19 +178,11 @@ async def test_plain_http_refuses_a_tls_client_and_tls_refuses_plain_http(tmp_pa
 
 @pytest.mark.timeout(60)
 async def test_mutual_tls_requires_a_client_certificate_from_the_configured_ca(tmp_path, pki):
-    client_ca = pki["client_ca"]
-    assert isinstance(client_ca, CertificateAuthority)
-    path = tls_auth_config(
-        tmp_path,
-        pki,
-        client_auth_type="RequireAndVerifyClientCert",
-        client_ca_file=client_ca.cert_file.name,
-    )
+    path = mutual_tls_config(tmp_path, pki)
     check = promtool_check(path)
     assert check.returncode == 0, check.stdout + check.stderr
     config = load_web_config(path)
-    ca, client, rogue = pki["ca"], pki["client"], pki["rogue_client"]
-    assert isinstance(ca, CertificateAuthority) and isinstance(client, Issued) and isinstance(rogue, Issued)
+    ca, client, rogue = pki.ca, pki.client, pki.rogue_client
     auth = basic("prometheus", PASSWORD)
     async with serve(config) as base:
         status, _, _ = await get(base + "/metrics", client_context(ca, client), auth)
@@ -190,20 +195,12 @@ async def test_mutual_tls_requires_a_client_certificate_from_the_configured_ca(t
 @pytest.mark.timeout(60)
 async def test_client_san_must_be_allowed(tmp_path, pki):
     # client_allowed_sans is newer than the Debian promtool (2.42), so promtool is not asked here.
-    client_ca = pki["client_ca"]
-    assert isinstance(client_ca, CertificateAuthority)
-    path = tls_auth_config(
-        tmp_path,
-        pki,
-        client_auth_type="RequireAndVerifyClientCert",
-        client_ca_file=client_ca.cert_file.name,
-        client_allowed_sans=["grafana.example"],
-    )
+    path = mutual_tls_config(tmp_path, pki, client_allowed_sans=["grafana.example"])
     config = load_web_config(path)
-    ca, client = pki["ca"], pki["client"]
-    assert isinstance(ca, CertificateAuthority) and isinstance(client, Issued)
     async with serve(config) as base:
-        status, _, _ = await get(base + "/metrics", client_context(ca, client), basic("prometheus", PASSWORD))
+        status, _, _ = await get(
+            base + "/metrics", client_context(pki.ca, pki.client), basic("prometheus", PASSWORD)
+        )
         assert status == 403
 
 
@@ -311,8 +308,7 @@ def test_empty_or_absent_file_means_plain_http(tmp_path):
     ],
 )
 def test_invalid_files_fail_naming_the_field_and_promtool_agrees(tmp_path, pki, doc, field):
-    server = pki["server"]
-    assert isinstance(server, Issued)
+    # `pki` writes the certificate files the documents name: only the named field can be wrong.
     path = write_config(tmp_path, doc)
     with pytest.raises(WebConfigError) as excinfo:
         load_web_config(path)
@@ -330,8 +326,7 @@ def test_a_yaml_syntax_error_names_the_line_but_does_not_quote_it(tmp_path):
 
 
 def test_modes_python_cannot_honour_are_refused(tmp_path, pki):
-    server = pki["server"]
-    assert isinstance(server, Issued)
+    server = pki.server
     tls = {"cert_file": str(server.cert_file), "key_file": str(server.key_file)}
     for doc in (
         {"tls_server_config": {**tls, "client_auth_type": "RequireAnyClientCert"}},
