@@ -7,7 +7,6 @@ alerts, the runbooks, the metric catalog and the Alertmanager routes in step wit
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from tests.fixtures.prom import (
     scale_expr,
     write_scaled_rules,
 )
-from tests.helpers import find_binary
+from tests.fixtures.tools import amtool, promtool
 
 RUNBOOKS = REPO_ROOT / "docs" / "runbooks.md"
 REQUIRED_ALERTS = {
@@ -46,10 +45,6 @@ RECORD_NAME = re.compile(r"^[a-z][a-z_]*:[a-z][a-z0-9_]*:[a-z0-9_]+$")
 RECORD_REF = re.compile(r"\b[a-z][a-z_]*:[a-z][a-z0-9_]*:[a-z0-9_]+\b")
 METRIC_REF = re.compile(r"\bdydx_[a-z0-9_]+\b")
 HISTOGRAM_SUFFIXES = ("_bucket", "_count", "_sum")
-
-
-def run(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=REPO_ROOT, check=False)
 
 
 def rule_files() -> list[Path]:
@@ -77,21 +72,21 @@ def github_anchor(heading: str) -> str:
 
 
 def test_promtool_accepts_prometheus_yml_and_the_rules_it_loads() -> None:
-    result = run(find_binary("promtool"), "check", "config", str(PROMETHEUS_YML))
+    result = promtool("check", "config", str(PROMETHEUS_YML))
     assert result.returncode == 0, result.stdout + result.stderr
     # The glob in rule_files must reach every rule file (promtool reports how many it found).
     assert f"SUCCESS: {len(rule_files())} rule files found" in result.stdout + result.stderr
 
 
 def test_promtool_accepts_every_rule_file() -> None:
-    result = run(find_binary("promtool"), "check", "rules", *map(str, rule_files()))
+    result = promtool("check", "rules", *map(str, rule_files()))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_promtool_unit_tests_pass() -> None:
     tests = sorted(RULE_TESTS_DIR.glob("*.yml"))
     assert tests
-    result = run(find_binary("promtool"), "test", "rules", *map(str, tests))
+    result = promtool("test", "rules", *map(str, tests))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -106,7 +101,7 @@ def test_every_alert_has_a_promtool_unit_test() -> None:
 
 
 def test_amtool_accepts_alertmanager_yml() -> None:
-    result = run(find_binary("amtool"), "check-config", str(ALERTMANAGER_YML))
+    result = amtool("check-config", str(ALERTMANAGER_YML))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -121,8 +116,7 @@ def test_amtool_accepts_alertmanager_yml() -> None:
     ],
 )
 def test_alertmanager_routes_by_severity_and_watchdog_apart(labels: list[str], receiver: str) -> None:
-    amtool = find_binary("amtool")
-    result = run(amtool, "config", "routes", "test", f"--config.file={ALERTMANAGER_YML}", *labels)
+    result = amtool("config", "routes", "test", f"--config.file={ALERTMANAGER_YML}", *labels)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == receiver
 
@@ -218,7 +212,7 @@ def test_scale_expr_rewrites_ranges_subqueries_and_offsets_only() -> None:
 
 def test_scaled_rules_are_valid_and_keep_the_alert_expressions(tmp_path: Path) -> None:
     written = write_scaled_rules(tmp_path, 1 / 30, min_range=4)
-    result = run(find_binary("promtool"), "check", "rules", *map(str, written))
+    result = promtool("check", "rules", *map(str, written))
     assert result.returncode == 0, result.stdout + result.stderr
     scaled = {
         r["alert"]: r

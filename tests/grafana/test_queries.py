@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from grafana.queries import (
     rate_interval,
     substitute,
 )
-from tests.helpers import find_binary
+from tests.fixtures.tools import promtool
 
 PRODUCTION = TimeContext(interval=15, scrape_interval=15, range=3600)
 
@@ -69,11 +68,5 @@ def test_every_query_is_valid_promql_once_substituted(tmp_path: Path):
     rule_file.write_text(
         yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}), encoding="utf-8"
     )
-    result = subprocess.run(
-        [find_binary("promtool"), "check", "rules", str(rule_file)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = promtool("check", "rules", str(rule_file), timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -20,7 +20,8 @@ import yaml
 from aiohttp import web
 
 from exporter.config import OPTIONS
-from tests.helpers import find_binary, kill_if_running
+from tests.fixtures.tools import promtool
+from tests.helpers import kill_if_running
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
@@ -160,13 +161,7 @@ def test_prometheus_in_compose_gets_a_valid_config_naming_the_compose_services(t
         rewrite = rewrite.replace(f" {directory}", f" {tmp_path}{directory}")
     subprocess.run(["sh", "-c", rewrite], check=True, timeout=10)
     generated = tmp_path / config_flag.group(1).lstrip("/")
-    check = subprocess.run(
-        [find_binary("promtool"), "check", "config", str(generated)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    check = promtool("check", "config", str(generated), timeout=30)
     assert check.returncode == 0, check.stdout + check.stderr
     assert "SUCCESS" in check.stdout and "rule" in check.stdout.lower()
     config = yaml.safe_load(generated.read_text(encoding="utf-8"))
