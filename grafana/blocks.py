@@ -359,6 +359,24 @@ def graph(
     return panel
 
 
+def per_second(
+    title: str,
+    description: str,
+    unit: str,
+    counter: str,
+    *matchers: str,
+    by: str,
+    dedup: bool = False,
+    width: int = 12,
+    stack: bool = False,
+) -> timeseries.Panel:
+    """`counter`'s rate, a series per value of the labels `by`; `dedup` counts one replica of each HA pair.
+    `unit` is a per-second one (cps, reqps, Bps, `count:USD/s`)."""
+    each = rate(counter, *matchers)
+    query = per(by, one_replica(each) if dedup else each)
+    return graph(title, description, unit, [query], width=width, stack=stack)
+
+
 def latency(
     title: str,
     description: str,

@@ -9,7 +9,7 @@ chain RPC polls.
 
 from __future__ import annotations
 
-from grafana.blocks import PanelBuilder, Q, graph, latency, per, rate, sel, single, states
+from grafana.blocks import PanelBuilder, Q, graph, latency, per_second, sel, single, states
 
 FIRING = 'alertstate="firing"'
 USABLE = {"0": ("unusable", "red"), "1": ("usable", "green")}
@@ -139,12 +139,13 @@ def per_link_row() -> list[PanelBuilder]:
             USABLE,
             width=6,
         ),
-        graph(
+        per_second(
             "Chain RPC polls",
             "CometBFT /status polls per second by node and outcome (HTTP status, timeout, "
             "connection_error, invalid_body).",
             "reqps",
-            [per("rpc, code", rate("dydx_chain_rpc_requests_total"))],
+            "dydx_chain_rpc_requests_total",
+            by="rpc, code",
             width=6,
         ),
         latency(

@@ -13,11 +13,19 @@ from grafana.blocks import (
     graph,
     latency,
     listing,
-    per,
+    per_second,
     rate,
     sel,
 )
 from grafana.dashboards_src.fault import per_link_row
+
+
+def _each_exporter(
+    title: str, description: str, unit: str, expr: str, *, legend: str = "{{instance}}", integer: bool = False
+) -> PanelBuilder:
+    """`expr` of each selected exporter (`exporters_only`: the process and scrape series of the
+    Prometheus's other jobs left out), a third of the row wide."""
+    return graph(title, description, unit, [Q(exporters_only(expr), legend)], width=8, integer=integer)
 
 
 def _scrape() -> list[PanelBuilder]:
@@ -39,12 +47,11 @@ def _scrape() -> list[PanelBuilder]:
             [Q(sel("dydx_exporter_scrape_size_bytes"), "{{instance}}")],
             width=8,
         ),
-        graph(
+        _each_exporter(
             "Samples per scrape",
             "Samples Prometheus ingests per scrape of each exporter.",
             "none",
-            [Q(exporters_only(sel("scrape_samples_scraped")), "{{instance}}")],
-            width=8,
+            sel("scrape_samples_scraped"),
             integer=True,
         ),
     ]
@@ -52,26 +59,24 @@ def _scrape() -> list[PanelBuilder]:
 
 def _process() -> list[PanelBuilder]:
     return [
-        graph(
+        _each_exporter(
             "CPU",
             "CPU time per second of wall time (100% = one full core).",
             "percentunit",
-            [Q(exporters_only(rate("process_cpu_seconds_total")), "{{instance}}")],
-            width=8,
+            rate("process_cpu_seconds_total"),
         ),
-        graph(
+        _each_exporter(
             "Memory",
             "Resident memory of the exporter process.",
             "bytes",
-            [Q(exporters_only(sel("process_resident_memory_bytes")), "{{instance}}")],
-            width=8,
+            sel("process_resident_memory_bytes"),
         ),
-        graph(
+        _each_exporter(
             "Open file descriptors",
             "File descriptors in use, sockets included (the limit is process_max_fds).",
             "none",
-            [Q(exporters_only(sel("process_open_fds")), "{{instance}} open")],
-            width=8,
+            sel("process_open_fds"),
+            legend="{{instance}} open",
             integer=True,
         ),
         latency(
@@ -81,37 +86,32 @@ def _process() -> list[PanelBuilder]:
             by="instance",
             width=8,
         ),
-        graph(
+        per_second(
             "Time spent processing frames",
             "Share of wall time the event loop spends decoding and applying frames.",
             "percentunit",
-            [per("instance", rate("dydx_processing_seconds_sum"))],
+            "dydx_processing_seconds_sum",
+            by="instance",
             width=8,
         ),
-        graph(
+        _each_exporter(
             "Garbage collections",
             "Python garbage collector runs per second, by generation.",
             "cps",
-            [
-                Q(
-                    exporters_only(
-                        f"sum by (job, instance, generation) ({rate('python_gc_collections_total')})"
-                    ),
-                    "{{instance}} gen {{generation}}",
-                )
-            ],
-            width=8,
+            f"sum by (job, instance, generation) ({rate('python_gc_collections_total')})",
+            legend="{{instance}} gen {{generation}}",
         ),
     ]
 
 
 def _rest() -> list[PanelBuilder]:
     return [
-        graph(
+        per_second(
             "REST requests by endpoint and status",
             "Requests to the indexer's REST API (market discovery), per second, by route and status.",
             "reqps",
-            [per("endpoint, code", rate("dydx_rest_requests_total"))],
+            "dydx_rest_requests_total",
+            by="endpoint, code",
         ),
         latency(
             "REST latency",

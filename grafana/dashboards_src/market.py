@@ -17,6 +17,7 @@ from grafana.blocks import (
     listing,
     one_replica,
     per,
+    per_second,
     query_variable,
     rate,
     sel,
@@ -81,11 +82,14 @@ def _book() -> list[PanelBuilder]:
             width=8,
             integer=True,
         ),
-        graph(
+        per_second(
             "Book updates",
             "Order-book level updates applied per second (snapshots not counted).",
             "cps",
-            [per("market", one_replica(rate("dydx_orderbook_updates_total", M)))],
+            "dydx_orderbook_updates_total",
+            M,
+            by="market",
+            dedup=True,
             width=8,
         ),
         _events(
@@ -120,7 +124,7 @@ def _trades() -> list[PanelBuilder]:
     last, oracle = one_replica(sel("dydx_last_trade_price", M)), one_replica(sel("dydx_oracle_price", M))
     return [
         *(
-            graph(title, description, unit, [per("market, side", one_replica(rate(counter, M)))], width=8)
+            per_second(title, description, unit, counter, M, by="market, side", dedup=True, width=8)
             for title, description, unit, counter in BY_SIDE
         ),
         graph(

@@ -20,6 +20,7 @@ from grafana.blocks import (
     listing,
     one_replica,
     per,
+    per_second,
     rate,
     sel,
     single,
@@ -225,39 +226,48 @@ def _markets() -> list[PanelBuilder]:
 
 def _throughput() -> list[PanelBuilder]:
     return [
-        graph(
+        per_second(
             "Messages by channel",
             "WebSocket frames received per second, by channel (HA replicas counted once).",
             "cps",
-            [per("channel", one_replica(rate("dydx_ws_messages_total")))],
+            "dydx_ws_messages_total",
+            by="channel",
+            dedup=True,
             stack=True,
         ),
-        graph(
+        per_second(
             "Updates by channel",
             "Updates applied per second: batched frames counted content by content.",
             "cps",
-            [per("channel", one_replica(rate("dydx_updates_total")))],
+            "dydx_updates_total",
+            by="channel",
+            dedup=True,
             stack=True,
         ),
-        graph(
+        per_second(
             "Messages by frame type",
             "Frames per second by protocol frame type (channel_data, subscribed, error, ...).",
             "cps",
-            [per("type", one_replica(rate("dydx_ws_messages_total")))],
+            "dydx_ws_messages_total",
+            by="type",
+            dedup=True,
             width=8,
         ),
-        graph(
+        per_second(
             "Bytes received",
             "WebSocket payload bytes received per second by each instance.",
             "Bps",
-            [per("instance", rate("dydx_ws_received_bytes_total"))],
+            "dydx_ws_received_bytes_total",
+            by="instance",
             width=8,
         ),
-        graph(
+        per_second(
             "Trades by side",
             "Live trades per second over all markets, by taker side (snapshot rows never counted).",
             "cps",
-            [per("side", one_replica(rate("dydx_trades_total")))],
+            "dydx_trades_total",
+            by="side",
+            dedup=True,
             width=8,
         ),
     ]
@@ -321,7 +331,7 @@ def _errors() -> list[PanelBuilder]:
             min_value=0,
         ),
         *(
-            graph(title, description, "cps", [per(by, rate(counter))], width=6)
+            per_second(title, description, "cps", counter, by=by, width=6)
             for title, description, counter, by in BY_REASON
         ),
         event_bars(
