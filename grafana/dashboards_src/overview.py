@@ -57,39 +57,9 @@ ERROR_PARTS: tuple[tuple[str, str], ...] = (
 )
 
 
-#: The error counters drawn per second on a panel each, by their bounded labels:
-#: (title, description, counter, labels).
-BY_REASON: tuple[tuple[str, str, str, str], ...] = (
-    (
-        "Server errors by reason",
-        "Server `error` frames per second, by bounded reason.",
-        "dydx_ws_errors_total",
-        "reason",
-    ),
-    (
-        "Invalid messages by reason",
-        "Frames the exporter could not decode or apply, per second, by channel and reason.",
-        "dydx_messages_invalid_total",
-        "channel, reason",
-    ),
-    (
-        "Connection failures by reason",
-        "Failed connection attempts per second (refused, timeout, http_429, ...).",
-        "dydx_ws_connection_failures_total",
-        "reason",
-    ),
-    (
-        "Subscription failures by reason",
-        "Subscribe attempts the server refused, per second, by channel and reason.",
-        "dydx_subscription_failures_total",
-        "channel, reason",
-    ),
-)
-
-
-def _errors_per_second() -> str:
-    parts = " + ".join(f"sum({rate(metric)})" for metric, _ in ERROR_PARTS)
-    return f"({parts})"
+def _error_parts() -> list[Q]:
+    """Each error counter's rate over the selected exporters, named as a reader calls it."""
+    return [Q(f"sum({rate(metric)})", name) for metric, name in ERROR_PARTS]
 
 
 def _status_row() -> list[PanelBuilder]:
@@ -314,25 +284,54 @@ def _latency() -> list[PanelBuilder]:
 
 
 def _errors() -> list[PanelBuilder]:
+    errors = " + ".join(part.expr for part in _error_parts())
     messages = f"sum({rate('dydx_ws_messages_total')})"
     return [
         graph(
             "Error rate and its parts",
             "Errors per second, by kind. Their sum is the error rate; each part is a separate counter.",
             "cps",
-            [Q(f"sum({rate(metric)})", name) for metric, name in ERROR_PARTS],
+            _error_parts(),
             stack=True,
         ),
         graph(
             "Error ratio",
             "Errors of every kind per received frame.",
             "percentunit",
-            [Q(f"{_errors_per_second()} / clamp_min({messages}, 1e-9)", "errors / frames")],
+            [Q(f"({errors}) / clamp_min({messages}, 1e-9)", "errors / frames")],
             min_value=0,
         ),
-        *(
-            per_second(title, description, "cps", counter, by=by, width=6)
-            for title, description, counter, by in BY_REASON
+        per_second(
+            "Server errors by reason",
+            "Server `error` frames per second, by bounded reason.",
+            "cps",
+            "dydx_ws_errors_total",
+            by="reason",
+            width=6,
+        ),
+        per_second(
+            "Invalid messages by reason",
+            "Frames the exporter could not decode or apply, per second, by channel and reason.",
+            "cps",
+            "dydx_messages_invalid_total",
+            by="channel, reason",
+            width=6,
+        ),
+        per_second(
+            "Connection failures by reason",
+            "Failed connection attempts per second (refused, timeout, http_429, ...).",
+            "cps",
+            "dydx_ws_connection_failures_total",
+            by="reason",
+            width=6,
+        ),
+        per_second(
+            "Subscription failures by reason",
+            "Subscribe attempts the server refused, per second, by channel and reason.",
+            "cps",
+            "dydx_subscription_failures_total",
+            by="channel, reason",
+            width=6,
         ),
         event_bars(
             "Unknown schema fields by channel",
