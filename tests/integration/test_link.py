@@ -11,7 +11,7 @@ import asyncio
 import dataclasses
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -216,7 +216,11 @@ async def make_link() -> AsyncIterator[Any]:
     links: list[Link] = []
     sessions: list[aiohttp.ClientSession] = []
 
-    async def make(url: str, **feed: Any) -> tuple[Link, RecordingSink, RecordingObserver, Events]:
+    async def make(
+        url: str, want: Sequence[SubKey] = (), **feed: Any
+    ) -> tuple[Link, RecordingSink, RecordingObserver, Events]:
+        """A link to `url` with the tests' short timings (`feed` overrides them); with `want`, it wants
+        those subscriptions and is started."""
         settings = FeedSettings(
             ws_url=url,
             rest_url="http://127.0.0.1:1",
@@ -234,6 +238,9 @@ async def make_link() -> AsyncIterator[Any]:
         sink, observer, events = RecordingSink(), RecordingObserver(), Events()
         link = Link("conn-0", LinkDeps(settings, session, sink, observer, Pacer(100.0, burst=4), events))
         links.append(link)
+        if want:
+            link.want(list(want))
+            await link.start()
         return link, sink, observer, events
 
     try:
@@ -250,9 +257,7 @@ TRADES_BTC: SubKey = (ch.TRADES, "BTC-USD")
 
 async def test_subscribes_after_connected_and_unsubscribes_on_stop(scripted, make_link):
     script, url = scripted
-    link, _, observer, _ = await make_link(url)
-    link.want([TRADES_BTC, (ch.BLOCK_HEIGHT, None)])
-    await link.start()
+    link, _, observer, _ = await make_link(url, [TRADES_BTC, (ch.BLOCK_HEIGHT, None)])
     await wait_for(
         lambda: link.state_of(TRADES_BTC) == ACTIVE and link.state_of((ch.BLOCK_HEIGHT, None)) == ACTIVE
     )
@@ -267,9 +272,7 @@ async def test_subscribes_after_connected_and_unsubscribes_on_stop(scripted, mak
 async def test_server_close_is_counted_by_code_and_everything_is_resubscribed(scripted, make_link):
     script, url = scripted
     script.close_after_subscribe = ch.CLOSE_SERVICE_RESTARTING
-    link, sink, observer, _ = await make_link(url)
-    link.want([TRADES_BTC])
-    await link.start()
+    link, sink, observer, _ = await make_link(url, [TRADES_BTC])
     await wait_for(lambda: observer.calls["reconnect", None] == 1 and link.state_of(TRADES_BTC) == ACTIVE)
     assert observer.calls["disconnect", 1012] == 1
     assert [i for _, c, i in script.subscribes].count("BTC-USD") == 2  # fresh snapshot after reconnect
@@ -279,9 +282,7 @@ async def test_server_close_is_counted_by_code_and_everything_is_resubscribed(sc
 async def test_handshake_429_honours_retry_after(scripted, make_link):
     script, url = scripted
     script.reject_status, script.retry_after = 429, "1"
-    link, _, observer, _ = await make_link(url)
-    link.want([TRADES_BTC])
-    await link.start()
+    link, _, observer, _ = await make_link(url, [TRADES_BTC])
     await wait_for(lambda: script.handshakes >= 1)
     script.reject_status = 0
     await wait_for(lambda: link.state_of(TRADES_BTC) == ACTIVE, timeout=5)
@@ -294,16 +295,12 @@ async def test_handshake_429_honours_retry_after(scripted, make_link):
 async def test_answers_server_pings_and_declares_a_link_without_pings_dead(scripted, make_link):
     script, url = scripted
     script.ping_every = 0.1
-    link, _, observer, _ = await make_link(url, ping_timeout=0.6)
-    link.want([TRADES_BTC])
-    await link.start()
+    link, _, observer, _ = await make_link(url, [TRADES_BTC], ping_timeout=0.6)
     await wait_for(lambda: script.pongs >= 3, message="link pongs the server's pings")
     assert observer.calls["failed", "ping_timeout"] == 0
     script.ping_every = 0.0  # the next connection never pings
     await link.stop()
-    link2, _, observer2, _ = await make_link(url, ping_timeout=0.6)
-    link2.want([TRADES_BTC])
-    await link2.start()
+    _, _, observer2, _ = await make_link(url, [TRADES_BTC], ping_timeout=0.6)
     await wait_for(lambda: observer2.calls["failed", "ping_timeout"] >= 1, timeout=5)
 
 
@@ -319,9 +316,7 @@ async def test_silent_server_is_dead_after_handshake_timeout(scripted, make_link
 async def test_snapshot_fetch_failure_is_retried_within_the_per_key_rate(scripted, make_link):
     script, url = scripted
     script.fail_first_subscribes = 3
-    link, _, observer, _ = await make_link(url, resubscribe_delay=0.0)
-    link.want([TRADES_BTC])
-    await link.start()
+    link, _, observer, _ = await make_link(url, [TRADES_BTC], resubscribe_delay=0.0)
     await wait_for(lambda: link.state_of(TRADES_BTC) == ACTIVE, timeout=5)
     assert observer.calls["sub_failed", "snapshot_fetch_failed"] == 3
     times = [t for t, _, i in script.subscribes if i == "BTC-USD"]
@@ -340,10 +335,10 @@ async def test_unreachable_server_is_counted_as_refused(make_link):
 async def test_rejected_market_is_retried_with_backoff_then_given_up_until_rediscovery(scripted, make_link):
     script, url = scripted
     script.unknown_ids = {"NEW-USD"}
-    link, _, observer, _ = await make_link(url, subscribe_retries=3, backoff_initial=0.05, backoff_max=0.1)
     new = (ch.TRADES, "NEW-USD")
-    link.want([TRADES_BTC, new])
-    await link.start()
+    link, _, observer, _ = await make_link(
+        url, [TRADES_BTC, new], subscribe_retries=3, backoff_initial=0.05, backoff_max=0.1
+    )
     await wait_for(lambda: link.state_of(new) == "failed", timeout=5, message="given up")
     assert observer.calls["sub_failed", "invalid_subscription_id"] == 3
     assert link.state_of(TRADES_BTC) == ACTIVE
@@ -358,10 +353,8 @@ async def test_rejected_market_is_retried_with_backoff_then_given_up_until_redis
 async def test_per_connection_cap_moves_the_subscription_elsewhere(scripted, make_link):
     script, url = scripted
     script.cap = 1
-    link, _, observer, events = await make_link(url)
     eth = (ch.TRADES, "ETH-USD")
-    link.want([TRADES_BTC])
-    await link.start()
+    link, _, observer, events = await make_link(url, [TRADES_BTC])
     await wait_for(lambda: link.state_of(TRADES_BTC) == ACTIVE)
     link.want([eth])
     await wait_for(lambda: events.limits == [eth], timeout=5, message="the pool is told to move ETH-USD")
