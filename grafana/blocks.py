@@ -296,8 +296,13 @@ def _panel(
     return panel.decimals(0) if integer else panel
 
 
-def _thresholds(steps: Sequence[tuple[float | None, str]]) -> db.ThresholdsConfig:
-    """Absolute thresholds: each step's (lowest value, None for the base; color)."""
+#: A panel's color steps: (the lowest value of the step, None for the base step; its color).
+Thresholds = tuple[tuple[float | None, str], ...]
+#: Thresholds of a value that is never bad.
+GREEN: Thresholds = ((None, "green"),)
+
+
+def _thresholds(steps: Thresholds) -> db.ThresholdsConfig:
     return (
         db.ThresholdsConfig()
         .mode(ThresholdsMode.ABSOLUTE)
@@ -414,7 +419,7 @@ def single(
     *,
     width: int = 4,
     height: int = 4,
-    thresholds: Sequence[tuple[float | None, str]] = ((None, "green"),),
+    thresholds: Thresholds = GREEN,
     mappings: dict[str, str] | None = None,
     integer: bool = False,
 ) -> stat.Panel:
@@ -448,7 +453,7 @@ def states(
         .show_value(common.VisibilityMode.NEVER)
         .merge_values(True)
         .legend(_legend(as_table=False))
-        .thresholds(_thresholds([(None, "green")]))
+        .thresholds(_thresholds(GREEN))
     )
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
 from grafana.blocks import (
+    GREEN,
     MARKET,
     OVERVIEW,
     PanelBuilder,
     Q,
     Section,
+    Thresholds,
     age,
     build_dashboard,
     event_bars,
@@ -62,39 +64,47 @@ def _error_parts() -> list[Q]:
     return [Q(f"sum({rate(metric)})", name) for metric, name in ERROR_PARTS]
 
 
+#: A count that must not be zero.
+NONE_IS_RED: Thresholds = ((None, "red"), (1, "green"))
+
+
+def _count(
+    title: str,
+    description: str,
+    expr: str,
+    *,
+    thresholds: Thresholds = GREEN,
+    width: int = 4,
+) -> PanelBuilder:
+    """A stat of a whole number (`expr`): how many things there are, a block height."""
+    return single(title, description, "none", Q(expr), width=width, thresholds=thresholds, integer=True)
+
+
 def _status_row() -> list[PanelBuilder]:
     return [
-        single(
+        _count(
             "Exporters up",
             "Exporters Prometheus scrapes successfully (`up`; other jobs of the Prometheus left out).",
-            "none",
-            Q(f"count({exporters_only(sel('up') + ' == 1')}) or vector(0)"),
-            thresholds=((None, "red"), (1, "green")),
-            integer=True,
+            f"count({exporters_only(sel('up') + ' == 1')}) or vector(0)",
+            thresholds=NONE_IS_RED,
         ),
-        single(
+        _count(
             "Ready",
             "Instances whose /readyz answers 200 (`dydx_ready`): connected, subscribed, and every channel "
             "expected to flow fresher than --data.stale-after.",
-            "none",
-            Q(f"count({sel('dydx_ready')} == 1) or vector(0)"),
-            thresholds=((None, "red"), (1, "green")),
-            integer=True,
+            f"count({sel('dydx_ready')} == 1) or vector(0)",
+            thresholds=NONE_IS_RED,
         ),
-        single(
+        _count(
             "Links connected",
             "WebSocket connections currently open, over all instances (`dydx_ws_connected`).",
-            "none",
-            Q(f"sum({sel('dydx_ws_connected')})"),
-            thresholds=((None, "red"), (1, "green")),
-            integer=True,
+            f"sum({sel('dydx_ws_connected')})",
+            thresholds=NONE_IS_RED,
         ),
-        single(
+        _count(
             "Active subscriptions",
             "Subscriptions in state active, one replica of each HA pair counted.",
-            "none",
-            Q(f"sum({one_replica(sel('dydx_subscriptions', ACTIVE))})"),
-            integer=True,
+            f"sum({one_replica(sel('dydx_subscriptions', ACTIVE))})",
         ),
         single(
             "Data age (worst channel)",
@@ -105,27 +115,23 @@ def _status_row() -> list[PanelBuilder]:
             Q(f"max({age('dydx_last_message_timestamp_seconds', QUIET_BY_NATURE)})"),
             thresholds=((None, "green"), (10, "orange"), (30, "red")),
         ),
-        single(
+        _count(
             "Alerts firing",
             "Alerts Prometheus reports as firing for the selected exporters (`ALERTS`).",
-            "none",
             # `or vector(0)`: none firing is a green 0, not "no data".
-            Q(f"count({sel('ALERTS', FIRING)}) or vector(0)"),
+            f"count({sel('ALERTS', FIRING)}) or vector(0)",
             thresholds=((None, "green"), (1, "red")),
-            integer=True,
         ),
     ]
 
 
 def _block_row() -> list[PanelBuilder]:
     return [
-        single(
+        _count(
             "Block height",
             "Highest block height seen on v4_block_height by any selected instance.",
-            "none",
-            Q(f"max({sel('dydx_block_height')})"),
+            f"max({sel('dydx_block_height')})",
             width=6,
-            integer=True,
         ),
         single(
             "Block lag",
