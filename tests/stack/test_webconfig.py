@@ -67,6 +67,13 @@ def promtool_check(path: Path) -> subprocess.CompletedProcess[str]:
     return promtool("check", "web-config", str(path), timeout=30)
 
 
+def load_checked(path: Path) -> WebConfig:
+    """The web config at `path`, which promtool must accept too."""
+    check = promtool_check(path)
+    assert check.returncode == 0, check.stdout + check.stderr
+    return load_web_config(path)
+
+
 def basic(user: str, password: str) -> dict[str, str]:
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
     return {"Authorization": f"Basic {token}"}
@@ -141,11 +148,7 @@ def mutual_tls_config(tmp_path: Path, pki: Pki, **tls_extra: object) -> Path:
 
 @pytest.mark.timeout(60)
 async def test_https_with_basic_auth_lets_only_the_right_password_in(tmp_path, pki):
-    path = tls_auth_config(tmp_path, pki)
-    check = promtool_check(path)
-    assert check.returncode == 0, check.stdout + check.stderr
-
-    config = load_web_config(path)
+    config = load_checked(tls_auth_config(tmp_path, pki))
     context = client_context(pki.ca)
     async with serve(config) as base:
         assert base.startswith("https://")
@@ -178,10 +181,7 @@ async def test_plain_http_refuses_a_tls_client_and_tls_refuses_plain_http(tmp_pa
 
 @pytest.mark.timeout(60)
 async def test_mutual_tls_requires_a_client_certificate_from_the_configured_ca(tmp_path, pki):
-    path = mutual_tls_config(tmp_path, pki)
-    check = promtool_check(path)
-    assert check.returncode == 0, check.stdout + check.stderr
-    config = load_web_config(path)
+    config = load_checked(mutual_tls_config(tmp_path, pki))
     ca, client, rogue = pki.ca, pki.client, pki.rogue_client
     auth = basic("prometheus", PASSWORD)
     async with serve(config) as base:
