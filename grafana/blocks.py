@@ -2,6 +2,12 @@
 
 Every query goes through `sel()` so that it carries the `job`/`instance` matchers the linter asks for, and
 every range goes through `RATE` so that rates follow the datasource's scrape interval the way Grafana does.
+
+A dashboard module says only what differs from panel to panel: `build_dashboard()` lays out its rows,
+and each kind of panel is one function here. `graph` (any time series), `per_second` (a counter's rate
+per label value), `latency` (a seconds histogram's quantiles), `event_bars` with `events()` (whole
+events), `single` (one value), `states` (a state timeline), `listing` (a table of labels). Queries name
+their series with `per()`/`legend()` and count HA pairs once with `one_replica()`.
 """
 
 from __future__ import annotations

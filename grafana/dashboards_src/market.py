@@ -27,7 +27,7 @@ from grafana.blocks import (
 M = 'market=~"$market"'
 
 
-def _selected(metric: str, by: str = "market") -> Q:
+def _selected(metric: str, *, by: str = "market") -> Q:
     """`metric` of the selected markets, one replica of each HA pair, a series per value of `by`."""
     return Q(one_replica(sel(metric, M)), legend(by))
 
@@ -44,7 +44,7 @@ def _book() -> list[PanelBuilder]:
             "Best bid and ask",
             "Top of the uncrossed book, by side.",
             "none",
-            [_selected("dydx_orderbook_best_price", "market, side")],
+            [_selected("dydx_orderbook_best_price", by="market, side")],
         ),
         graph(
             "Spread",
@@ -78,7 +78,7 @@ def _book() -> list[PanelBuilder]:
             "Book levels",
             "Price levels held per side.",
             "none",
-            [_selected("dydx_orderbook_levels", "market, side")],
+            [_selected("dydx_orderbook_levels", by="market, side")],
             width=8,
             integer=True,
         ),
