@@ -80,6 +80,20 @@ def test_a_kind_is_documented_by_its_parameters_docstring() -> None:
         FaultKind("undocumented", Undocumented)
 
 
+def test_a_kind_has_at_most_one_lasting_field() -> None:
+    """Which of two durations bounds the fault would be a guess: refused where the kind is declared."""
+
+    @dataclass(frozen=True)
+    class TwoLengths:
+        """two durations"""
+
+        seconds: float | None = lasting()
+        duration: float | None = lasting()
+
+    with pytest.raises(TypeError, match="more than one lasting"):
+        FaultKind("two_lengths", TwoLengths)
+
+
 def _valid(json_type: str, name: str) -> Any:
     return {"string": "BTC-USD", "integer": 1, "number": 1.0, "boolean": True}[json_type]
 

@@ -178,6 +178,9 @@ class FaultKind(Generic[P]):
         # Without one, @dataclass makes the docstring its signature ("Stall(*, seconds: ...)").
         if not doc or doc.startswith(f"{self.params.__name__}("):
             raise TypeError(f"fault kind {self.name}: {self.params.__name__} needs a docstring (its help)")
+        lengths = [f.name for f in self.fields if f.length]
+        if len(lengths) > 1:  # one duration bounds how long a fault lasts; which would be ambiguous
+            raise TypeError(f"fault kind {self.name}: more than one lasting() field: {', '.join(lengths)}")
 
     @property
     def help(self) -> str:
