@@ -63,24 +63,20 @@ class Scenario:
     clear_markets: list[dict[str, Any]] = field(default_factory=list)
 
 
-def quiet(
-    name: str,
-    fault: dict[str, Any],
-    alerts: list[str],
-    labels: dict[str, str] | None = None,
-    proof: str | None = None,
-    **exporter: Any,
-) -> Scenario:
-    """A fault on a quiet market (no order book activity): a ghost level stays until the asks move past
-    it, which on a quiet market is for good. Quiet also means no oracle updates on v4_markets, which the
-    exporter would take for a dead link and re-snapshot (an uncrossed REST book) after its test silence
-    timeout of 3 s: give it the production one. No trades and no book updates for longer than the scaled
-    1 m window is rightly DydxFeedStale."""
+QUIET_MARKET = "ETH-USD"
+
+
+def quiet(name: str, kind: str, alerts: list[str], proof: str | None = None, **exporter: Any) -> Scenario:
+    """A fault `kind` on QUIET_MARKET with no market activity at all, its alerts labelled with that market.
+    A ghost level stays until the asks move past it, which on a quiet market is for good. Quiet also means
+    no oracle updates on v4_markets, which the exporter would take for a dead link and re-snapshot (an
+    uncrossed REST book) after its test silence timeout of 3 s: give it the production one. No trades and
+    no book updates for longer than the scaled 1 m window is rightly DydxFeedStale."""
     return Scenario(
         name,
-        [fault],
+        [{"kind": kind, "market": QUIET_MARKET}],
         alerts,
-        labels or {},
+        {"market": QUIET_MARKET},
         rate=0.0,
         exporter={"silence_timeout": 30.0, **exporter},
         side_effects=["DydxFeedStale"],
@@ -110,19 +106,13 @@ SCENARIOS = [
     Scenario("lag", [{"kind": "lag", "seconds": 8}], ["DydxHighFeedLatency"]),
     # A ghost bid above the best ask on a quiet market stays crossed for good, which is when the alert
     # must fire. With the crossed resync off (0), nothing cures it.
-    quiet(
-        "cross",
-        {"kind": "cross", "market": "ETH-USD"},
-        ["DydxOrderbookCrossed"],
-        {"market": "ETH-USD"},
-        crossed_resync_after=0.0,
-    ),
+    quiet("cross", "cross", ["DydxOrderbookCrossed"], crossed_resync_after=0.0),
     # The same ghost with the crossed resync on (scaled): the exporter re-snapshots the book, the REST
     # snapshot is uncrossed, the book is right again, and the alert must stay silent for as long as the
     # `cross` scenario takes to fire and resolve.
     quiet(
         "cross-resync",
-        {"kind": "cross", "market": "ETH-USD"},
+        "cross",
         [],
         proof='dydx_orderbook_resyncs_total{{replica="{replica}", market="ETH-USD", reason="crossed"}} > 0',
         crossed_resync_after=SCALED_CROSSED_RESYNC,
@@ -136,14 +126,7 @@ SCENARIOS = [
     Scenario("down", [], ["DydxExporterDown"], stop_exporter=True),
     # Data that looks healthy but is wrong (issue 15). A ghost level on a quiet market, audited every
     # couple of seconds with a short race window: every audit finds it.
-    quiet(
-        "drift",
-        {"kind": "ghost_level", "market": "ETH-USD"},
-        ["DydxOrderbookDrift"],
-        {"market": "ETH-USD"},
-        audit_interval=2.0,
-        audit_window=0.5,
-    ),
+    quiet("drift", "ghost_level", ["DydxOrderbookDrift"], audit_interval=2.0, audit_window=0.5),
     # The oracle stops while the market trades; the other market's oracle keeps v4_markets flowing.
     Scenario(
         "oracle-stale",
@@ -267,18 +250,14 @@ async def test_faults_raise_their_alerts_in_alertmanager_and_resolve(
     exporter_factory: ExporterFactory,
     alert_stack_factory: AlertStackFactory,
 ) -> None:
-    pairs = []
-    for scenario in SCENARIOS:
+    async def start(scenario: Scenario) -> Pair[Scenario]:
         # Server pings well inside the exporter's test ping deadline, so links only drop when a fault says so.
         sim = await simulator_factory(
             markets=list(MARKETS), block_time=0.2, rate=scenario.rate, ping_interval=1.0
         )
-        exporter = await exporter_factory(sim, **scenario.exporter)
-        pairs.append(Pair(scenario, sim, exporter))
+        return Pair(scenario, sim, await exporter_factory(sim, **scenario.exporter))
 
-    stack = await alert_stack_factory(
-        {p.scenario.name: p.target for p in pairs}, metrics_path=pairs[0].exporter.settings.telemetry_path
-    )
+    stack, pairs = await alert_stack_factory(SCENARIOS, start)
     prom = stack.prom
 
     # Baseline: the pipeline delivers (Watchdog), every exporter has blocks and data flowing through the

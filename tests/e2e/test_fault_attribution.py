@@ -152,15 +152,14 @@ async def test_each_fault_fires_its_own_attribution_alert_and_no_other(
     exporter_factory: ExporterFactory,
     alert_stack_factory: AlertStackFactory,
 ) -> None:
-    pairs = []
-    for scenario in SCENARIOS:
+    async def start(scenario: Scenario) -> Pair[Scenario]:
         sim = await simulator_factory(
             markets=list(MARKETS), block_time=BLOCK_TIME, rate=0.2, ping_interval=1.0, chain_rpc_port=0
         )
         settings = Settings.from_sources(exporter_argv(sim, scenario), {})
-        pairs.append(Pair(scenario, sim, await exporter_factory(settings)))
+        return Pair(scenario, sim, await exporter_factory(settings))
 
-    stack = await alert_stack_factory({p.scenario.name: p.target for p in pairs})
+    stack, pairs = await alert_stack_factory(SCENARIOS, start)
     prom = stack.prom
 
     # Baseline: every head is in Prometheus (the chain's only where an RPC is configured), and the link-lag
