@@ -223,10 +223,10 @@ async def run_scenario(
         for alertname in scenario.alerts:
             # One alert per instance, or per channel (DydxFeedStale) or market: all the same severity.
             try:
-                fired = await stack.wait_fired(alertname, FIRE_TIMEOUT, **labels)
+                fired_at = await stack.wait_fired(alertname, FIRE_TIMEOUT, **labels)
             except AssertionError as exc:
                 raise AssertionError(f"{exc}\n{await prometheus_view(prom, scenario.name)}") from None
-            timings[scenario.name][f"{alertname} fired"] = round(fired.at - started, 1)
+            timings[scenario.name][f"{alertname} fired"] = round(fired_at - started, 1)
     finally:
         await cancel_and_wait(injector)
     if not scenario.alerts:

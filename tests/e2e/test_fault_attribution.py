@@ -126,8 +126,8 @@ async def run_scenario(pair: Pair[Scenario], stack: AlertStack, timings: dict[st
     for fault in scenario.faults:
         await control(pair.sim, "POST", "/control/faults", fault)
     for alertname, severity, _ in scenario.alerts:
-        fired = await stack.wait_fired(alertname, FIRE_TIMEOUT, severity=severity, **labels)
-        timings[scenario.name][f"{alertname}/{severity} fired"] = round(fired.at - started, 1)
+        fired_at = await stack.wait_fired(alertname, FIRE_TIMEOUT, severity=severity, **labels)
+        timings[scenario.name][f"{alertname}/{severity} fired"] = round(fired_at - started, 1)
     if not scenario.alerts:
         return
     await control(pair.sim, "DELETE", "/control/faults")
