@@ -74,19 +74,20 @@ class MarketsHandler(ChannelHandler):
             self._observe(ctx.cm.latency, stamp, now)  # type: ignore[arg-type]
 
     def _follow(self, change: MarketsChanged) -> None:
-        """The universe changed: oracle prices of a full list (freshness stamped only when a frame carried
-        it, not for REST), then the info series of the markets listed or changed."""
+        """The universe changed: the info series of the markets listed or changed first, then the oracle
+        prices of a full list (freshness stamped only when a frame carried it, not for REST), so a market
+        first listed by this very list keeps the price it came with."""
         collector = self.shared.collector
-        for ticker, market in change.full_list.items():
-            price = positive(market.get("oraclePrice")) if isinstance(market, Mapping) else None
-            tracked = collector.existing_market(ticker)
-            if price is not None and tracked is not None:
-                tracked.oracle_price = price
-                if change.received_at is not None:
-                    tracked.oracle_at = change.received_at
         wants = self.shared.universe.wants
         for ticker in (*change.listed, *change.status_changed):
             if wants(ticker):
                 market = collector.market(ticker)
                 market.listed = True
                 market.status = change.markets[ticker]
+        for ticker, row in change.full_list.items():
+            price = positive(row.get("oraclePrice")) if isinstance(row, Mapping) else None
+            tracked = collector.existing_market(ticker)
+            if price is not None and tracked is not None:
+                tracked.oracle_price = price
+                if change.received_at is not None:
+                    tracked.oracle_at = change.received_at

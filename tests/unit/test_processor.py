@@ -250,6 +250,23 @@ def test_markets_snapshot_change_is_announced_with_the_snapshot(pipe: Pipeline) 
     assert pipe.universe.wanted() == {"BTC-USD", "ETH-USD"}
 
 
+def test_a_market_first_listed_by_the_channel_snapshot_keeps_its_oracle_price(pipe: Pipeline) -> None:
+    # No REST discovery before it (REST down at start, say): the snapshot both lists the markets and
+    # carries their oracle prices, and the prices must not be dropped until the next oracle update.
+    snap = {
+        "markets": {
+            "BTC-USD": market_object("BTC-USD", oracle="67013.5"),
+            "ETH-USD": market_object("ETH-USD"),
+        }
+    }
+    received = time.time()
+    pipe.feed(subscribed(ch.MARKETS, None, 1, snap), received_at=received)
+    s = pipe.samples()
+    assert metric_value(s, "dydx_oracle_price", market="BTC-USD") == pytest.approx(67013.5)
+    assert metric_value(s, "dydx_oracle_price", market="ETH-USD") == pytest.approx(100)
+    assert pipe.collector.existing_market("BTC-USD").oracle_at == received  # type: ignore[union-attr]
+
+
 def test_forget_market_removes_series(pipe: Pipeline) -> None:
     pipe.feed(subscribed(ch.ORDERBOOK, "BTC-USD", 1, book_snapshot([("1", "1")], [("2", "1")])))
     pipe.feed(subscribed(ch.TRADES, "BTC-USD", 2, {"trades": []}))
