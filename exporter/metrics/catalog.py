@@ -2,7 +2,7 @@
 
 Names are a contract (dashboards, alert rules and outside checks use them): add freely, rename never.
 The Collector renders exactly these families, in this order; docs/metrics.md documents each of them and
-tests/unit/test_metrics_doc.py fails when one is missing there (or from the README's table).
+tests/metrics/test_metrics_doc.py fails when one is missing there (or from the README's table).
 """
 
 from __future__ import annotations

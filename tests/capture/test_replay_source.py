@@ -32,7 +32,7 @@ from tests.capture.expect import (
     recorded_updates,
     write_capture,
 )
-from tests.unit.pipeline_frames import data, subscribed
+from tests.state.pipeline_frames import data, subscribed
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -7,9 +7,9 @@ history (a channel with one sample has "not changed", and a channel silent since
 meant to be pending from the first evaluation), none is even pending; and the exporters count no invalid
 frame, no server error and no reconnect.
 
-Durations of the rules are scaled by 1/30, as in tests/e2e/test_alerts_e2e.py (`for: 5m` -> 10 s), and the
+Durations of the rules are scaled by 1/30, as in tests/alerts/test_alerts_e2e.py (`for: 5m` -> 10 s), and the
 simulator's blocks come every 0.2 s, so the exporter polls the chain and REST heads proportionally faster
-(as tests/e2e/test_fault_attribution.py does: a 5 s REST poll would trail by 25 blocks here, 5 in
+(as tests/alerts/test_fault_attribution.py does: a 5 s REST poll would trail by 25 blocks here, 5 in
 production). The clean window lasts WINDOW seconds, the scaled equivalent of 20 minutes in production:
 every `for:` and every rate window of the rules fits in it several times. Prometheus' own record
 (max_over_time of ALERTS) is what is checked, so no evaluation between two polls can be missed.

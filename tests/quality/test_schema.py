@@ -10,7 +10,7 @@ import structlog
 from exporter.protocol import channels as ch
 from exporter.state.schema import SAMPLE_EVERY
 from tests.helpers import metric_value
-from tests.unit.pipeline_frames import Pipeline, book_snapshot, data, subscribed
+from tests.state.pipeline_frames import Pipeline, book_snapshot, data, subscribed
 
 UNKNOWN = "dydx_schema_unknown_fields_total"
 

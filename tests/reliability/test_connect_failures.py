@@ -16,8 +16,8 @@ import pytest
 from exporter.protocol import channels as ch
 from exporter.service import Exporter
 from tests.fixtures.simulator import control
+from tests.fixtures.support import metrics, readyz, wait_ready
 from tests.helpers import metric_sum, metric_value, wait_for
-from tests.integration.support import metrics, readyz, wait_ready
 from tests.reliability.support import Slack, handshakes, resources, settle, subscribes, truth
 
 pytestmark = pytest.mark.timeout(45)

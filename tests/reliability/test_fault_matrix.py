@@ -6,7 +6,7 @@ simulator paused, the exporter's books, best prices, oracle prices, last trades 
 simulator's ground truth (GET /control/truth) for every market; and tasks, fds and sockets return to their
 baseline. The exporter's settings come from argv (Settings.from_sources), as the CLI builds them.
 
-tests/integration/test_faults.py checks each fault's counting in detail; this adds readiness over time,
+tests/reliability/test_faults.py checks each fault's counting in detail; this adds readiness over time,
 the recovery bound, pairs of faults, and leaks.
 """
 
@@ -22,9 +22,9 @@ import pytest
 from exporter.protocol import channels as ch
 from exporter.service import Exporter
 from tests.fixtures.simulator import control
+from tests.fixtures.support import metrics, wait_ready
 from tests.groundtruth.support import cli_settings, equal_after_traffic
 from tests.helpers import metric_sum, wait_for
-from tests.integration.support import metrics, wait_ready
 from tests.reliability.support import ReadinessTrace, Slack, resources, settle, sum_any
 
 pytestmark = [pytest.mark.timeout(40), pytest.mark.slow]

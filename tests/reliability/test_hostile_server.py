@@ -1,6 +1,6 @@
 """The whole feed loop (socket → Link → Router → metrics) against a hostile indexer on loopback.
 
-tests/unit/test_processor_properties.py explores frame shapes with hypothesis at the Router; this sends
+tests/state/test_router_properties.py explores frame shapes with hypothesis at the Router; this sends
 what only a socket can carry — invalid UTF-8 in a text frame, binary frames, deep nesting, long strings,
 frames over --feed.max-frame-bytes and over twice that — through a real connection, and checks that none
 of it raises out of the feed loop: every hostile frame is counted in dydx_messages_invalid_total, the link
@@ -24,8 +24,8 @@ from aiohttp import WSMsgType, web
 
 from exporter.protocol import channels as ch
 from exporter.protocol import encode
+from tests.fixtures.support import metrics
 from tests.helpers import metric_sum, metric_value, wait_for
-from tests.integration.support import metrics
 from tests.reliability.support import sum_any
 
 pytestmark = pytest.mark.timeout(30)

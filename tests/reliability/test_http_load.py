@@ -18,10 +18,10 @@ import pytest
 from exporter.protocol import channels as ch
 from exporter.web.app import WebServer
 from tests.fixtures.simulator import control
+from tests.fixtures.support import metrics, truth, wait_ready
 from tests.helpers import metric_sum, parse_metrics, wait_for
-from tests.integration.support import metrics, truth, wait_ready
-from tests.integration.test_exporter import histogram_quantile
 from tests.reliability.support import ReadinessTrace, resources
+from tests.service.test_exporter import histogram_quantile
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -2,7 +2,7 @@
 waiting out a 429 Retry-After, with every snapshot pending, against a server that accepted and never
 speaks. Exit status 0 within 5 s, no error logged, and nothing left behind on the server's side.
 
-tests/integration/test_lifecycle.py covers a quiet feed (SIGTERM and SIGINT, unsubscribe before close).
+tests/service/test_lifecycle.py covers a quiet feed (SIGTERM and SIGINT, unsubscribe before close).
 """
 
 from __future__ import annotations

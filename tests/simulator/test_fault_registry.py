@@ -17,8 +17,8 @@ from exporter.simulator.faults import KINDS, FaultKind, parse
 from exporter.simulator.faults.base import lasting
 from exporter.simulator.server import Simulator
 from tests.fixtures.simulator import SimulatorFactory, control
+from tests.fixtures.support import metrics
 from tests.helpers import metric_sum, metric_value, wait_for
-from tests.integration.support import metrics
 from tests.simulator.conftest import ProbeFactory
 from tests.simulator.test_faults import crossed
 

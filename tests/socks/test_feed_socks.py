@@ -13,9 +13,9 @@ import pytest
 
 from exporter.simulator.server import Simulator
 from tests.fixtures.simulator import SimulatorFactory, control
+from tests.fixtures.support import wait_ready
 from tests.groundtruth.support import CliExporter
 from tests.helpers import metric_sum, metric_value, scrape, wait_for
-from tests.integration.support import wait_ready
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 

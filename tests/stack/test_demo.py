@@ -360,7 +360,7 @@ def test_grafana_is_started_from_the_installed_binary_with_generated_provisionin
 # --- the README's fire drills, as written, against the demo --------------------------------------------
 
 README = REPO / "README.md"
-#: Rule durations scaled as in tests/e2e/test_alerts_e2e.py (`for: 1m` → 6 s, `[10m]` → 60 s), ranges
+#: Rule durations scaled as in tests/alerts/test_alerts_e2e.py (`for: 1m` → 6 s, `[10m]` → 60 s), ranges
 #: never below 4 scrapes of the test's 1 s interval; the exporter's own timers (30 s crossed resync, 10 s
 #: message-id grace) scaled alike. Alertmanager keeps the repo's timers (30 s group_wait for warnings), so
 #: no alert may be scaled shorter than that: at 1/30, DydxMessageGaps (15 m → 30 s) could resolve before

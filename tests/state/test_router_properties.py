@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from exporter.protocol import channels as ch
 from exporter.state.book import Book
 from tests.helpers import parse_metrics
-from tests.unit.pipeline_frames import Pipeline, book_snapshot, market_object, subscribed
+from tests.state.pipeline_frames import Pipeline, book_snapshot, market_object, subscribed
 
 pytestmark = pytest.mark.timeout(60)
 

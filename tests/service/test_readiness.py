@@ -16,8 +16,8 @@ import pytest
 
 from exporter.protocol import channels as ch
 from tests.fixtures.exporter import start_exporter_process
+from tests.fixtures.support import fault
 from tests.helpers import metric_value, scrape, wait_for
-from tests.integration.support import fault
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -11,8 +11,8 @@ import pytest
 
 from exporter.protocol import channels as ch
 from tests.fixtures.simulator import control
+from tests.fixtures.support import fault, metrics, readyz, truth, wait_ready
 from tests.helpers import metric_sum, metric_value, wait_for
-from tests.integration.support import fault, metrics, readyz, truth, wait_ready
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -10,7 +10,7 @@ import pytest
 
 from exporter.protocol import channels as ch
 from tests.helpers import metric_value
-from tests.unit.pipeline_frames import Pipeline, book_snapshot, data, iso, market_object, subscribed
+from tests.state.pipeline_frames import Pipeline, book_snapshot, data, iso, market_object, subscribed
 
 NOW = 1_800_000_000.0
 AT = iso(NOW - 1)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[2] / "exporter"
+PACKAGE = Path(__file__).resolve().parents[1] / "exporter"
 MAX_LINES = 600
 
 

@@ -15,8 +15,8 @@ import pytest
 from exporter.protocol import channels as ch
 from exporter.service import Exporter
 from tests.fixtures.simulator import control
+from tests.fixtures.support import fault, metrics, readyz, wait_not_ready, wait_ready
 from tests.helpers import metric_sum, metric_value, wait_for
-from tests.integration.support import fault, metrics, readyz, wait_not_ready, wait_ready
 
 pytestmark = pytest.mark.timeout(45)
 

@@ -2,7 +2,7 @@
 through the simulator → the exporter (started from its flags) → the real Prometheus rules → the real
 Alertmanager, must raise its own alert and none of the other chain-attribution alerts.
 
-Like tests/e2e/test_alerts_e2e.py: one Prometheus (1 s scrape and evaluation) with the real rule files,
+Like tests/alerts/test_alerts_e2e.py: one Prometheus (1 s scrape and evaluation) with the real rule files,
 every duration scaled by 1/30, one Alertmanager with the real routes and inhibitions and its timers cut to
 a second. Each scenario has its own simulator (with its own CometBFT RPC) and exporter, all running side by
 side; the scenario is its exporter's `replica` label. Block thresholds are not durations and are not scaled,

@@ -11,7 +11,7 @@ from exporter.feed.pool import market_keys
 from exporter.feed.resync import Resyncer, ResyncPolicy
 from exporter.protocol import channels as ch
 from tests.helpers import metric_sum, metric_value
-from tests.unit.pipeline_frames import Pipeline, book_snapshot, data, market_object, subscribed, trade
+from tests.state.pipeline_frames import Pipeline, book_snapshot, data, market_object, subscribed, trade
 
 ADDRESS = "dydx1" + "q" * 38
 SUB = f"{ADDRESS}/0"

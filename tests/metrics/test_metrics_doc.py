@@ -14,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.metrics import catalog, docs
-from tests.unit.pipeline_frames import Pipeline
+from tests.state.pipeline_frames import Pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 MARKER = "<!-- metrics-table -->"

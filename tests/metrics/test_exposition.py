@@ -15,7 +15,7 @@ from exporter.metrics import catalog
 from exporter.metrics.looplag import LoopLagProbe
 from exporter.protocol import channels as ch
 from tests.helpers import find_binary, parse_metrics, wait_for
-from tests.unit.pipeline_frames import Pipeline, book_snapshot, data, iso, market_object, subscribed, trade
+from tests.state.pipeline_frames import Pipeline, book_snapshot, data, iso, market_object, subscribed, trade
 
 
 def populated(markets: int = 5) -> Pipeline:

@@ -22,8 +22,8 @@ from exporter.feed.backoff import Pacer
 from exporter.feed.connection import Link, LinkDeps, sub_key
 from exporter.feed.sink import Control
 from exporter.protocol import channels as ch
+from tests.feed.test_link import Events, RecordingObserver, RecordingSink
 from tests.helpers import wait_for
-from tests.integration.test_link import Events, RecordingObserver, RecordingSink
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -21,8 +21,8 @@ from exporter.config import Settings
 from exporter.protocol import channels as ch
 from exporter.protocol.typed import TypedDecodeError
 from tests.helpers import metric_sum, parse_metrics
-from tests.unit.pipeline_frames import Pipeline, book_snapshot, market_object, subscribed
-from tests.unit.test_processor_properties import (
+from tests.state.pipeline_frames import Pipeline, book_snapshot, market_object, subscribed
+from tests.state.test_router_properties import (
     MAX_FRAME,
     TICKERS,
     candle_contents,

@@ -10,7 +10,7 @@ import pytest
 from exporter.feed.sink import Connected, ServerError, Subscribed, Unsubscribed
 from exporter.protocol import channels as ch
 from tests.helpers import metric_sum, metric_value
-from tests.unit.pipeline_frames import (
+from tests.state.pipeline_frames import (
     CONN,
     Pipeline,
     book_snapshot,

@@ -16,7 +16,7 @@ from exporter.config import Settings
 from exporter.protocol import channels as ch
 from exporter.service import Exporter
 from tests.helpers import parse_metrics
-from tests.unit.pipeline_frames import book_snapshot, connected, data, market_object, subscribed
+from tests.state.pipeline_frames import book_snapshot, connected, data, market_object, subscribed
 
 
 def _runtime(name: str) -> str:

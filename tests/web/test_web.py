@@ -12,7 +12,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 
 from exporter.web.app import WebServer, accepts_gzip, wants_openmetrics
 from tests.helpers import metric_value, parse_metrics
-from tests.unit.pipeline_frames import Pipeline
+from tests.state.pipeline_frames import Pipeline
 
 pytestmark = pytest.mark.timeout(30)
 
