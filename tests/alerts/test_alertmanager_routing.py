@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.prom import AlertmanagerFactory, WebhookReceiver, alertmanager_test_config
+from tests.fixtures.prom import AlertmanagerFactory, alertmanager_test_config
+from tests.fixtures.webhook import WebhookReceiver
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from exporter.metrics.catalog import CATALOG
-from tests.fixtures.prom import (
+from tests.fixtures.rules import (
     ALERTMANAGER_YML,
     PROMETHEUS_YML,
     REPO_ROOT,

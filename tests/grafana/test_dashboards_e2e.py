@@ -25,7 +25,8 @@ from grafana.build import DASHBOARDS_DIR
 from grafana.promapi import PrometheusAPI, resolve_variables
 from grafana.queries import PanelQuery, panel_queries, substitute
 from grafana.render import Window, render_dashboard
-from tests.fixtures.prom import RULES_DIR, scrape_config
+from tests.fixtures.prom import scrape_config
+from tests.fixtures.rules import RULES_DIR
 from tests.fixtures.simulator import control
 from tests.helpers import ConditionTimeout, wait_for
 

@@ -29,12 +29,12 @@ import pytest
 from tests.fixtures.prom import (
     AlertmanagerFactory,
     PrometheusFactory,
-    WebhookReceiver,
     alertmanager_test_config,
     scrape_config,
-    write_scaled_rules,
 )
+from tests.fixtures.rules import write_scaled_rules
 from tests.fixtures.simulator import SimulatorFactory
+from tests.fixtures.webhook import WebhookReceiver
 from tests.groundtruth.support import CliExporter
 from tests.helpers import wait_for
 

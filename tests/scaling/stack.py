@@ -25,7 +25,8 @@ from typing import Any
 
 import yaml
 
-from tests.fixtures.prom import REPO_ROOT, PrometheusServer, _Process, _write_yaml, format_duration
+from tests.fixtures.prom import PrometheusServer, _Process, _write_yaml
+from tests.fixtures.rules import REPO_ROOT, format_duration
 from tests.helpers import find_binary
 
 DEPLOY_DIR = REPO_ROOT / "deploy" / "victoriametrics"

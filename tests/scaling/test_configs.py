@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.fixtures.prom import RULES_DIR
+from tests.fixtures.rules import RULES_DIR
 from tests.helpers import find_binary
 from tests.scaling.stack import DEPLOY_DIR, render_args
 

@@ -35,8 +35,9 @@ from exporter.simulator.server import Simulator
 from grafana.promapi import PrometheusAPI
 from grafana.render import Window
 from tests.fixtures.exporter import start_exporter_process
-from tests.fixtures.prom import AlertmanagerFactory, WebhookReceiver
+from tests.fixtures.prom import AlertmanagerFactory
 from tests.fixtures.simulator import SimulatorFactory, control
+from tests.fixtures.webhook import WebhookReceiver
 from tests.grafana.test_dashboards_e2e import dashboards, wait_every_panel_has_data
 from tests.helpers import ConditionTimeout, LoggedProcess, free_ports, metric_sum, scrape, wait_for
 from tests.scaling.stack import (

@@ -35,7 +35,7 @@ from scripts.demo_config import (
     muted,
     prometheus_config,
 )
-from tests.fixtures.prom import write_scaled_rules
+from tests.fixtures.rules import write_scaled_rules
 from tests.helpers import find_binary, free_ports, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
